@@ -1,0 +1,39 @@
+import type { FileEntry, PackageEntry, PortEntry, ProcessEntry } from './manifest.js';
+import type { Change, PolicyAction, Severity } from './rules.js';
+
+interface FindingBase<K extends string, T> {
+  kind: K;
+  /** The manifest key: a path, `dpkg:name:arch`, `exe|user`, `tcp:addr:port`. */
+  key: string;
+  change: Change;
+  /** Attribute names that differ (`sha256`, `mode`, `version`, ...); empty for added/removed. */
+  changed: string[];
+  before: T | null;
+  after: T | null;
+  severity: Severity;
+  action: PolicyAction;
+  /** `file:line` of the policy rule that set severity and action, or null for the default. */
+  rule: string | null;
+  /** One sentence a person can act on. */
+  explanation: string;
+  /** Unified diff of the content, where both sides are known. */
+  diff?: string;
+}
+
+/** One difference between a host and its image's baseline (DESIGN.md §5). */
+export type Finding =
+  | FindingBase<'package', PackageEntry>
+  | FindingBase<'file', FileEntry>
+  | FindingBase<'process', ProcessEntry>
+  | FindingBase<'port', PortEntry>;
+
+export const REPORT_SCHEMA = 'drift.report/v1';
+
+/** The result of a scan, as `--format json` prints it (documented in README). */
+export interface Report {
+  schema: typeof REPORT_SCHEMA;
+  target: string;
+  baseline: { imageId: string; digest: string };
+  summary: { findings: number; bySeverity: Record<Severity, number> };
+  findings: Finding[];
+}

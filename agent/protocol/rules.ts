@@ -1,0 +1,102 @@
+import { z } from 'zod';
+
+/**
+ * Rule files (DESIGN.md §4): what to watch, what to ignore, what is expected to
+ * change at first boot, and what a finding is worth. Files are YAML; this is the
+ * shape of one file after parsing. `rules/README.md` is the reference.
+ */
+
+export const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export const ACTIONS = ['report', 'replace', 'ignore'] as const;
+export type PolicyAction = (typeof ACTIONS)[number];
+
+export const FINDING_KINDS = ['package', 'file', 'process', 'port'] as const;
+export type FindingKind = (typeof FINDING_KINDS)[number];
+
+export const CHANGES = ['added', 'removed', 'modified'] as const;
+export type Change = (typeof CHANGES)[number];
+
+/** Where a rule was written, so that a finding can name the rule that judged it. */
+export interface RuleSource {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** Watch paths matching a glob (`**` crosses folders, `{a,b}` alternates). */
+export const WatchRuleSchema = z.strictObject({
+  path: z.string().min(1),
+  /** Keep small text content for unified diffs. */
+  content: z.boolean().optional(),
+});
+
+/** Leave something out of collection and comparison; `why` is mandatory. */
+export const IgnoreRuleSchema = z.strictObject({
+  path: z.string().min(1).optional(),
+  process: z.string().min(1).optional(),
+  package: z.string().min(1).optional(),
+  port: z.string().min(1).optional(),
+  why: z.string().min(1),
+});
+
+/**
+ * An expected first-boot change, as narrow as the change itself: `path` may change
+ * (`change: modified`) or appear (`added`); with `lines`, only added/removed lines
+ * matching one of the regular expressions are expected, any other line is drift.
+ * `${name}` in a pattern or path is replaced by the rule variable `name`.
+ */
+export const ExpectRuleSchema = z.strictObject({
+  path: z.string().min(1),
+  change: z.enum(CHANGES).optional(),
+  lines: z.array(z.string()).optional(),
+  why: z.string().min(1),
+});
+
+export const PolicyMatchSchema = z.strictObject({
+  kind: z.enum(FINDING_KINDS).optional(),
+  change: z.enum(CHANGES).optional(),
+  /** Glob over the finding key's path (files) or name (packages, processes, ports). */
+  path: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+});
+
+export const PolicyRuleSchema = z.strictObject({
+  match: PolicyMatchSchema,
+  severity: z.enum(SEVERITIES),
+  action: z.enum(ACTIONS),
+});
+
+export const RuleFileSchema = z.strictObject({
+  /** Variables for `${name}` in expect rules (e.g. `cloudInitUser: admin`). */
+  vars: z.record(z.string(), z.string()).optional(),
+  watch: z.array(WatchRuleSchema).optional(),
+  ignore: z.array(IgnoreRuleSchema).optional(),
+  expect: z.array(ExpectRuleSchema).optional(),
+  policy: z.array(PolicyRuleSchema).optional(),
+});
+export type RuleFile = z.infer<typeof RuleFileSchema>;
+
+export type WatchRule = z.infer<typeof WatchRuleSchema> & { source?: RuleSource };
+export type IgnoreRule = z.infer<typeof IgnoreRuleSchema> & { source?: RuleSource };
+export type ExpectRule = z.infer<typeof ExpectRuleSchema> & { source?: RuleSource };
+export type PolicyRule = z.infer<typeof PolicyRuleSchema> & { source?: RuleSource };
+
+/** Rule files merged in order: shipped `rules/` first, then each `--rules` folder. */
+export interface RuleSet {
+  vars: Record<string, string>;
+  watch: WatchRule[];
+  ignore: IgnoreRule[];
+  expect: ExpectRule[];
+  policy: PolicyRule[];
+}
+
+export function emptyRuleSet(): RuleSet {
+  return { vars: {}, watch: [], ignore: [], expect: [], policy: [] };
+}
+
+/** `file:line` of a rule, as findings name it; `null` for a rule made in code. */
+export function ruleRef(rule: { source?: RuleSource }): string | null {
+  return rule.source ? `${rule.source.file}:${rule.source.line}` : null;
+}

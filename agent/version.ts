@@ -1,0 +1,2 @@
+/** The drift version, reported in manifests and by `drift --version`. */
+export const VERSION = '0.1.0';
