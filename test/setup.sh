@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v rpm >/dev/null || need+=(rpm)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test setup: needs root to install: ${need[*]}" >&2; exit 1
@@ -11,4 +13,16 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# A real Debian root for the scan tests, built once with debootstrap (minbase) and cached
+# outside the checkout so that fresh clones on this machine reuse it.
+cache="${DRIFT_TEST_CACHE:-/var/cache/drift-tests}"
+if [ ! -x "$cache/debian-minbase/usr/bin/dpkg" ]; then
+  mkdir -p "$cache"
+  rm -rf "$cache/debian-minbase.tmp"
+  echo "test setup: building a Debian minbase root in $cache (debootstrap, once)" >&2
+  debootstrap --variant=minbase bookworm "$cache/debian-minbase.tmp" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
+    || { echo "test setup: debootstrap failed, see $cache/debootstrap.log" >&2; tail -20 "$cache/debootstrap.log" >&2; exit 1; }
+  mv "$cache/debian-minbase.tmp" "$cache/debian-minbase"
 fi

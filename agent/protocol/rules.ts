@@ -28,8 +28,12 @@ export interface RuleSource {
 /** Watch paths matching a glob (`**` crosses folders, `{a,b}` alternates). */
 export const WatchRuleSchema = z.strictObject({
   path: z.string().min(1),
-  /** Keep small text content for unified diffs. */
-  content: z.boolean().optional(),
+  /**
+   * `true`: keep small text content for unified diffs (never for secrets).
+   * `names`: keep only the first `:`-separated field of each line (user and group
+   * names of /etc/shadow and /etc/gshadow), so that added users show without secrets.
+   */
+  content: z.union([z.boolean(), z.literal('names')]).optional(),
 });
 
 /** Leave something out of collection and comparison; `why` is mandatory. */
@@ -60,6 +64,8 @@ export const PolicyMatchSchema = z.strictObject({
   /** Glob over the finding key's path (files) or name (packages, processes, ports). */
   path: z.string().min(1).optional(),
   name: z.string().min(1).optional(),
+  /** Files only: the mode gains this bit (a new file that has it counts as a gain). */
+  gains: z.enum(['setuid', 'setgid']).optional(),
 });
 
 export const PolicyRuleSchema = z.strictObject({

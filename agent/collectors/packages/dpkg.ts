@@ -1,0 +1,141 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { errnoOf } from '../../protocol/errors.js';
+import type { PackageEntry, Unread } from '../../protocol/manifest.js';
+import type { CollectResult, PathOwner } from '../contract.js';
+import {
+  divertedPath,
+  dpkgInfoName,
+  isDpkgInstalled,
+  parseDiversions,
+  parseDpkgList,
+  parseDpkgStatus,
+  type DpkgDiversion,
+  type DpkgRecord,
+} from './dpkg-parse.js';
+
+/** `root` + an absolute database path, without the lexical `..` folding of path.join (the kernel resolves it). */
+export function underRoot(root: string, path: string): string {
+  const base = root.replace(/\/+$/, '');
+  return `${base}${path}`;
+}
+
+/** Where dpkg keeps its database under a root. */
+export function dpkgAdminDir(root: string): string {
+  return underRoot(root, '/var/lib/dpkg');
+}
+
+/** The dpkg database of a root, as read from disk; null fields mean "absent". */
+export interface DpkgDb {
+  /** Status records with the `updates/` journal applied, in status-file order. */
+  records: DpkgRecord[];
+  /** Diversions keyed by diverted path. */
+  diversions: Map<string, DpkgDiversion>;
+  /** Problems met while reading (a journal entry or the diversions file that could not be read). */
+  unread: Unread[];
+}
+
+/** Read a text file, mapping "does not exist" to null and letting other errors through. */
+export async function readIfExists(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/**
+ * Read a root's dpkg database: `status`, the `updates/` journal and `diversions`.
+ * Returns null when the root has no `var/lib/dpkg/status` (dpkg absent); throws
+ * the underlying error when the status file exists but cannot be read.
+ */
+export async function readDpkgDb(root: string): Promise<DpkgDb | null> {
+  const admin = dpkgAdminDir(root);
+  const status = await readIfExists(`${admin}/status`);
+  if (status === null) return null;
+  const unread: Unread[] = [];
+  const updates: string[] = [];
+  try {
+    const names = (await readdir(`${admin}/updates`)).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
+    for (const n of names) updates.push(await readFile(`${admin}/updates/${n}`, 'utf8'));
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') unread.push({ path: '/var/lib/dpkg/updates', reason: errnoOf(err) });
+  }
+  const diversions = new Map<string, DpkgDiversion>();
+  try {
+    for (const d of parseDiversions((await readIfExists(`${admin}/diversions`)) ?? '')) diversions.set(d.from, d);
+  } catch (err) {
+    unread.push({ path: '/var/lib/dpkg/diversions', reason: errnoOf(err) });
+  }
+  return { records: parseDpkgStatus(status, updates), diversions, unread };
+}
+
+/** Run `fn` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * Read a package's `info/<name>.<ext>` file; null when it does not exist.
+ * Other errors are thrown.
+ */
+export async function readInfoFile(root: string, rec: DpkgRecord, ext: string): Promise<string | null> {
+  return readIfExists(`${dpkgAdminDir(root)}/info/${dpkgInfoName(rec)}.${ext}`);
+}
+
+/**
+ * Collect the installed dpkg packages of a root (keys `dpkg:name:arch`) and who
+ * owns each path (`info/*.list`, with diversions applied the way dpkg applies
+ * them, and the `Conffiles` field). Where several packages list a path (shared
+ * folders), the first in key order owns it. No database → empty result; an
+ * unreadable status file → one `unread` entry; an unreadable or missing files
+ * list of an installed package → an `unread` entry for that list.
+ */
+export async function collectDpkg(root: string): Promise<CollectResult<PackageEntry>> {
+  const entries: Record<string, PackageEntry> = {};
+  const owners = new Map<string, PathOwner>();
+  let db: DpkgDb | null;
+  try {
+    db = await readDpkgDb(root);
+  } catch (err) {
+    return { entries, unread: [{ path: '/var/lib/dpkg/status', reason: errnoOf(err) }], owners };
+  }
+  if (!db) return { entries, unread: [], owners };
+  const unread = [...db.unread];
+  const installed = db.records.filter(isDpkgInstalled).sort((a, b) => {
+    const ka = `${a.package}:${a.arch}`;
+    const kb = `${b.package}:${b.arch}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  for (const rec of installed) entries[`dpkg:${rec.package}:${rec.arch}`] = { version: rec.version, source: rec.source };
+
+  const lists = await mapLimit(installed, 32, async (rec) => {
+    try {
+      const text = await readInfoFile(root, rec, 'list');
+      if (text === null) unread.push({ path: `/var/lib/dpkg/info/${dpkgInfoName(rec)}.list`, reason: 'ENOENT' });
+      return text;
+    } catch (err) {
+      unread.push({ path: `/var/lib/dpkg/info/${dpkgInfoName(rec)}.list`, reason: errnoOf(err) });
+      return null;
+    }
+  });
+  installed.forEach((rec, i) => {
+    const owner = `dpkg:${rec.package}`;
+    const conffiles = new Set(rec.conffiles.map((c) => c.path));
+    for (const path of parseDpkgList(lists[i] ?? '')) {
+      const at = divertedPath(path, rec.package, db.diversions);
+      if (!owners.has(at)) owners.set(at, { owner, conffile: conffiles.has(path) });
+    }
+  });
+  unread.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { entries, unread, owners };
+}

@@ -1,0 +1,195 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ProcessEntry, Unread } from '../protocol/manifest.js';
+import { DriftError, errnoOf } from '../protocol/errors.js';
+import type { CollectContext, Collector, CollectResult } from './contract.js';
+import {
+  type FileId,
+  requireProc,
+  isKernelThread,
+  listPids,
+  mapLimit,
+  parsePasswd,
+  parseStat,
+  parseStatus,
+  readExe,
+  sha256Of,
+  vanished,
+} from './proc.js';
+
+/** One user-space process as read from /proc, before grouping. */
+interface RunningProcess {
+  pid: number;
+  exe: string;
+  deleted: boolean;
+  user: string;
+  /** `dev:inode` of the image the process runs. */
+  image: FileId;
+}
+
+type ProcessRead = { kind: 'process'; process: RunningProcess } | { kind: 'skip' } | { kind: 'unread'; unread: Unread };
+
+const SKIP = { kind: 'skip' } as const;
+
+/**
+ * Running processes from `ctx.proc`, grouped by identity `executable|user`
+ * (`/usr/sbin/sshd|root`) with their count. Kernel threads and zombies are left
+ * out. Each entry has the sha256 of the running image (read through
+ * /proc/PID/exe, once per distinct `dev:inode`), `deleted` when the kernel marks
+ * the image ` (deleted)`, and `replaced: true` when `<root>/<exe>` now holds
+ * another file than the one running. The user is the real uid named through
+ * `<root>/etc/passwd` (the number when it has no name).
+ *
+ * Processes that exit while being read are skipped: that is churn, not an
+ * unread file. An executable that cannot be read for another reason goes to
+ * `unread` as `/proc/PID/exe` with its errno. Throws DriftError only when
+ * `ctx.proc` is null or cannot be listed.
+ *
+ * Where processes of one identity run different images (some started before an
+ * upgrade), `deleted` and `replaced` hold if they hold for any of them, and
+ * `exeSha256` is the smallest of their hashes, so the entry is stable.
+ */
+export const processesCollector: Collector<'processes'> = {
+  section: 'processes',
+  async collect(ctx: CollectContext): Promise<CollectResult<ProcessEntry>> {
+    const proc = requireProc(ctx, 'processes');
+    const unread: Unread[] = [];
+    const users = await readUsers(ctx.root, unread);
+    const pids = await listProc(proc);
+
+    const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users));
+    const running: RunningProcess[] = [];
+    for (const r of reads) {
+      if (r.kind === 'process') running.push(r.process);
+      else if (r.kind === 'unread') unread.push(r.unread);
+    }
+
+    const byImage = new Map<FileId, RunningProcess[]>();
+    for (const p of running) {
+      const list = byImage.get(p.image);
+      if (list) list.push(p);
+      else byImage.set(p.image, [p]);
+    }
+    const hashes = new Map<FileId, string>();
+    const gone = new Set<FileId>();
+    await mapLimit([...byImage], 4, async ([image, procs]) => {
+      const result = await hashImage(proc, image, procs);
+      if (result.kind === 'hash') hashes.set(image, result.sha256);
+      else if (result.kind === 'gone') gone.add(image);
+      else unread.push(result.unread);
+    });
+
+    // One stat of <root>/<exe> per distinct path tells whether the path still holds the running image.
+    const onDisk = new Map<string, FileId | null>();
+    for (const p of running) onDisk.set(p.exe, null);
+    await mapLimit([...onDisk.keys()], 16, async (exe) => {
+      try {
+        const st = await stat(join(ctx.root, exe), { bigint: true });
+        onDisk.set(exe, `${st.dev}:${st.ino}`);
+      } catch (err) {
+        // Nothing at the path (deleted, or a memfd image): that is `deleted`, not `replaced`.
+        const code = errnoOf(err);
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') unread.push({ path: exe, reason: code });
+      }
+    });
+
+    const entries: Record<string, ProcessEntry> = {};
+    const shas = new Map<string, string[]>();
+    for (const p of running) {
+      if (gone.has(p.image)) continue;
+      const key = `${p.exe}|${p.user}`;
+      const now = onDisk.get(p.exe);
+      const replaced = now !== null && now !== undefined && now !== p.image;
+      const entry = entries[key] ?? (entries[key] = { count: 0, deleted: false });
+      entry.count += 1;
+      if (p.deleted) entry.deleted = true;
+      if (replaced) entry.replaced = true;
+      const sha = hashes.get(p.image);
+      if (sha === undefined) continue;
+      const list = shas.get(key);
+      if (list) list.push(sha);
+      else shas.set(key, [sha]);
+    }
+    for (const [key, list] of shas) {
+      const entry = entries[key];
+      if (entry) entry.exeSha256 = list.sort()[0] as string;
+    }
+    unread.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return { entries, unread };
+  },
+};
+
+async function listProc(proc: string): Promise<number[]> {
+  try {
+    return await listPids(proc);
+  } catch (err) {
+    throw new DriftError('DRIFT_ERR_IO', `cannot list processes in ${proc}: ${errnoOf(err)}; check that --proc names a mounted /proc`, { cause: err });
+  }
+}
+
+async function readUsers(root: string, unread: Unread[]): Promise<Map<number, string>> {
+  try {
+    return parsePasswd(await readFile(join(root, 'etc', 'passwd'), 'utf8'));
+  } catch (err) {
+    // No passwd (a minimal image): users are shown by number, which is still a fact.
+    if (!vanished(err)) unread.push({ path: '/etc/passwd', reason: errnoOf(err) });
+    return new Map();
+  }
+}
+
+async function readProcess(proc: string, pid: number, root: string, users: Map<number, string>): Promise<ProcessRead> {
+  const dir = join(proc, String(pid));
+  const exePath = `/proc/${pid}/exe`;
+  let reading = `/proc/${pid}/stat`;
+  try {
+    const stat0 = parseStat(await readFile(join(dir, 'stat'), 'utf8'));
+    if (!stat0) return { kind: 'unread', unread: { path: `/proc/${pid}/stat`, reason: 'unparsable stat line' } };
+    if (isKernelThread(stat0, null, true)) return SKIP;
+    // A zombie (or a task being reaped) has no image left to describe.
+    if (stat0.state === 'Z' || stat0.state === 'X') return SKIP;
+    reading = `/proc/${pid}/status`;
+    const status = parseStatus(await readFile(join(dir, 'status'), 'utf8'));
+    if (!status) return { kind: 'unread', unread: { path: `/proc/${pid}/status`, reason: 'no Uid: line' } };
+    if (isKernelThread(stat0, status, true)) return SKIP;
+
+    let exe;
+    try {
+      exe = await readExe(proc, pid, root);
+    } catch (err) {
+      // No exe: a kernel thread on a kernel without PF_KTHREAD/Kthread:, or a process
+      // that exited (or is exiting) since the stat was read. Both are left out.
+      if (vanished(err)) return SKIP;
+      return { kind: 'unread', unread: { path: exePath, reason: errnoOf(err) } };
+    }
+    reading = exePath;
+    const img = await stat(join(dir, 'exe'), { bigint: true });
+    return {
+      kind: 'process',
+      process: {
+        pid,
+        exe: exe.path,
+        deleted: exe.deleted,
+        user: users.get(status.realUid) ?? String(status.realUid),
+        image: `${img.dev}:${img.ino}`,
+      },
+    };
+  } catch (err) {
+    if (vanished(err)) return SKIP;
+    return { kind: 'unread', unread: { path: reading, reason: errnoOf(err) } };
+  }
+}
+
+type HashResult = { kind: 'hash'; sha256: string } | { kind: 'gone' } | { kind: 'unread'; unread: Unread };
+
+/** Hashes one running image through the first of its processes that is still alive. */
+async function hashImage(proc: string, image: FileId, procs: readonly RunningProcess[]): Promise<HashResult> {
+  for (const p of procs) {
+    try {
+      const sha = await sha256Of(join(proc, String(p.pid), 'exe'), image);
+      if (sha !== null) return { kind: 'hash', sha256: sha };
+    } catch (err) {
+      if (!vanished(err)) return { kind: 'unread', unread: { path: `/proc/${p.pid}/exe`, reason: errnoOf(err) } };
+    }
+  }
+  return { kind: 'gone' };
+}

@@ -1,0 +1,232 @@
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BigIntStats } from 'node:fs';
+
+/**
+ * The stat cache: the sha256 of a regular file, valid while the file's device,
+ * inode, size, mtime and ctime (nanoseconds) are those it had when it was hashed.
+ * An unchanged file is then not read again. ctime cannot be set from user space,
+ * so a content change that restores mtime (touch -d, tar -x) is still seen.
+ *
+ * Records are keyed by the file itself (device + inode) rather than by its path:
+ * a path whose file was replaced has a new inode and misses, hard links are
+ * hashed once, and the cache holds no path strings — 72 bytes a file on disk and
+ * in memory, which keeps the agent's peak memory low on large trees.
+ *
+ * One file in the state folder, `statcache.v1`, binary and compact:
+ *
+ *   "DRIFTSC1"  u32 rootLength  root (UTF-8)  u32 count
+ *   count × ( u64 dev  u64 ino  u64 size  u64 mtimeNs  u64 ctimeNs  32 bytes sha256 )
+ *   little-endian
+ *
+ * It is replaced atomically (temp file + rename), and a file that is missing,
+ * truncated, of another version or made for another root reads as an empty cache:
+ * a cache never decides a result, it only saves work.
+ */
+
+export const STAT_CACHE_FILE = 'statcache.v1';
+const MAGIC = Buffer.from('DRIFTSC1', 'latin1');
+const STAT_BYTES = 40;
+const SHA_BYTES = 32;
+const RECORD_BYTES = STAT_BYTES + SHA_BYTES;
+/** Staged records per chunk (576 KiB). */
+const CHUNK_RECORDS = 8192;
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * Files changed less than this long before the scan started are not cached: file
+ * timestamps are only as fine as the kernel's clock tick (1-10 ms), so a write in
+ * the same tick as our stat could leave size, mtime and ctime unchanged (git's
+ * "racy" case). One second is far more than a tick and costs only re-hashing the
+ * files changed in the last second.
+ */
+const RACY_WINDOW_NS = 1_000_000_000n;
+
+/** dev → ino → offset of the record in the loaded file. */
+type Index = Map<bigint, Map<number, number>>;
+
+/** A loaded stat cache; look files up during a collection, then `save` it. */
+export class StatCache {
+  /** Offsets of loaded records hit during this collection (they are kept on save). */
+  private readonly kept = new Set<number>();
+  /**
+   * Records of files about to be hashed (`stage`): stat fields now, sha256 on
+   * `record`. Fixed-size chunks, so no Stats object is kept alive and growing
+   * never copies.
+   */
+  private readonly chunks: Buffer[] = [];
+  private stagedCount = 0;
+  /** Staged records that got their sha256 this collection. */
+  private readonly added: number[] = [];
+  /** dev:ino of hard-linked files staged this collection. */
+  private readonly linked = new Set<string>();
+  private readonly racyAfterNs: bigint;
+
+  private constructor(
+    private readonly root: string,
+    private readonly data: Buffer,
+    private readonly index: Index,
+    private readonly count: number,
+    startedAt: Date,
+  ) {
+    this.racyAfterNs = BigInt(startedAt.getTime()) * 1_000_000n - RACY_WINDOW_NS;
+  }
+
+  /** An empty cache for `root` (nothing is a hit). */
+  static empty(root: string, startedAt: Date = new Date()): StatCache {
+    return new StatCache(root, Buffer.alloc(0), new Map(), 0, startedAt);
+  }
+
+  /**
+   * Read `statcache.v1` from `stateDir` for the given root. Never throws: a missing
+   * or unusable file gives an empty cache. `startedAt` is when the scan started.
+   */
+  static load(stateDir: string, root: string, startedAt: Date = new Date()): StatCache {
+    let data: Buffer;
+    try {
+      data = readFileSync(join(stateDir, STAT_CACHE_FILE));
+    } catch {
+      return StatCache.empty(root, startedAt);
+    }
+    const parsed = parse(data, root);
+    return parsed ? new StatCache(root, data, parsed.index, parsed.count, startedAt) : StatCache.empty(root, startedAt);
+  }
+
+  /** Records in the loaded file. */
+  get loadedCount(): number {
+    return this.count;
+  }
+
+  /**
+   * The cached sha256 (hex) of the file whose lstat (bigint) is `st`, if its
+   * device, inode, size, mtime and ctime are unchanged; undefined otherwise.
+   * A hit is kept for the next save.
+   */
+  lookup(st: BigIntStats): string | undefined {
+    const off = this.index.get(st.dev)?.get(Number(st.ino));
+    if (off === undefined) return undefined;
+    const d = this.data;
+    if (
+      d.readBigUInt64LE(off + 8) !== st.ino ||
+      d.readBigUInt64LE(off + 16) !== st.size ||
+      d.readBigUInt64LE(off + 24) !== st.mtimeNs ||
+      d.readBigUInt64LE(off + 32) !== st.ctimeNs
+    ) {
+      return undefined;
+    }
+    this.kept.add(off);
+    return d.toString('hex', off + STAT_BYTES, off + RECORD_BYTES);
+  }
+
+  /**
+   * Keep the stat fields of a file that is about to be read, taken before reading
+   * it; returns a handle for `record`, or -1 when the file changed within the racy
+   * window before the scan (it is then not cached: a write in the same clock tick
+   * as our stat could go unseen).
+   */
+  stage(st: BigIntStats): number {
+    if (st.mtimeNs >= this.racyAfterNs || st.ctimeNs >= this.racyAfterNs) return -1;
+    if (st.nlink > 1n) {
+      // Hard links: one record per file is enough (the cache is keyed by dev+ino).
+      const id = `${st.dev}:${st.ino}`;
+      if (this.linked.has(id)) return -1;
+      this.linked.add(id);
+    }
+    const slot = this.stagedCount % CHUNK_RECORDS;
+    if (slot === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK_RECORDS * RECORD_BYTES));
+    const b = this.chunks[this.chunks.length - 1] as Buffer;
+    const o = slot * RECORD_BYTES;
+    b.writeBigUInt64LE(st.dev, o);
+    b.writeBigUInt64LE(st.ino, o + 8);
+    b.writeBigUInt64LE(st.size, o + 16);
+    b.writeBigUInt64LE(st.mtimeNs, o + 24);
+    b.writeBigUInt64LE(st.ctimeNs, o + 32);
+    return this.stagedCount++;
+  }
+
+  /** Remember that the file staged as `stage` hashed to `sha256` (hex). */
+  record(stage: number, sha256: string): void {
+    if (stage < 0) return;
+    const chunk = this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer;
+    chunk.write(sha256, (stage % CHUNK_RECORDS) * RECORD_BYTES + STAT_BYTES, 'hex');
+    this.added.push(stage);
+  }
+
+  /** True when saving would change the file: a record was added or one was not hit again. */
+  get dirty(): boolean {
+    return this.added.length > 0 || this.kept.size !== this.count;
+  }
+
+  /**
+   * Write the records hit or added during this collection (and only those, so
+   * files gone from disk leave the cache) to `stateDir`, atomically. Skips the
+   * write when nothing changed. Throws the fs error when the folder is not writable.
+   */
+  save(stateDir: string): void {
+    if (!this.dirty) return;
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const target = join(stateDir, STAT_CACHE_FILE);
+    const temp = `${target}.tmp-${process.pid}`;
+    const fd = openSync(temp, 'w', 0o600);
+    try {
+      // Streamed through one small buffer: no second copy of the cache in memory.
+      const buffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+      let o = 0;
+      const flush = (): void => {
+        let done = 0;
+        while (done < o) done += writeSync(fd, buffer, done, o - done);
+        o = 0;
+      };
+      const room = (bytes: number): void => {
+        if (o + bytes > buffer.length) flush();
+      };
+      const rootLength = Buffer.byteLength(this.root, 'utf8');
+      room(MAGIC.length + 8 + rootLength);
+      o += MAGIC.copy(buffer, o);
+      o = buffer.writeUInt32LE(rootLength, o);
+      o += buffer.write(this.root, o, 'utf8');
+      o = buffer.writeUInt32LE(this.kept.size + this.added.length, o);
+      for (const off of this.kept) {
+        room(RECORD_BYTES);
+        o += this.data.copy(buffer, o, off, off + RECORD_BYTES);
+      }
+      for (const stage of this.added) {
+        room(RECORD_BYTES);
+        const from = (stage % CHUNK_RECORDS) * RECORD_BYTES;
+        o += (this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer).copy(buffer, o, from, from + RECORD_BYTES);
+      }
+      flush();
+      closeSync(fd);
+      renameSync(temp, target);
+    } catch (err) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+      rmSync(temp, { force: true });
+      throw err;
+    }
+  }
+}
+
+/** Index a cache file by dev and inode; null when unusable. */
+function parse(data: Buffer, root: string): { index: Index; count: number } | null {
+  if (data.length < MAGIC.length + 8 || !data.subarray(0, MAGIC.length).equals(MAGIC)) return null;
+  let o = MAGIC.length;
+  const rootLength = data.readUInt32LE(o);
+  o += 4;
+  if (o + rootLength + 4 > data.length || data.toString('utf8', o, o + rootLength) !== root) return null;
+  o += rootLength;
+  const count = data.readUInt32LE(o);
+  o += 4;
+  if (data.length !== o + count * RECORD_BYTES) return null;
+  const index: Index = new Map();
+  for (let i = 0; i < count; i++, o += RECORD_BYTES) {
+    const dev = data.readBigUInt64LE(o);
+    let byIno = index.get(dev);
+    if (!byIno) index.set(dev, (byIno = new Map()));
+    byIno.set(Number(data.readBigUInt64LE(o + 8)), o);
+  }
+  return { index, count };
+}

@@ -1,0 +1,102 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fixtures } from '../../../helpers/paths.js';
+import { packagesCollector } from '../../../../agent/collectors/packages/index.js';
+import type { CollectContext } from '../../../../agent/collectors/contract.js';
+
+const ctx = (root: string): CollectContext => ({ root, proc: null, rules: {} as CollectContext['rules'], stateDir: null, forceRehash: false });
+
+function tempRoot(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'drift-pkgroot-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('this machine: the dpkg set equals dpkg-query -W for installed packages (name:arch and version)', async (t) => {
+  const out = execFileSync('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}\t${Package}\t${Architecture}\t${Version}\n'], { encoding: 'utf8' });
+  const expected: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const [abbrev = '', name, arch, version = ''] = line.split('\t');
+    // The second letter of db:Status-Abbrev is the state: i installed, t/W trigger states (see DPKG_INSTALLED_STATES).
+    if (name && 'itW'.includes(abbrev[1] ?? 'n')) expected[`dpkg:${name}:${arch}`] = version;
+  }
+  const r = await packagesCollector.collect(ctx('/'));
+  const got: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.entries)) if (k.startsWith('dpkg:')) got[k] = v.version;
+  t.same(got, expected);
+  t.ok(Object.keys(got).length > 100);
+  t.same(r.unread, []);
+  t.same(r.owners?.get('/etc/ssl/openssl.cnf'), { owner: 'dpkg:openssl', conffile: true });
+  t.same(r.owners?.get('/usr/bin/dpkg'), { owner: 'dpkg:dpkg', conffile: false });
+  // A diverted path holds the diverting package's copy (or nobody's): other packages' copies live at the target.
+  const div = readFileSync('/var/lib/dpkg/diversions', 'utf8').split('\n');
+  for (let i = 0; i + 2 < div.length; i += 3) {
+    const owner = r.owners?.get(div[i] ?? '')?.owner;
+    if (owner !== undefined) t.equal(owner, `dpkg:${div[i + 2]}`, `${div[i]} is owned by its diverting package`);
+  }
+});
+
+t.test('a root built from recorded dpkg files; no managers → nothing; unreadable status → unread', async (t) => {
+  const root = tempRoot(t);
+  const admin = join(root, 'var/lib/dpkg');
+  mkdirSync(admin, { recursive: true });
+  cpSync(fixtures('packages', 'dpkg'), admin, { recursive: true });
+  const r = await packagesCollector.collect(ctx(root));
+  t.same(r.entries['dpkg:zlib1g:amd64'], { version: '1:1.2.13.dfsg-1', source: 'zlib' });
+  t.same(r.entries['dpkg:tzdata:all'], { version: '2025b-0+deb12u2', source: 'tzdata' });
+  t.same(r.owners?.get('/etc/ssl/openssl.cnf'), { owner: 'dpkg:openssl', conffile: true });
+  t.same(r.owners?.get('/etc/debian_version'), { owner: 'dpkg:base-files', conffile: true });
+  // The recorded root holds the files lists of two packages only: the others are reported, not skipped.
+  t.ok(r.unread.some((u) => u.path === '/var/lib/dpkg/info/bash.list' && u.reason === 'ENOENT'));
+
+  const empty = tempRoot(t);
+  t.same(await packagesCollector.collect(ctx(empty)), { entries: {}, unread: [], owners: new Map() });
+
+  const broken = tempRoot(t);
+  mkdirSync(join(broken, 'var/lib/dpkg/status'), { recursive: true });
+  mkdirSync(join(broken, 'lib/apk/db/installed'), { recursive: true });
+  const rb = await packagesCollector.collect(ctx(broken));
+  t.same(rb.unread, [{ path: '/var/lib/dpkg/status', reason: 'EISDIR' }, { path: '/lib/apk/db/installed', reason: 'EISDIR' }]);
+});
+
+t.test('apk root from the recorded installed db', async (t) => {
+  const root = tempRoot(t);
+  mkdirSync(join(root, 'lib/apk/db'), { recursive: true });
+  cpSync(fixtures('packages', 'apk', 'installed'), join(root, 'lib/apk/db/installed'));
+  const r = await packagesCollector.collect(ctx(root));
+  t.same(Object.keys(r.entries), ['apk:alpine-baselayout-data:x86_64', 'apk:busybox-binsh:x86_64', 'apk:musl:x86_64']);
+  t.same(r.entries['apk:busybox-binsh:x86_64'], { version: '1.36.1-r15', source: 'busybox' });
+  t.same(r.owners?.get('/bin/sh'), { owner: 'apk:busybox-binsh', conffile: false });
+});
+
+t.test('rpm: a real rpm database built with rpm --root; no rpm program → unread', async (t) => {
+  const dir = tempRoot(t);
+  const top = join(dir, 'build');
+  mkdirSync(join(top, 'SPECS'), { recursive: true });
+  writeFileSync(join(top, 'SPECS', 'demo.spec'), [
+    'Name: drift-demo', 'Epoch: 2', 'Version: 1.4', 'Release: 3', 'Summary: demo', 'License: MIT', 'BuildArch: noarch',
+    '%description', 'demo', '%install', 'mkdir -p %{buildroot}/etc/drift-demo', 'echo a=1 > %{buildroot}/etc/drift-demo/demo.conf',
+    '%files', '%dir /etc/drift-demo', '%config(noreplace) /etc/drift-demo/demo.conf', '',
+  ].join('\n'));
+  execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '-bb', join(top, 'SPECS', 'demo.spec')], { stdio: 'ignore' });
+  const root = join(dir, 'root');
+  execFileSync('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', '--initdb']);
+  execFileSync('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', '-i', '--nodeps', join(top, 'RPMS', 'noarch', 'drift-demo-1.4-3.noarch.rpm')], { stdio: 'ignore' });
+  const r = await packagesCollector.collect(ctx(root));
+  t.same(r.entries, { 'rpm:drift-demo:noarch': { version: '2:1.4-3', source: 'drift-demo' } });
+  t.same(r.owners?.get('/etc/drift-demo/demo.conf'), { owner: 'rpm:drift-demo', conffile: true });
+  t.same(r.owners?.get('/etc/drift-demo'), { owner: 'rpm:drift-demo', conffile: false });
+
+  const path = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  try {
+    const r2 = await packagesCollector.collect(ctx(root));
+    t.same(r2.entries, {});
+    t.match(r2.unread, [{ path: '/var/lib/rpm', reason: /rpm program is not installed/ }]);
+  } finally {
+    process.env.PATH = path;
+  }
+});

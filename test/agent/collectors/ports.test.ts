@@ -1,0 +1,85 @@
+import t from 'tap';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { realpath, rm } from 'node:fs/promises';
+import { type AddressInfo, connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { portsCollector } from '../../../agent/collectors/ports.js';
+import type { CollectContext } from '../../../agent/collectors/contract.js';
+import { PortEntrySchema } from '../../../agent/protocol/manifest.js';
+import { emptyRuleSet } from '../../../agent/protocol/rules.js';
+import { buildProcTree } from '../../fixtures/proc/tree.js';
+
+const ctxFor = (root: string, proc: string | null): CollectContext => ({
+  root,
+  proc,
+  rules: emptyRuleSet(),
+  stateDir: null,
+  forceRehash: false,
+});
+
+t.test('fixture /proc: listening sockets tied to their processes', async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  const { entries, unread } = await portsCollector.collect(ctxFor(tree.root, tree.proc));
+  t.same(entries, {
+    'tcp:0.0.0.0:22': { process: '/usr/sbin/sshd' },
+    'tcp6:[::]:22': { process: '/usr/sbin/sshd' },
+    'tcp:127.0.0.1:5432': {},
+    'tcp:0.0.0.0:5355': { process: '/usr/lib/systemd/systemd' },
+    'udp:127.0.0.1:323': { process: '/usr/bin/app' },
+  }, 'shared sockets go to the service, not PID 1; an unheld socket has no process; connected ones are left out');
+  t.same(unread, [], 'no udp6 table (a kernel without IPv6) is not an error');
+  for (const e of Object.values(entries)) PortEntrySchema.parse(e);
+});
+
+t.test('fixture /proc: without net tables there are no ports, and no error', async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  await rm(join(tree.proc, 'net'), { recursive: true });
+  t.same(await portsCollector.collect(ctxFor(tree.root, tree.proc)), { entries: {}, unread: [] });
+});
+
+t.test('no /proc: the collector refuses to run', async (t) => {
+  await t.rejects(portsCollector.collect(ctxFor('/', null)), { name: 'DriftError', code: 'DRIFT_ERR_USAGE' });
+});
+
+const listen = async (host: string): Promise<Server> => {
+  const server = createServer();
+  server.listen(0, host);
+  await once(server, 'listening');
+  return server;
+};
+const bind = async (type: 'udp4' | 'udp6', host: string): Promise<UdpSocket> => {
+  const socket = createSocket(type);
+  socket.bind(0, host);
+  await once(socket, 'listening');
+  return socket;
+};
+
+t.test('live /proc: this process\'s TCP and UDP listeners, IPv4 and IPv6', async (t) => {
+  const tcp4 = await listen('127.0.0.1');
+  const tcp6 = await listen('::1');
+  const udp4 = await bind('udp4', '127.0.0.1');
+  const udp6 = await bind('udp6', '::1');
+  const connected = await bind('udp4', '127.0.0.1');
+  connected.connect((udp4.address()).port, '127.0.0.1');
+  await once(connected, 'connect');
+  const client = connect((tcp4.address() as AddressInfo).port, '127.0.0.1');
+  await once(client, 'connect');
+  t.teardown(async () => {
+    client.destroy();
+    for (const s of [udp4, udp6, connected]) s.close();
+    await Promise.all([tcp4, tcp6].map((s) => new Promise((done) => s.close(done))));
+  });
+
+  const me = await realpath(process.execPath);
+  const { entries } = await portsCollector.collect(ctxFor('/', '/proc'));
+  t.same(entries[`tcp:127.0.0.1:${(tcp4.address() as AddressInfo).port}`], { process: me });
+  t.same(entries[`tcp6:[::1]:${(tcp6.address() as AddressInfo).port}`], { process: me });
+  t.same(entries[`udp:127.0.0.1:${udp4.address().port}`], { process: me });
+  t.same(entries[`udp6:[::1]:${udp6.address().port}`], { process: me });
+  t.equal(entries[`udp:127.0.0.1:${connected.address().port}`], undefined, 'a connected UDP socket does not listen');
+  t.equal(entries[`tcp:127.0.0.1:${client.localPort}`], undefined, 'an outgoing TCP connection does not listen');
+  for (const e of Object.values(entries)) PortEntrySchema.parse(e);
+});

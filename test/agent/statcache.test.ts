@@ -1,0 +1,89 @@
+import t from 'tap';
+import { linkSync, lstatSync, mkdtempSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { STAT_CACHE_FILE, StatCache } from '../../agent/statcache.js';
+
+const later = (): Date => new Date(Date.now() + 10_000);
+const SHA = 'ab'.repeat(32);
+
+function setup(t: { teardown: (fn: () => void) => void }): { dir: string; state: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'drift-statcache-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'f');
+  writeFileSync(file, 'hello\n');
+  return { dir, state: join(dir, 'state'), file };
+}
+
+t.test('a saved record is a hit while the stat is unchanged, and a miss after a change', async (t) => {
+  const { state, file } = setup(t);
+  const first = StatCache.load(state, '/', later());
+  t.equal(first.lookup(lstatSync(file, { bigint: true })), undefined, 'empty without a file');
+  first.record(first.stage(lstatSync(file, { bigint: true })), SHA);
+  first.save(state);
+  t.same(readdirSync(state), [STAT_CACHE_FILE], 'written atomically: no temp file left');
+
+  const second = StatCache.load(state, '/', later());
+  t.equal(second.loadedCount, 1);
+  t.equal(second.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.notOk(second.dirty, 'nothing to write when every record was hit');
+
+  // Same size, mtime put back: ctime still moves, so the change is seen.
+  const before = lstatSync(file);
+  writeFileSync(file, 'HELLO\n');
+  utimesSync(file, before.atime, before.mtime);
+  t.equal(second.lookup(lstatSync(file, { bigint: true })), undefined);
+});
+
+t.test('files changed within the racy window before the scan are not cached', async (t) => {
+  const { state, file } = setup(t);
+  const cache = StatCache.load(state, '/', new Date());
+  t.equal(cache.stage(lstatSync(file, { bigint: true })), -1);
+  cache.record(-1, SHA);
+  t.notOk(cache.dirty);
+});
+
+t.test('records not seen again leave the cache', async (t) => {
+  const { dir, state, file } = setup(t);
+  const other = join(dir, 'g');
+  writeFileSync(other, 'x');
+  const a = StatCache.load(state, '/', later());
+  a.record(a.stage(lstatSync(file, { bigint: true })), SHA);
+  a.record(a.stage(lstatSync(other, { bigint: true })), SHA);
+  a.save(state);
+  const b = StatCache.load(state, '/', later());
+  t.equal(b.loadedCount, 2);
+  t.equal(b.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.ok(b.dirty, 'one record was not hit');
+  b.save(state);
+  t.equal(StatCache.load(state, '/', later()).loadedCount, 1);
+});
+
+t.test('a cache of another root, a truncated or foreign file reads as empty', async (t) => {
+  const { state, file } = setup(t);
+  const a = StatCache.load(state, '/', later());
+  a.record(a.stage(lstatSync(file, { bigint: true })), SHA);
+  a.save(state);
+  t.equal(StatCache.load(state, '/mnt/image', later()).loadedCount, 0);
+  truncateSync(join(state, STAT_CACHE_FILE), 30);
+  t.equal(StatCache.load(state, '/', later()).loadedCount, 0);
+  writeFileSync(join(state, STAT_CACHE_FILE), 'not a cache');
+  t.equal(StatCache.load(state, '/', later()).loadedCount, 0);
+});
+
+t.test('hard links are one record, and each path hits it', async (t) => {
+  const { dir, state, file } = setup(t);
+  const link = join(dir, 'hard');
+  linkSync(file, link);
+  const a = StatCache.load(state, '/', later());
+  const first = a.stage(lstatSync(file, { bigint: true }));
+  t.not(first, -1);
+  t.equal(a.stage(lstatSync(link, { bigint: true })), -1, 'the second path of the same inode is not staged again');
+  a.record(first, SHA);
+  a.save(state);
+  const b = StatCache.load(state, '/', later());
+  t.equal(b.loadedCount, 1);
+  t.equal(b.lookup(lstatSync(link, { bigint: true })), SHA);
+  t.equal(b.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.notOk(b.dirty);
+});
