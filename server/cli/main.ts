@@ -12,6 +12,7 @@ type Register = (program: Command) => void;
 async function loadCommands(): Promise<Register[]> {
   const mods = await Promise.all([
     import('./commands/keygen.js'),
+    import('./commands/rules.js'),
   ]);
   return mods.map((m) => m.register);
 }

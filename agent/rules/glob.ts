@@ -1,0 +1,67 @@
+import picomatch from 'picomatch';
+
+/**
+ * The one glob dialect of rule files (rules/README.md, "Globs"): picomatch with
+ * `dot: true` (a `*` matches dotfiles too), `*` stays within one folder, `**`
+ * crosses folders, `{a,b}` alternates, `[abc]` is a class, `!(x)` and friends are
+ * extglobs. Every consumer of rule globs compiles them through here.
+ */
+export const GLOB_OPTIONS = { dot: true } as const;
+
+/** A compiled glob: true when `subject` (a path or a name) matches it. */
+export type GlobMatcher = (subject: string) => boolean;
+
+/**
+ * Compile a glob that `globProblem` accepted. Throws for a glob with unbalanced
+ * brackets, braces or parentheses, so validate user input with `globProblem` first.
+ */
+export function compileGlob(glob: string): GlobMatcher {
+  return picomatch(glob, { ...GLOB_OPTIONS, strictBrackets: true });
+}
+
+/**
+ * Why `glob` is not a valid rule glob, or null when it is. picomatch itself reads
+ * an unclosed `[` or `{` as a literal character, which in a rule file is nearly
+ * always a typo, so this refuses it; it also refuses a `|` outside parentheses,
+ * which picomatch would silently turn into an alternation of the whole pattern.
+ */
+export function globProblem(glob: string): string | null {
+  if (glob.endsWith('\\') && !glob.endsWith('\\\\')) return 'ends with a lone backslash';
+  let depth = 0;
+  let inClass = false;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '\\') { i++; continue; }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      // `[]abc]` and `[!]abc]`: a `]` right after the opening is a member, not the end.
+      if (glob[i + 1] === '!' || glob[i + 1] === '^') i++;
+      if (glob[i + 1] === ']') i++;
+      continue;
+    }
+    if (c === '(') depth++;
+    else if (c === ')') depth = Math.max(0, depth - 1);
+    else if (c === '|' && depth === 0) {
+      return '"|" outside parentheses is not allowed (use {a,b} for alternatives, [|] for a literal |)';
+    }
+  }
+  try {
+    picomatch.makeRe(glob, { ...GLOB_OPTIONS, strictBrackets: true });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    const m = /Missing (opening|closing): "(.)"/.exec(msg);
+    if (m) return m[1] === 'closing' ? `unclosed "${closerOf(m[2] ?? '')}"` : `"${m[2] ?? ''}" without its opening bracket`;
+    return msg;
+  }
+  return null;
+}
+
+function closerOf(closing: string): string {
+  return closing === ']' ? '[' : closing === '}' ? '{' : closing === ')' ? '(' : closing;
+}
+
+export { escapeGlob } from '../protocol/vars.js';
