@@ -1,4 +1,4 @@
-import type { FileEntry, PackageEntry, PortEntry, ProcessEntry } from './manifest.js';
+import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
 import type { Change, PolicyAction, Severity } from './rules.js';
 
 interface FindingBase<K extends string, T> {
@@ -36,4 +36,6 @@ export interface Report {
   baseline: { imageId: string; digest: string };
   summary: { findings: number; bySeverity: Record<Severity, number> };
   findings: Finding[];
+  /** What the scan could not read: a clean report must not hide blind spots. */
+  unread: Unread[];
 }

@@ -1,0 +1,329 @@
+import { stat, readFile } from 'node:fs/promises';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
+import { z } from 'zod';
+import { DriftError, errnoOf } from '../protocol/errors.js';
+import { SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, type SectionName, type Sections } from '../protocol/manifest.js';
+
+/**
+ * HTTP client of the collector's wire API (docs/api.md): JSON bodies, gzip request
+ * bodies, `Authorization: Bearer`, a deadline per request, abortable by a signal.
+ *
+ * Two audiences: the agent daemon, which needs outcomes it can act on without
+ * exceptions (`CollectorClient`: accepted / need / unauthorized / refused /
+ * unreachable), and the CLI (`pushBaseline`, `fetchHost`, ...), which needs a
+ * DriftError saying what went wrong and what to do.
+ */
+
+const gzip = promisify(gzipCb);
+
+/** Schema name of a report request body. */
+export const REPORT_REQUEST_SCHEMA = 'drift.report-request/v1';
+
+/** The body of `POST /v1/reports`. Exactly one of `manifest` and `sections`, or neither (digests only). */
+export interface ReportRequest {
+  schema: typeof REPORT_REQUEST_SCHEMA;
+  seq: number;
+  collectedAt: string;
+  host: HostInfo;
+  digests: Digests;
+  /** Cohort role (`--role web`); absent when the agent has none. */
+  role?: string;
+  /** Spooled reports dropped (spool full) since the last accepted report. */
+  spoolDropped?: number;
+  manifest?: Manifest;
+  sections?: Partial<Sections>;
+}
+
+/** The body of `POST /v1/enroll`. */
+export interface EnrollRequest {
+  hostId: string;
+  hostname: string;
+  imageId: string | null;
+}
+
+/** What became of one request, in terms the daemon acts on. */
+export type Outcome<T> =
+  | { kind: 'ok'; value: T }
+  /** 401: the credential was refused. */
+  | { kind: 'unauthorized'; message: string }
+  /** Another 4xx: the request will never be accepted as it is. */
+  | { kind: 'refused'; status: number; code: string; message: string }
+  /** Connection refused or reset, DNS, timeout, 5xx: worth trying again later. */
+  | { kind: 'unreachable'; message: string }
+  /** The caller's signal fired (shutdown). */
+  | { kind: 'aborted' };
+
+const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+const EnrollResponseSchema = z.object({ hostId: z.string(), nodeKey: z.string().min(1) });
+const ReportResponseSchema = z.object({ accepted: z.boolean(), seq: z.number(), need: z.array(z.string()).default([]) });
+const PushResponseSchema = z.object({ imageId: z.string(), digest: z.string(), keyId: z.string().nullable() });
+
+/** A report's answer: stored, or the sections the collector needs to store it. */
+export type ReportAnswer = { accepted: true; seq: number } | { accepted: false; seq: number; need: SectionName[] };
+
+/** Options shared by every request. */
+export interface ClientOptions {
+  /** Whole-request deadline in milliseconds (connect, send, answer). Default 30 s. */
+  timeoutMs?: number;
+  /** Extra CA certificates (PEM) to trust for an HTTPS collector. */
+  ca?: string | Buffer;
+  /** Gzip request bodies larger than this many bytes. Default 1 KiB. */
+  gzipAbove?: number;
+}
+
+interface RawResponse { status: number; json: unknown; bytes: number }
+
+/** Raised inside `send` for anything that is not an HTTP answer. */
+class NetError extends Error {
+  readonly aborted: boolean;
+  constructor(message: string, aborted: boolean, cause?: unknown) { super(message, { cause }); this.aborted = aborted; }
+}
+
+/** Join a collector base URL and an API path, keeping any base path prefix. */
+export function apiUrl(base: string, path: string): URL {
+  let url: URL;
+  try { url = new URL(base); } catch {
+    throw new DriftError('DRIFT_ERR_USAGE', `collector URL ${JSON.stringify(base)} is not a URL; give one like http://collector:8443`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new DriftError('DRIFT_ERR_USAGE', `collector URL ${base} must start with http:// or https://`);
+  }
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
+  return url;
+}
+
+/** Bytes sent in the last request (compressed when gzip applied); for tests and logs. */
+export interface SendStats { requestBytes: number; responseBytes: number }
+
+/**
+ * One HTTP exchange. Resolves with any HTTP answer (any status); rejects with NetError
+ * for everything else. Bodies above `gzipAbove` bytes travel gzip-compressed.
+ */
+async function send(
+  method: string, url: URL, token: string | null, body: unknown, opts: ClientOptions & { signal?: AbortSignal; agent?: HttpAgent | HttpsAgent },
+  stats?: SendStats,
+): Promise<RawResponse> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  let payload: Buffer | null = null;
+  if (body !== undefined) {
+    payload = Buffer.from(JSON.stringify(body));
+    headers['content-type'] = 'application/json';
+    if (payload.length > (opts.gzipAbove ?? 1024)) {
+      payload = await gzip(payload);
+      headers['content-encoding'] = 'gzip';
+    }
+    headers['content-length'] = String(payload.length);
+  }
+  if (stats) stats.requestBytes = payload?.length ?? 0;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const signal = opts.signal;
+  if (signal?.aborted) throw new NetError('aborted', true);
+
+  return new Promise<RawResponse>((resolve, reject) => {
+    const isHttps = url.protocol === 'https:';
+    const reqOpts = { method, headers, ...(opts.agent ? { agent: opts.agent } : {}), ...(isHttps && opts.ca ? { ca: opts.ca } : {}) };
+    const req = (isHttps ? httpsRequest : httpRequest)(url, reqOpts);
+    let settled = false;
+    const finish = (err: NetError | null, res?: RawResponse): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (err) { req.destroy(); reject(err); } else resolve(res as RawResponse);
+    };
+    const timer = setTimeout(() => finish(new NetError(`no answer within ${timeoutMs} ms`, false)), timeoutMs);
+    const onAbort = (): void => finish(new NetError('aborted', true));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', (err) => finish(new NetError(errnoOf(err), false, err)));
+    req.on('response', (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        // An answer this large is not one of ours; stop reading rather than fill memory.
+        if (size > 256 * 1024 * 1024) finish(new NetError('answer larger than 256 MiB', false));
+        else chunks.push(c);
+      });
+      res.on('error', (err) => finish(new NetError(errnoOf(err), false, err)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown = null;
+        try { json = text.length ? JSON.parse(text) as unknown : null; } catch { json = null; }
+        if (stats) stats.responseBytes = size;
+        finish(null, { status: res.statusCode ?? 0, json, bytes: size });
+      });
+    });
+    req.end(payload ?? undefined);
+  });
+}
+
+/** The collector's error message from an error body, else a description of the status. */
+function errorOf(res: RawResponse): { code: string; message: string } {
+  const parsed = ErrorBodySchema.safeParse(res.json);
+  if (parsed.success) return parsed.data.error;
+  return { code: `HTTP_${res.status}`, message: `HTTP ${res.status} without an error body` };
+}
+
+function classify<T>(res: RawResponse, parse: (json: unknown) => T | null, what: string): Outcome<T> {
+  if (res.status >= 200 && res.status < 300) {
+    const value = parse(res.json);
+    if (value === null) return { kind: 'unreachable', message: `${what}: the answer is not the expected JSON (is this a drift collector?)` };
+    return { kind: 'ok', value };
+  }
+  const e = errorOf(res);
+  if (res.status === 401) return { kind: 'unauthorized', message: e.message };
+  if (res.status >= 400 && res.status < 500) return { kind: 'refused', status: res.status, code: e.code, message: e.message };
+  return { kind: 'unreachable', message: `${what}: HTTP ${res.status}: ${e.message}` };
+}
+
+function netOutcome(err: unknown, what: string): Outcome<never> {
+  if (err instanceof NetError) return err.aborted ? { kind: 'aborted' } : { kind: 'unreachable', message: `${what}: ${err.message}` };
+  throw err;
+}
+
+/**
+ * The agent's view of one collector. Never throws for network or HTTP trouble:
+ * every call returns an Outcome the daemon decides on.
+ */
+export class CollectorClient {
+  readonly base: string;
+  private readonly opts: ClientOptions;
+  private readonly agent: HttpAgent | HttpsAgent;
+  /** Sizes of the last report request, for logs and tests. */
+  readonly lastReport: SendStats = { requestBytes: 0, responseBytes: 0 };
+
+  constructor(base: string, opts: ClientOptions = {}) {
+    apiUrl(base, '/'); // validate once, early, with the user-facing message
+    this.base = base;
+    this.opts = opts;
+    this.agent = base.startsWith('https:') ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  }
+
+  /** `POST /v1/enroll` with the enrollment secret: the host's new node key. */
+  async enroll(secret: string, body: EnrollRequest, signal?: AbortSignal): Promise<Outcome<string>> {
+    const url = apiUrl(this.base, '/v1/enroll');
+    try {
+      const res = await send('POST', url, secret, body, { ...this.opts, agent: this.agent, ...(signal ? { signal } : {}) });
+      return classify(res, (j) => { const p = EnrollResponseSchema.safeParse(j); return p.success ? p.data.nodeKey : null; }, `POST ${url.href}`);
+    } catch (err) { return netOutcome(err, `POST ${url.href}`); }
+  }
+
+  /** `POST /v1/reports` with the node key. */
+  async report(nodeKey: string, body: ReportRequest, signal?: AbortSignal): Promise<Outcome<ReportAnswer>> {
+    const url = apiUrl(this.base, '/v1/reports');
+    try {
+      const res = await send('POST', url, nodeKey, body, { ...this.opts, agent: this.agent, ...(signal ? { signal } : {}) }, this.lastReport);
+      return classify(res, (j): ReportAnswer | null => {
+        const p = ReportResponseSchema.safeParse(j);
+        if (!p.success) return null;
+        if (p.data.accepted) return { accepted: true, seq: p.data.seq };
+        const need = p.data.need.filter((n): n is SectionName => (SECTIONS as readonly string[]).includes(n));
+        return { accepted: false, seq: p.data.seq, need };
+      }, `POST ${url.href}`);
+    } catch (err) { return netOutcome(err, `POST ${url.href}`); }
+  }
+
+  /** Close idle keep-alive connections (so a `--once` run exits at once). */
+  close(): void { this.agent.destroy(); }
+}
+
+/**
+ * Full-jitter backoff (AWS architecture blog, "Exponential Backoff And Jitter"): a
+ * uniformly random delay in [0, min(cap, base·2^attempt)) milliseconds. `attempt`
+ * counts failures so far, from 0.
+ */
+export function backoffDelay(attempt: number, baseMs = 1_000, capMs = 300_000, random: () => number = Math.random): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(Math.max(attempt, 0), 40));
+  return Math.floor(random() * ceiling);
+}
+
+/**
+ * Read a secret (enrollment secret, admin token) from a file: trimmed, never empty.
+ * Warns through `warn` when the file is readable by group or others (the secret is
+ * still used: refusing would break a fleet over a chmod).
+ */
+export async function readSecretFile(path: string, warn: (msg: string) => void = (m) => process.stderr.write(`drift: warning: ${m}\n`)): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new DriftError('DRIFT_ERR_IO', `cannot read secret file ${path}: ${errnoOf(err)}; check the path and that drift may read it`, { cause: err });
+  }
+  const secret = text.trim();
+  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} is empty; write the secret into it (one line)`);
+  if (/\s/.test(secret)) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} holds more than one word; a secret is one line without spaces`);
+  const st = await stat(path);
+  if ((st.mode & 0o077) !== 0) warn(`secret file ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
+  return secret;
+}
+
+/** Throw the user-facing DriftError for a failed admin request. */
+function adminFailure(method: string, url: URL, o: Exclude<Outcome<unknown>, { kind: 'ok' }>, hint: string): never {
+  switch (o.kind) {
+    case 'unauthorized':
+      throw new DriftError('DRIFT_ERR_UNAUTHORIZED', `${method} ${url.href} refused the admin token: ${o.message}; check --admin-token-file against the collector's --admin-token-file`);
+    case 'refused':
+      throw new DriftError(o.status === 404 ? 'DRIFT_ERR_NOT_FOUND' : o.status === 409 ? 'DRIFT_ERR_CONFLICT' : o.status === 413 ? 'DRIFT_ERR_TOO_LARGE' : 'DRIFT_ERR_USAGE',
+        `${method} ${url.href}: the collector answered ${o.status} ${o.code}: ${o.message}`);
+    case 'unreachable':
+      throw new DriftError('DRIFT_ERR_UNREACHABLE', `cannot reach the collector: ${o.message}; ${hint}`);
+    case 'aborted':
+      throw new DriftError('DRIFT_ERR_UNREACHABLE', `${method} ${url.href}: interrupted`);
+    default: {
+      const never: never = o;
+      throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+const REACH_HINT = 'check the URL, that `drift server` runs there and that this machine may reach its port';
+
+async function adminCall<T>(method: string, collectorUrl: string, path: string, adminToken: string, body: unknown, parse: (j: unknown) => T | null, opts: ClientOptions): Promise<T> {
+  const url = apiUrl(collectorUrl, path);
+  let o: Outcome<T>;
+  try {
+    o = classify(await send(method, url, adminToken, body, opts), parse, `${method} ${url.href}`);
+  } catch (err) {
+    o = netOutcome(err, `${method} ${url.href}`);
+  }
+  if (o.kind === 'ok') return o.value;
+  return adminFailure(method, url, o, REACH_HINT);
+}
+
+/**
+ * Upload a baseline: `PUT /v1/baselines/{imageId}` with the admin token, the image id
+ * taken from the baseline's `host.image.id`. Returns what the collector stored.
+ */
+export async function pushBaseline(collectorUrl: string, adminToken: string, baseline: Baseline, opts: ClientOptions = {}): Promise<{ imageId: string; digest: string; keyId: string | null }> {
+  const imageId = baseline.host.image?.id;
+  if (!imageId) throw new DriftError('DRIFT_ERR_USAGE', 'the baseline has no host.image.id; make it with drift baseline --image-id ID');
+  return adminCall('PUT', collectorUrl, `/v1/baselines/${encodeURIComponent(imageId)}`, adminToken, baseline,
+    (j) => { const p = PushResponseSchema.safeParse(j); return p.success ? p.data : null; }, opts);
+}
+
+const asObject = (j: unknown): Record<string, unknown> | null => (j !== null && typeof j === 'object' && !Array.isArray(j) ? j as Record<string, unknown> : null);
+
+/** `GET /v1/hosts/{id}`: one host with its findings, as the collector returns it (docs/api.md). */
+export async function fetchHost(collectorUrl: string, adminToken: string, hostId: string, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
+  return adminCall('GET', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}`, adminToken, undefined, asObject, opts);
+}
+
+/** `GET /v1/hosts`: every host's status line, as `{ hosts: [...] }`. */
+export async function fetchHosts(collectorUrl: string, adminToken: string, opts: ClientOptions = {}): Promise<{ hosts: Record<string, unknown>[] }> {
+  return adminCall('GET', collectorUrl, '/v1/hosts', adminToken, undefined, (j) => {
+    const o = asObject(j);
+    return o && Array.isArray(o.hosts) ? { hosts: o.hosts as Record<string, unknown>[] } : null;
+  }, opts);
+}
+
+/** `GET /v1/fleet`: cohorts with fleet-wide drift and snowflakes, as `{ cohorts: [...] }`. */
+export async function fetchFleet(collectorUrl: string, adminToken: string, opts: ClientOptions = {}): Promise<{ cohorts: Record<string, unknown>[] }> {
+  return adminCall('GET', collectorUrl, '/v1/fleet', adminToken, undefined, (j) => {
+    const o = asObject(j);
+    return o && Array.isArray(o.cohorts) ? { cohorts: o.cohorts as Record<string, unknown>[] } : null;
+  }, opts);
+}
