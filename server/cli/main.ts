@@ -11,8 +11,10 @@ type Register = (program: Command) => void;
 
 async function loadCommands(): Promise<Register[]> {
   const mods = await Promise.all([
+    import('./commands/agent.js'),
     import('./commands/baseline.js'),
     import('./commands/scan.js'),
+    import('./commands/server.js'),
     import('./commands/keygen.js'),
     import('./commands/rules.js'),
     import('./commands/verify-packages.js'),

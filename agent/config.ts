@@ -1,0 +1,173 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { DriftError, errnoOf } from './protocol/errors.js';
+
+/**
+ * Configuration of `drift agent`. Every setting is a flag and, with the same name, a
+ * key of an optional YAML file (`--config FILE`):
+ *
+ * ```yaml
+ * collector: https://collector.internal:8443
+ * enroll-secret-file: /etc/drift/enroll.secret
+ * interval: 5m
+ * splay: 30s
+ * role: web
+ * rules: [/etc/drift/rules.d]
+ * ```
+ *
+ * Flags given on the command line win over the file; the file wins over defaults.
+ * The result is validated once, with messages naming the flag or file key, then frozen.
+ */
+
+/** Parse a duration: `250ms`, `30s`, `5m`, `1h`, `1h30m`; a bare number is seconds. */
+export function parseDuration(text: string): number | null {
+  const t = text.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(t); m; m = re.exec(t)) {
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+    total += Number(m[1]) * unit;
+    matched = re.lastIndex;
+  }
+  return matched === t.length && t.length > 0 ? Math.round(total) : null;
+}
+
+const duration = (what: string) => z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = typeof v === 'number' ? Math.round(v * 1000) : parseDuration(v);
+  if (ms === null) { ctx.addIssue({ code: 'custom', message: `${what}: ${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
+  return ms;
+});
+
+/** The settings as a file or the flags give them (all optional; names are the long flag names). */
+export const AgentConfigInputSchema = z.strictObject({
+  collector: z.string().min(1).optional(),
+  'enroll-secret-file': z.string().min(1).optional(),
+  root: z.string().min(1).optional(),
+  proc: z.string().min(1).optional(),
+  'state-dir': z.string().min(1).optional(),
+  interval: duration('interval').optional(),
+  splay: duration('splay').optional(),
+  timeout: duration('timeout').optional(),
+  once: z.boolean().optional(),
+  'host-id': z.string().min(1).optional(),
+  role: z.string().min(1).optional(),
+  rules: z.array(z.string().min(1)).optional(),
+  'spool-max': z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1, 'spool-max must be at least 1')).optional(),
+  'ca-file': z.string().min(1).optional(),
+});
+export type AgentConfigInput = z.input<typeof AgentConfigInputSchema>;
+
+/** The agent's settings, resolved and validated. */
+export interface AgentConfig {
+  readonly collector: string;
+  readonly enrollSecretFile: string;
+  /** Root folder to collect: `/` for the live host. */
+  readonly root: string;
+  /** The /proc to read, or null: an offline root without `--proc` collects no processes or ports. */
+  readonly proc: string | null;
+  readonly stateDir: string;
+  readonly intervalMs: number;
+  readonly splayMs: number;
+  readonly timeoutMs: number;
+  readonly once: boolean;
+  readonly hostId: string | null;
+  readonly role: string | null;
+  readonly rules: readonly string[];
+  readonly spoolMax: number;
+  readonly caFile: string | null;
+}
+
+/**
+ * Default state folder: $DRIFT_STATE_DIR, else systemd's $STATE_DIRECTORY, else
+ * /var/lib/drift for root and ~/.local/state/drift for anyone else (the same folder
+ * `drift baseline` and `drift scan` use for the stat cache).
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env['DRIFT_STATE_DIR']) return resolve(env['DRIFT_STATE_DIR']);
+  const first = env['STATE_DIRECTORY']?.split(':')[0];
+  if (first) return first;
+  if (process.getuid?.() === 0) return '/var/lib/drift';
+  return join(homedir(), '.local', 'state', 'drift');
+}
+
+function describe(err: z.ZodError, where: string): string {
+  return err.issues.map((i) => {
+    const key = i.path.join('.');
+    if (i.code === 'unrecognized_keys') return `${where}: unknown setting ${i.keys.map((k) => JSON.stringify(k)).join(', ')} (see drift agent --help)`;
+    return `${where}: ${key ? `${key}: ` : ''}${i.message}`;
+  }).join('; ');
+}
+
+/** Parse a YAML config file's text; errors name the file and line. */
+export function parseConfigFile(text: string, path: string): z.output<typeof AgentConfigInputSchema> {
+  const doc = parseDocument(text);
+  const first = doc.errors[0];
+  if (first) {
+    const pos = first.linePos?.[0];
+    throw new DriftError('DRIFT_ERR_CONFIG', `${path}${pos ? `:${pos.line}:${pos.col}` : ''}: ${(first.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '')}`);
+  }
+  const data: unknown = doc.toJS() ?? {};
+  const parsed = AgentConfigInputSchema.safeParse(data);
+  if (!parsed.success) throw new DriftError('DRIFT_ERR_CONFIG', describe(parsed.error, path));
+  return parsed.data;
+}
+
+/**
+ * Merge flags over the file over defaults and validate. `flags` holds only the flags
+ * given on the command line (names as in the file). Relative paths in the file are
+ * relative to the file's folder; relative paths in flags to the working directory.
+ */
+export async function resolveAgentConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  const parsedFlags = AgentConfigInputSchema.extend({ config: z.string().optional() }).safeParse(flags);
+  if (!parsedFlags.success) throw new DriftError('DRIFT_ERR_USAGE', describe(parsedFlags.error, 'drift agent flags'));
+  const { config: configPath, ...cli } = parsedFlags.data;
+
+  let file: z.output<typeof AgentConfigInputSchema> = {};
+  let fileDir = process.cwd();
+  if (configPath !== undefined) {
+    let text: string;
+    try { text = await readFile(configPath, 'utf8'); } catch (err) {
+      throw new DriftError('DRIFT_ERR_CONFIG', `cannot read agent config ${configPath}: ${errnoOf(err)}`, { cause: err });
+    }
+    file = parseConfigFile(text, configPath);
+    fileDir = resolve(configPath, '..');
+  }
+  const fromFile = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(fileDir, p));
+  const pick = <K extends keyof typeof file>(k: K): (typeof file)[K] => (cli[k] !== undefined ? cli[k] : file[k]);
+  const pickPath = (k: 'enroll-secret-file' | 'root' | 'proc' | 'state-dir' | 'ca-file'): string | undefined => cli[k] ?? fromFile(file[k]);
+
+  const collector = pick('collector');
+  if (!collector) throw new DriftError('DRIFT_ERR_USAGE', 'drift agent needs --collector URL (or `collector:` in --config)');
+  const enrollSecretFile = pickPath('enroll-secret-file');
+  if (!enrollSecretFile) throw new DriftError('DRIFT_ERR_USAGE', 'drift agent needs --enroll-secret-file F (or `enroll-secret-file:` in --config)');
+  const root = resolve(pickPath('root') ?? '/');
+  const proc = pickPath('proc');
+  const intervalMs = pick('interval') ?? 300_000;
+  const splayMs = pick('splay') ?? 30_000;
+  if (intervalMs < 1000) throw new DriftError('DRIFT_ERR_USAGE', `interval ${intervalMs} ms is too short; use at least 1s`);
+  if (splayMs > intervalMs) throw new DriftError('DRIFT_ERR_USAGE', `splay (${splayMs} ms) must not exceed the interval (${intervalMs} ms)`);
+  const rules = [...(file.rules ?? []).map((r) => fromFile(r) as string), ...(cli.rules ?? [])];
+
+  return Object.freeze({
+    collector,
+    enrollSecretFile,
+    root,
+    // A live host reads its own /proc; an offline root reads one only when told.
+    proc: proc !== undefined ? resolve(proc) : root === '/' ? '/proc' : null,
+    stateDir: resolve(pickPath('state-dir') ?? defaultStateDir(env)),
+    intervalMs,
+    splayMs,
+    timeoutMs: pick('timeout') ?? 30_000,
+    once: pick('once') ?? false,
+    hostId: pick('host-id') ?? null,
+    role: pick('role') ?? null,
+    rules: Object.freeze(rules),
+    spoolMax: pick('spool-max') ?? 1000,
+    caFile: pickPath('ca-file') ?? null,
+  });
+}

@@ -1,0 +1,353 @@
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleepTimer } from 'node:timers/promises';
+import type { CollectContext } from './collectors/contract.js';
+import type { AgentConfig } from './config.js';
+import { readHostInfo } from './identity.js';
+import { canonicalJson } from './protocol/canonical.js';
+import { DriftError, errnoOf } from './protocol/errors.js';
+import { SECTIONS, type Digests, type HostInfo, type Manifest, type Sections } from './protocol/manifest.js';
+import type { RuleSet } from './protocol/rules.js';
+import { StateDir } from './state.js';
+import { backoffDelay, CollectorClient, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from './transport/client.js';
+import { Spool, type SpoolEntry } from './transport/spool.js';
+
+/**
+ * The agent loop (`drift agent`): collect a manifest, spool it, deliver the spool in
+ * seq order, wait an interval with splay, again. The daemon never judges drift; the
+ * collector does.
+ *
+ * Delivery of one report: enroll first if there is no node key for this host; send
+ * only the digests when they equal the last ones the collector accepted, else the full
+ * manifest; when the collector answers `need`, send the same seq again with the
+ * sections it asked for. 401 → re-enroll once and retry. Another 4xx → the report will
+ * never be accepted: log it and drop it. Connection refused, timeout, 5xx → keep the
+ * spool and try again after a full-jitter backoff.
+ */
+
+/** A JSON-lines logger; each call writes one line to stderr. */
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** A logger writing `{"time","level","msg",...fields}` lines to `write`. */
+export function jsonLogger(write: (line: string) => void = (l) => process.stderr.write(l), now: () => Date = () => new Date()): Logger {
+  const line = (level: string) => (msg: string, fields: Record<string, unknown> = {}): void => {
+    write(`${JSON.stringify({ time: now().toISOString(), level, component: 'agent', msg, ...fields })}\n`);
+  };
+  return { info: line('info'), warn: line('warn'), error: line('error') };
+}
+
+/** What the daemon is given besides its config: the collection and rule loading, the clock. */
+export interface DaemonDeps {
+  /** Collect one manifest (collectManifest from agent/manifest.ts in production). */
+  collect(ctx: CollectContext, host: HostInfo, now: Date): Promise<Manifest>;
+  /** Load the watch/ignore rules (loadRuleSet from agent/rules/load.ts in production). */
+  loadRules(dirs: readonly string[]): Promise<RuleSet>;
+  log: Logger;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+  /** Uniform in [0, 1): splay and jitter. */
+  random?: () => number;
+}
+
+/** What became of one report in a delivery attempt. */
+type Delivery = 'accepted' | 'refused' | 'retry' | 'unauthorized' | 'aborted';
+
+/** The result of draining the spool once. */
+export interface DrainResult {
+  /** Seqs the collector accepted, in order. */
+  delivered: number[];
+  /** Seqs dropped because the collector refused them for good (4xx other than 401). */
+  refused: number[];
+  /** Reports still spooled. */
+  pending: number;
+  /** Why draining stopped before the spool was empty, if it did. */
+  stopped: 'unreachable' | 'unauthorized' | 'aborted' | null;
+}
+
+function sameDigests(a: Digests | null, b: Digests): boolean {
+  return a !== null && canonicalJson(a) === canonicalJson(b);
+}
+
+/**
+ * The sections whose digests differ from the last accepted ones, or null when the
+ * set of sections itself changed (a section appeared or went: send the manifest).
+ */
+function changedSections(last: Digests, manifest: Manifest): Array<keyof Sections> | null {
+  const out: Array<keyof Sections> = [];
+  for (const s of SECTIONS) {
+    const before = last[s];
+    const now = manifest.digests[s];
+    if ((before === undefined) !== (now === undefined)) return null;
+    if (before !== now) out.push(s);
+  }
+  // unread is not covered by the section digests: when only it moved, root alone differs.
+  return out;
+}
+
+/** One agent: its config, state folder, spool and collector client. */
+export class AgentDaemon {
+  readonly cfg: AgentConfig;
+  readonly state: StateDir;
+  readonly spool: Spool;
+  readonly client: CollectorClient;
+  private readonly deps: DaemonDeps;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private rules: RuleSet | null = null;
+  private release: (() => Promise<void>) | null = null;
+
+  private constructor(cfg: AgentConfig, deps: DaemonDeps, state: StateDir, client: CollectorClient) {
+    this.cfg = cfg;
+    this.deps = deps;
+    this.log = deps.log;
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+    this.state = state;
+    this.spool = new Spool(state.spoolDir, cfg.spoolMax);
+    this.client = client;
+  }
+
+  /** Open the state folder (locked against a second agent) and check the secret file is readable. */
+  static async open(cfg: AgentConfig, deps: DaemonDeps): Promise<AgentDaemon> {
+    const state = await StateDir.open(cfg.stateDir);
+    let ca: Buffer | undefined;
+    if (cfg.caFile) {
+      try { ca = await readFile(cfg.caFile); } catch (err) {
+        throw new DriftError('DRIFT_ERR_CONFIG', `cannot read CA file ${cfg.caFile}: ${errnoOf(err)}`, { cause: err });
+      }
+    }
+    const client = new CollectorClient(cfg.collector, { timeoutMs: cfg.timeoutMs, ...(ca ? { ca } : {}) });
+    const d = new AgentDaemon(cfg, deps, state, client);
+    d.release = await state.lock();
+    // Fail at start, not at the first enrollment hours later, when the secret is unreadable.
+    await readSecretFile(cfg.enrollSecretFile, (m) => d.log.warn(m));
+    return d;
+  }
+
+  /** Release the lock and close connections. */
+  async close(): Promise<void> {
+    this.client.close();
+    if (this.release) await this.release();
+    this.release = null;
+  }
+
+  private hostIdOf(host: HostInfo): string {
+    return this.cfg.hostId ?? host.machineId;
+  }
+
+  /** Collect one manifest of the root and spool it under a new seq. Returns the seq. */
+  async collectAndSpool(): Promise<number> {
+    const host = await readHostInfo(this.cfg.root);
+    if (!this.cfg.hostId && host.machineId === '') {
+      throw new DriftError('DRIFT_ERR_CONFIG', `${this.cfg.root}: no etc/machine-id to identify this host; create it (systemd-machine-id-setup) or pass --host-id`);
+    }
+    this.rules ??= await this.deps.loadRules(this.cfg.rules);
+    const ctx: CollectContext = { root: this.cfg.root, proc: this.cfg.proc, rules: this.rules, stateDir: this.cfg.stateDir, forceRehash: false };
+    const started = this.now();
+    const manifest = await this.deps.collect(ctx, host, new Date(started));
+    const seq = await this.state.nextSeq(this.now());
+    const entry: SpoolEntry = { seq, collectedAt: manifest.collectedAt, host: manifest.host, role: this.cfg.role, manifest };
+    const dropped = await this.spool.put(entry);
+    this.log.info('manifest collected', {
+      seq, root: this.cfg.root, digest: manifest.digests.root, files: Object.keys(manifest.files ?? {}).length,
+      packages: Object.keys(manifest.packages ?? {}).length, unread: manifest.unread.length, ms: this.now() - started,
+    });
+    if (dropped.length > 0) {
+      await this.state.addDropped(dropped.length);
+      this.log.warn('spool full: oldest reports dropped', { dropped: dropped.length, seqs: dropped, spoolMax: this.cfg.spoolMax, droppedUnreported: this.state.spoolDropped });
+    }
+    return seq;
+  }
+
+  /** Get a node key for the host, enrolling when there is none. */
+  private async nodeKey(host: HostInfo, signal: AbortSignal): Promise<{ key: string } | { stop: Delivery }> {
+    const hostId = this.hostIdOf(host);
+    const existing = await this.state.readNodeKey(hostId, this.cfg.collector);
+    if (existing) return { key: existing };
+    const secret = await readSecretFile(this.cfg.enrollSecretFile, (m) => this.log.warn(m));
+    const o = await this.client.enroll(secret, { hostId, hostname: host.hostname, imageId: host.image?.id ?? null }, signal);
+    switch (o.kind) {
+      case 'ok':
+        await this.state.writeNodeKey({ hostId, collector: this.cfg.collector, nodeKey: o.value, enrolledAt: new Date(this.now()).toISOString() });
+        this.log.info('enrolled', { hostId, collector: this.cfg.collector });
+        return { key: o.value };
+      case 'unauthorized':
+        this.log.error('enrollment refused: the collector does not accept the enrollment secret; check --enroll-secret-file', { hostId, secretFile: this.cfg.enrollSecretFile, reason: o.message });
+        return { stop: 'unauthorized' };
+      case 'refused':
+        this.log.error('enrollment refused', { hostId, status: o.status, code: o.code, reason: o.message });
+        return { stop: 'unauthorized' };
+      case 'unreachable':
+        this.log.warn('collector unreachable', { collector: this.cfg.collector, reason: o.message });
+        return { stop: 'retry' };
+      case 'aborted':
+        return { stop: 'aborted' };
+      default: {
+        const never: never = o;
+        throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Deliver one spooled report; see the module comment for the protocol. */
+  private async deliver(entry: SpoolEntry, signal: AbortSignal): Promise<Delivery> {
+    const hostId = this.hostIdOf(entry.host);
+    const { manifest } = entry;
+    const dropped = this.state.spoolDropped;
+    const base: ReportRequest = { schema: REPORT_REQUEST_SCHEMA, seq: entry.seq, collectedAt: entry.collectedAt, host: entry.host, digests: manifest.digests };
+    if (entry.role !== null) base.role = entry.role;
+    if (dropped > 0) base.spoolDropped = dropped;
+    if (this.cfg.hostId) (base as ReportRequest & { hostId?: string }).hostId = hostId;
+
+    const last = this.state.lastAcceptedDigests(hostId, this.cfg.collector);
+    let body: ReportRequest = sameDigests(last, manifest.digests) ? base : { ...base, manifest };
+    const changed = last ? changedSections(last, manifest) : null;
+    // Only some sections changed since the last accepted report (on a live host, the
+    // process counts move every run): send those, not the whole manifest.
+    if (body.manifest && changed && changed.length > 0 && changed.length < SECTIONS.filter((s) => manifest[s] !== undefined).length) {
+      const sections: Partial<Sections> = {};
+      for (const s of changed) (sections as Record<string, unknown>)[s] = manifest[s];
+      body = { ...base, sections };
+    }
+    let reenrolled = false;
+    let key = await this.nodeKey(entry.host, signal);
+    // Bounded: digests → sections → full manifest, plus one re-enrollment.
+    for (let round = 0; round < 5; round++) {
+      if ('stop' in key) return key.stop;
+      const o = await this.client.report(key.key, body, signal);
+      const sent = body.manifest ? 'manifest' : body.sections ? 'sections' : 'digests';
+      switch (o.kind) {
+        case 'ok': {
+          if (o.value.accepted) {
+            await this.state.recordAccepted(hostId, this.cfg.collector, manifest.digests);
+            if (dropped > 0) await this.state.ackDropped(dropped);
+            this.log.info('report accepted', { seq: entry.seq, sent, bytes: this.client.lastReport.requestBytes, ...(dropped > 0 ? { spoolDropped: dropped } : {}) });
+            return 'accepted';
+          }
+          if (body.manifest) {
+            this.log.error('collector did not accept a full manifest; dropping the report', { seq: entry.seq, need: o.value.need });
+            return 'refused';
+          }
+          const have = SECTIONS.filter((s) => manifest[s] !== undefined);
+          const need = o.value.need.filter((s) => manifest[s] !== undefined);
+          if (body.sections || need.length === 0 || need.length === have.length) {
+            body = { ...base, manifest };
+          } else {
+            const sections: Partial<Sections> = {};
+            for (const s of need) (sections as Record<string, unknown>)[s] = manifest[s];
+            body = { ...base, sections };
+          }
+          this.log.info('collector needs sections', { seq: entry.seq, need: o.value.need, sending: body.manifest ? 'manifest' : need });
+          continue;
+        }
+        case 'unauthorized':
+          if (reenrolled) {
+            this.log.error('report refused with a fresh node key', { seq: entry.seq, reason: o.message });
+            return 'unauthorized';
+          }
+          this.log.warn('node key refused; enrolling again', { seq: entry.seq, reason: o.message });
+          await this.state.dropNodeKey();
+          reenrolled = true;
+          key = await this.nodeKey(entry.host, signal);
+          continue;
+        case 'refused':
+          this.log.error('report refused by the collector; dropping it (it would never be accepted)', { seq: entry.seq, status: o.status, code: o.code, reason: o.message, sent });
+          return 'refused';
+        case 'unreachable':
+          this.log.warn('collector unreachable', { collector: this.cfg.collector, seq: entry.seq, reason: o.message });
+          return 'retry';
+        case 'aborted':
+          return 'aborted';
+        default: {
+          const never: never = o;
+          throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+        }
+      }
+    }
+    this.log.error('report not accepted after several rounds; dropping it', { seq: entry.seq });
+    return 'refused';
+  }
+
+  /** Deliver spooled reports oldest first; stop at the first one that must wait. */
+  async drain(signal: AbortSignal): Promise<DrainResult> {
+    const delivered: number[] = [];
+    const refused: number[] = [];
+    const seqs = await this.spool.seqs();
+    let stopped: DrainResult['stopped'] = null;
+    let i = 0;
+    for (; i < seqs.length; i++) {
+      const seq = seqs[i] as number;
+      if (signal.aborted) { stopped = 'aborted'; break; }
+      const entry = await this.spool.get(seq);
+      if (!entry) {
+        this.log.error('spooled report unreadable; dropping it', { seq, spool: this.spool.dir });
+        await this.spool.remove(seq);
+        await this.state.addDropped(1);
+        continue;
+      }
+      const r = await this.deliver(entry, signal);
+      if (r === 'accepted') { delivered.push(seq); await this.spool.remove(seq); continue; }
+      if (r === 'refused') { refused.push(seq); await this.spool.remove(seq); continue; }
+      stopped = r === 'retry' ? 'unreachable' : r;
+      break;
+    }
+    return { delivered, refused, pending: (await this.spool.seqs()).length, stopped };
+  }
+
+  /**
+   * `--once`: collect, spool, deliver the spool. 0 when this run's report was accepted
+   * (or the run was interrupted by a signal), 2 when it stays spooled or was refused.
+   */
+  async runOnce(signal: AbortSignal): Promise<number> {
+    const seq = await this.collectAndSpool();
+    const r = await this.drain(signal);
+    if (r.stopped === 'aborted') { this.log.info('interrupted; report kept in the spool', { seq, pending: r.pending }); return 0; }
+    if (r.delivered.includes(seq)) return 0;
+    if (r.refused.includes(seq)) { this.log.error('report refused by the collector', { seq }); return 2; }
+    this.log.warn('report spooled; it will be delivered by the next run', { seq, pending: r.pending, reason: r.stopped });
+    return 2;
+  }
+
+  /** Sleep up to `ms`; resolves early (false) when the signal fires. */
+  private async sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    if (ms <= 0) return !signal.aborted;
+    try { await sleepTimer(ms, undefined, { signal }); return true; } catch { return false; }
+  }
+
+  /**
+   * The daemon: first collection after random(0, splay), then every interval ± splay;
+   * between collections, failed deliveries are retried with full-jitter backoff.
+   * Returns when the signal fires (after spooling the report in hand).
+   */
+  async runLoop(signal: AbortSignal): Promise<void> {
+    const { intervalMs, splayMs } = this.cfg;
+    this.log.info('agent started', { collector: this.cfg.collector, root: this.cfg.root, proc: this.cfg.proc, intervalMs, splayMs, stateDir: this.cfg.stateDir });
+    if (!(await this.sleep(Math.floor(this.random() * splayMs), signal))) return;
+    let nextCollect = this.now();
+    let failures = 0;
+    while (!signal.aborted) {
+      if (this.now() >= nextCollect) {
+        try { await this.collectAndSpool(); } catch (err) {
+          this.log.error('collection failed', { reason: err instanceof Error ? err.message : String(err) });
+        }
+        nextCollect = this.now() + intervalMs + Math.round((this.random() * 2 - 1) * splayMs);
+      }
+      const r = await this.drain(signal);
+      if (r.stopped === 'aborted') break;
+      let wait = nextCollect - this.now();
+      if (r.stopped !== null) {
+        wait = Math.min(wait, backoffDelay(failures, 1_000, 300_000, this.random));
+        failures++;
+        this.log.info('retrying later', { pending: r.pending, inMs: Math.max(0, wait), failures });
+      } else {
+        failures = 0;
+      }
+      if (!(await this.sleep(wait, signal))) break;
+    }
+    this.log.info('agent stopped', { pending: (await this.spool.seqs()).length });
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * Collector load benchmark (not a test): 10,000 simulated hosts of two images
+ * (about 3,000 files each, 1% drifted) on loopback against a real `drift server`
+ * in its own process. Enrolls every host, pushes both baselines, sends the first
+ * full report of every host, then a round of digest-only reports. Prints JSON:
+ * full reports/s, digest-only reports/s, the server's peak RSS (VmHWM) and the
+ * database size against 2 × (two baselines + the drifted hosts' deltas).
+ *
+ * Usage: node dist/bench/load/run.js [--hosts 10000] [--files 3000] [--concurrency 32]
+ * (DRIFT_BENCH_SERVER_NODE_ARGS='--cpu-prof' profiles the server process.)
+ * Bodies are built (and gzipped) before timing. A clean host's full body is two
+ * gzip members (its own head + its image's shared sections): valid gzip that the
+ * collector inflates in full, without holding 10,000 × 150 KB in the generator.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { gzipSync } from 'node:zlib';
+import Database from 'better-sqlite3';
+import { canonicalJson } from '../../agent/protocol/canonical.js';
+import { computeDigests } from '../../agent/manifest.js';
+import { baselineDigest } from '../../agent/baseline.js';
+import { MANIFEST_SCHEMA, type Baseline, type Digests, type Sections } from '../../agent/protocol/manifest.js';
+import { sectionDelta } from '../../server/store/delta.js';
+import { driftBin } from '../../test/helpers/paths.js';
+
+const arg = (name: string, def: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const HOSTS = arg('hosts', 10_000);
+const FILES = arg('files', 3_000);
+const CONCURRENCY = arg('concurrency', 32);
+const ENROLL = 'bench-enroll-secret-0123456789';
+const ADMIN = 'bench-admin-token-0123456789';
+
+const hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** Sections of an image: FILES files under a Debian-like tree, ~10% as many packages. */
+function imageSections(image: string): Sections {
+  const files: Sections['files'] = {};
+  const dirs = ['/etc', '/usr/bin', '/usr/sbin', '/usr/lib/x86_64-linux-gnu', '/usr/lib/systemd/system', '/opt/app/lib'];
+  for (let i = 0; i < FILES; i++) {
+    const dir = dirs[i % dirs.length] as string;
+    const pkg = `pkg${i % 300}`;
+    files[`${dir}/f${String(i).padStart(5, '0')}`] = {
+      type: 'file', mode: dir.includes('bin') ? '0755' : '0644', uid: 0, gid: 0, size: 1000 + ((i * 7919) % 90000),
+      sha256: hex(`${image}:${i}`), owner: `dpkg:${pkg}`,
+    };
+  }
+  const packages: Sections['packages'] = {};
+  for (let i = 0; i < FILES / 10; i++) packages[`dpkg:pkg${i}:amd64`] = { version: `1.${i % 17}.${i % 5}-1+deb12u1`, source: `src${i}` };
+  return {
+    packages, files,
+    processes: { '/usr/sbin/sshd|root': { count: 1, deleted: false }, '/usr/sbin/cron|root': { count: 1, deleted: false }, '/usr/lib/systemd/systemd-journald|root': { count: 1, deleted: false } },
+    ports: { 'tcp:0.0.0.0:22': { process: '/usr/sbin/sshd' }, 'udp:127.0.0.1:323': { process: '/usr/sbin/chronyd' } },
+  };
+}
+
+/** Canonical sections JSON in the order a manifest lists them (keys sorted, as agents send). */
+function sectionsJson(s: Partial<Sections>): string {
+  return ['packages', 'files', 'processes', 'ports'].filter((k) => s[k as keyof Sections] !== undefined)
+    .map((k) => `"${k}":${canonicalJson(s[k as keyof Sections])}`).join(',');
+}
+
+function head(seq: number, hostInfo: unknown, digests: Digests, full: boolean): string {
+  const h = JSON.stringify(hostInfo);
+  const base = `{"schema":"drift.report-request/v1","seq":${seq},"collectedAt":"2026-01-01T00:00:00.000Z","host":${h},"digests":${JSON.stringify(digests)}`;
+  return full ? `${base},"manifest":{"schema":"${MANIFEST_SCHEMA}","host":${h},"collectedAt":"2026-01-01T00:00:00.000Z","agent":{"version":"bench"},"digests":${JSON.stringify(digests)},` : `${base}}`;
+}
+
+interface Body { chunks: Buffer[]; length: number; key: string }
+
+const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+let port = 0;
+
+function post(path: string, token: string, chunks: Buffer[], length: number, gz: boolean, method = 'POST'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent, headers: {
+      authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': length, ...(gz ? { 'content-encoding': 'gzip' } : {}),
+    } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+    });
+    req.on('error', reject);
+    for (const c of chunks) req.write(c);
+    req.end();
+  });
+}
+
+async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < items.length) await fn(items[next++] as T);
+  }));
+}
+
+function vmHwmKb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'drift-load-'));
+  writeFileSync(join(dir, 'enroll'), ENROLL);
+  writeFileSync(join(dir, 'admin'), ADMIN);
+  const db = join(dir, 'drift.db');
+  const nodeArgs = (process.env['DRIFT_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
+  const server = spawn(process.execPath, [...nodeArgs, driftBin, 'server', '--listen', '127.0.0.1:0', '--db', db,
+    '--enroll-secret-file', join(dir, 'enroll'), '--admin-token-file', join(dir, 'admin')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: server.stdout });
+    lines.on('line', (line) => {
+      const log = JSON.parse(line) as { msg?: string; address?: string };
+      if (log.msg === 'listening' && log.address) {
+        // From here on, drain the request log without parsing it.
+        lines.close();
+        server.stdout.on('data', () => undefined).resume();
+        resolve(log.address);
+      }
+    });
+    server.on('exit', (c) => reject(new Error(`server exited ${c}`)));
+  });
+  port = Number(new URL(address).port);
+
+  // Build everything before timing.
+  const images = ['ami-bench-a', 'ami-bench-b'];
+  const imgSections = new Map<string, Sections>();
+  const imgDigests = new Map<string, Digests>();
+  const shared = new Map<string, Buffer>();
+  const baselines: Baseline[] = [];
+  let baselinesBytes = 0;
+  for (const image of images) {
+    const s = imageSections(image);
+    const digests = computeDigests(s);
+    imgSections.set(image, s);
+    imgDigests.set(image, digests);
+    const b: Baseline = { schema: MANIFEST_SCHEMA, host: { hostname: 'bake', machineId: 'bake', image: { id: image } }, collectedAt: '2026-01-01T00:00:00.000Z', agent: { version: 'bench' }, digests, ...s, unread: [] };
+    baselines.push(b);
+    baselinesBytes += canonicalJson(b).length;
+    shared.set(image, gzipSync(`${sectionsJson(s)},"unread":[]}}`));
+  }
+  const hosts: { id: string; image: string; drifted: boolean; key: string; full: Body; digest: Body }[] = [];
+  let deltaBytes = 0;
+  let fullBytes = 0;
+  for (let i = 0; i < HOSTS; i++) {
+    const id = hex(`host-${i}`).slice(0, 32);
+    const image = images[i % 2] as string;
+    const drifted = i % 100 === 7;
+    let s = imgSections.get(image) as Sections;
+    let digests = imgDigests.get(image) as Digests;
+    if (drifted) {
+      s = { ...s, files: { ...s.files }, packages: { ...s.packages } };
+      s.files[`/etc/f${String(i % FILES).padStart(5, '0')}`] = { type: 'file', mode: '0600', uid: 0, gid: 0, size: 42, sha256: hex(`drift-${i}`) };
+      s.files['/etc/f00000'] = { type: 'file', mode: '0644', uid: 0, gid: 0, size: 7, sha256: hex(`edit-${i}`) };
+      s.packages[`dpkg:netcat-${i}:amd64`] = { version: '1.219-1' };
+      digests = computeDigests(s);
+      const base = imgSections.get(image) as Sections;
+      deltaBytes += canonicalJson(sectionDelta(base.files, s.files)).length + canonicalJson(sectionDelta(base.packages, s.packages)).length;
+    }
+    const hostInfo = { hostname: `web-${i}`, machineId: id, image: { id: image } };
+    const fullChunks = drifted
+      ? [gzipSync(`${head(1, hostInfo, digests, true)}${sectionsJson(s)},"unread":[]}}`)]
+      : [gzipSync(head(1, hostInfo, digests, true)), shared.get(image) as Buffer];
+    const full = { chunks: fullChunks, length: fullChunks.reduce((n, c) => n + c.length, 0), key: '' };
+    fullBytes += full.length;
+    const d = gzipSync(head(2, hostInfo, digests, false));
+    hosts.push({ id, image, drifted, key: '', full, digest: { chunks: [d], length: d.length, key: '' } });
+  }
+
+  let t0 = performance.now();
+  await pool(hosts, async (h) => {
+    const body = Buffer.from(JSON.stringify({ hostId: h.id, hostname: h.id, imageId: h.image }));
+    const r = await post('/v1/enroll', ENROLL, [body], body.length, false);
+    if (r.status !== 200) throw new Error(`enroll: ${r.status} ${r.body}`);
+    h.key = (JSON.parse(r.body) as { nodeKey: string }).nodeKey;
+  });
+  const enrollSeconds = (performance.now() - t0) / 1000;
+  for (const b of baselines) {
+    const body = Buffer.from(JSON.stringify(b));
+    const r = await post(`/v1/baselines/${b.host.image?.id ?? ''}`, ADMIN, [body], body.length, false, 'PUT');
+    if (r.status !== 200) throw new Error(`baseline: ${r.status} ${r.body}`);
+    const digest = (JSON.parse(r.body) as { digest: string }).digest;
+    if (digest !== baselineDigest(b)) throw new Error('baseline digest differs');
+  }
+
+  t0 = performance.now();
+  await pool(hosts, async (h) => {
+    const r = await post('/v1/reports', h.key, h.full.chunks, h.full.length, true);
+    if (r.status !== 200 || !r.body.includes('"accepted":true')) throw new Error(`full report ${h.id}: ${r.status} ${r.body}`);
+  });
+  const fullSeconds = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  await pool(hosts, async (h) => {
+    const r = await post('/v1/reports', h.key, h.digest.chunks, h.digest.length, true);
+    if (r.status !== 200 || !r.body.includes('"accepted":true')) throw new Error(`digest report ${h.id}: ${r.status} ${r.body}`);
+  });
+  const digestSeconds = (performance.now() - t0) / 1000;
+
+  const fleetT0 = performance.now();
+  const fleet = await new Promise<string>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/v1/fleet', agent, headers: { authorization: `Bearer ${ADMIN}` } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve(Buffer.concat(parts).toString()));
+    }).on('error', reject).end();
+  });
+  const fleetMs = performance.now() - fleetT0;
+  const snowflakes = (JSON.parse(fleet) as { cohorts: { snowflakes: unknown[] }[] }).cohorts.reduce((n, c) => n + c.snowflakes.length, 0);
+
+  const peakRssMb = vmHwmKb(server.pid as number) / 1024;
+  server.kill('SIGTERM');
+  await new Promise((r) => server.on('exit', r));
+  agent.destroy();
+  const dbBytes = statSync(db).size;
+  const raw = new Database(db, { readonly: true });
+  const blobBytes = Number(raw.prepare('SELECT sum(length(data)) FROM blobs').pluck().get());
+  const counts = Object.fromEntries(['blobs', 'hosts', 'host_deltas', 'findings', 'reports'].map((t) => [t, raw.prepare(`SELECT count(*) FROM ${t}`).pluck().get()]));
+  let bytesByTable: Record<string, number> = {};
+  try {
+    bytesByTable = Object.fromEntries((raw.prepare('SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC').all() as { name: string; bytes: number }[]).map((r) => [r.name, r.bytes]));
+  } catch { /* SQLite built without dbstat */ }
+  raw.close();
+  rmSync(dir, { recursive: true, force: true });
+  const target = 2 * (baselinesBytes + deltaBytes);
+  process.stdout.write(`${JSON.stringify({
+    hosts: HOSTS, filesPerImage: FILES, concurrency: CONCURRENCY, drifted: hosts.filter((h) => h.drifted).length,
+    enrollPerSecond: Math.round(HOSTS / enrollSeconds),
+    fullReportsPerSecond: Math.round(HOSTS / fullSeconds), fullReportGzipBytesAvg: Math.round(fullBytes / HOSTS),
+    digestReportsPerSecond: Math.round(HOSTS / digestSeconds),
+    serverPeakRssMb: Math.round(peakRssMb),
+    dbBytes, blobBytes, baselinesJsonBytes: baselinesBytes, driftedDeltaJsonBytes: deltaBytes, dbTargetBytes: target, dbWithinTarget: dbBytes <= target,
+    fleetQueryMs: Math.round(fleetMs), snowflakes, rows: counts, bytesByTable,
+  }, null, 2)}\n`);
+}
+
+await main();

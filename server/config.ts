@@ -1,0 +1,186 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { DriftError, errnoOf } from '../agent/protocol/errors.js';
+
+/**
+ * `drift server` configuration: flags and an equivalent YAML file (`--config FILE`,
+ * same names as the long flags without `--`); a flag wins over the file. Validated
+ * once here with exact messages, then frozen.
+ */
+export interface ServerConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly stateDir: string;
+  readonly db: string;
+  readonly enrollSecretFile: string;
+  readonly adminTokenFile: string;
+  readonly baselinePubkeys: readonly string[];
+  readonly tls: { readonly cert: string; readonly key: string } | null;
+  /** Extra rule folders, after the shipped rules. */
+  readonly rules: readonly string[];
+  readonly maxBody: number;
+  readonly retentionMs: number;
+  readonly silentAfterMs: number;
+  readonly fleetWideShare: number;
+  readonly rareShare: number;
+}
+
+/** The flags as commander hands them over (every value a string, repeatables arrays). */
+export interface ServerFlags {
+  config?: string;
+  listen?: string;
+  db?: string;
+  stateDir?: string;
+  enrollSecretFile?: string;
+  adminTokenFile?: string;
+  baselinePubkey?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  rules?: string[];
+  maxBody?: string;
+  retention?: string;
+  silentAfter?: string;
+  fleetWideShare?: string;
+  rareShare?: string;
+}
+
+export const DEFAULTS = Object.freeze({
+  listen: '127.0.0.1:8750',
+  stateDir: '/var/lib/drift',
+  enrollSecretFile: '/etc/drift/enroll-secret',
+  adminTokenFile: '/etc/drift/admin-token',
+  maxBody: 16 * 1024 * 1024,
+  retention: '30d',
+  silentAfter: '15m',
+});
+
+const strOrList = z.union([z.string().min(1), z.array(z.string().min(1))]).transform((v) => (Array.isArray(v) ? v : [v]));
+const scalar = z.union([z.string(), z.number()]).transform(String);
+
+/** The YAML file: a mapping with the long flag names. Unknown keys are refused. */
+export const ServerFileSchema = z.strictObject({
+  listen: z.string().optional(),
+  db: z.string().min(1).optional(),
+  'state-dir': z.string().min(1).optional(),
+  'enroll-secret-file': z.string().min(1).optional(),
+  'admin-token-file': z.string().min(1).optional(),
+  'baseline-pubkey': strOrList.optional(),
+  'tls-cert': z.string().min(1).optional(),
+  'tls-key': z.string().min(1).optional(),
+  rules: strOrList.optional(),
+  'max-body': scalar.optional(),
+  retention: z.string().optional(),
+  'silent-after': z.string().optional(),
+  'fleet-wide-share': scalar.optional(),
+  'rare-share': scalar.optional(),
+});
+export type ServerFile = z.infer<typeof ServerFileSchema>;
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `15m`, `30d` → milliseconds; throws DRIFT_ERR_USAGE naming the option. */
+export function parseDuration(text: string, option: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(text);
+  if (!m) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a duration like 90s, 15m, 12h or 30d (got ${JSON.stringify(text)})`);
+  const ms = Number(m[1]) * (UNITS_MS[m[2] as string] as number);
+  if (ms <= 0) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be longer than 0 (got ${JSON.stringify(text)})`);
+  return ms;
+}
+
+const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+
+/** `16777216`, `16MiB`, `512KiB` → bytes; throws DRIFT_ERR_USAGE naming the option. */
+export function parseSize(text: string, option: string): number {
+  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = UNITS_B[(m?.[2] ?? '').toLowerCase()];
+  if (!m || unit === undefined || Number(m[1]) <= 0) {
+    throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a size in bytes like 16777216, 512KiB or 16MiB (got ${JSON.stringify(text)})`);
+  }
+  return Number(m[1]) * unit;
+}
+
+/** `HOST:PORT` (`[::1]:8750` for IPv6) → parts; port 0 picks a free port. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new DriftError('DRIFT_ERR_USAGE', `--listen must be HOST:PORT, e.g. 127.0.0.1:8750 or [::1]:8750 (got ${JSON.stringify(text)})`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+function parseShare(text: string, option: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a share between 0 and 1, e.g. 0.5 (got ${JSON.stringify(text)})`);
+  return n;
+}
+
+/**
+ * Merge flags over the file's values and defaults, validate, and freeze (pure).
+ * `where` names the config file in messages.
+ */
+export function resolveServerConfig(flags: ServerFlags, file: ServerFile = {}, where = '--config'): ServerConfig {
+  const stateDir = flags.stateDir ?? file['state-dir'] ?? DEFAULTS.stateDir;
+  const tlsCert = flags.tlsCert ?? file['tls-cert'];
+  const tlsKey = flags.tlsKey ?? file['tls-key'];
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new DriftError('DRIFT_ERR_USAGE', `--tls-cert and --tls-key go together (only ${tlsCert !== undefined ? '--tls-cert' : '--tls-key'} given${flags.config ? `, flags and ${where} merged` : ''})`);
+  }
+  const maxBodyText = flags.maxBody ?? file['max-body'];
+  const cfg: ServerConfig = {
+    listen: Object.freeze(parseListen(flags.listen ?? file.listen ?? DEFAULTS.listen)),
+    stateDir,
+    db: flags.db ?? file.db ?? join(stateDir, 'drift.db'),
+    enrollSecretFile: flags.enrollSecretFile ?? file['enroll-secret-file'] ?? DEFAULTS.enrollSecretFile,
+    adminTokenFile: flags.adminTokenFile ?? file['admin-token-file'] ?? DEFAULTS.adminTokenFile,
+    baselinePubkeys: Object.freeze([...(flags.baselinePubkey?.length ? flags.baselinePubkey : (file['baseline-pubkey'] ?? []))]),
+    tls: tlsCert !== undefined && tlsKey !== undefined ? Object.freeze({ cert: tlsCert, key: tlsKey }) : null,
+    rules: Object.freeze([...(flags.rules?.length ? flags.rules : (file.rules ?? []))]),
+    maxBody: maxBodyText === undefined ? DEFAULTS.maxBody : parseSize(maxBodyText, '--max-body'),
+    retentionMs: parseDuration(flags.retention ?? file.retention ?? DEFAULTS.retention, '--retention'),
+    silentAfterMs: parseDuration(flags.silentAfter ?? file['silent-after'] ?? DEFAULTS.silentAfter, '--silent-after'),
+    fleetWideShare: parseShare(flags.fleetWideShare ?? file['fleet-wide-share'] ?? '0.5', '--fleet-wide-share'),
+    rareShare: parseShare(flags.rareShare ?? file['rare-share'] ?? '0.1', '--rare-share'),
+  };
+  return Object.freeze(cfg);
+}
+
+/** Read and validate the YAML config file; errors name the file and the key. */
+export async function readServerFile(path: string): Promise<ServerFile> {
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch (err) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `cannot read config file ${path}: ${errnoOf(err)}`, { cause: err });
+  }
+  let data: unknown;
+  try { data = parseYaml(text) ?? {}; } catch (err) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `${path}: not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = ServerFileSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = issue?.path.join('.') ?? '';
+    const what = issue?.code === 'unrecognized_keys' ? `unknown key ${issue.keys.join(', ')} (keys are the long flag names: ${Object.keys(ServerFileSchema.shape).join(', ')})` : `${key || '(top)'}: ${issue?.message ?? 'invalid'}`;
+    throw new DriftError('DRIFT_ERR_CONFIG', `${path}: ${what}`);
+  }
+  return parsed.data;
+}
+
+/** Flags plus `--config FILE`, resolved and frozen. */
+export async function loadServerConfig(flags: ServerFlags): Promise<ServerConfig> {
+  const file = flags.config ? await readServerFile(flags.config) : {};
+  return resolveServerConfig(flags, file, flags.config ?? '--config');
+}
+
+/**
+ * Read a secret file (enrollment secret, admin token): trimmed, non-empty. Throws
+ * DRIFT_ERR_CONFIG (exit 2) naming the flag and the file.
+ */
+export async function readSecret(path: string, flag: string): Promise<string> {
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch (err) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `cannot read ${flag} ${path}: ${errnoOf(err)}; create it (e.g. head -c 32 /dev/urandom | base64 > ${path}; chmod 600 ${path}) or point ${flag} at the right file`, { cause: err });
+  }
+  const secret = text.trim();
+  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is empty; write the secret into it`);
+  if (secret.length < 16) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} holds a secret of ${secret.length} characters; use at least 16 (e.g. head -c 32 /dev/urandom | base64)`);
+  return secret;
+}

@@ -1,0 +1,296 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createHash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { DriftError } from '../../agent/protocol/errors.js';
+import { BaselineSchema, type Baseline, type SectionName } from '../../agent/protocol/manifest.js';
+import type { RuleSet } from '../../agent/protocol/rules.js';
+import { baselineDigest } from '../../agent/baseline.js';
+import { verifyBaseline } from '../../agent/sign.js';
+import { computeFleet, type CohortHost, type CohortOptions } from '../engine/cohorts.js';
+import type { HostRow, Store } from '../store/store.js';
+import { errorBody, HttpError } from './errors.js';
+import { Ingest, Refusal, type CompareFn } from './ingest.js';
+import { Metrics } from './metrics.js';
+import { locateManifestSections } from './sections.js';
+import { EnrollRequestSchema, firstIssue } from './wire.js';
+
+/** What the collector's HTTP app is built from; all I/O is in `store`. */
+export interface AppDeps {
+  store: Store;
+  /** The enrollment secret agents present to get a node key. */
+  enrollSecret: string;
+  /** The admin token for baselines and fleet views. */
+  adminToken: string;
+  /** Trusted baseline signing keys; when non-empty, unsigned baselines are refused. */
+  baselineKeys: KeyObject[];
+  rules: RuleSet;
+  compare: CompareFn;
+  /** Largest request body in bytes, after gzip inflation. */
+  maxBody: number;
+  /** A host whose last report is older than this (ms) is `silent`. */
+  silentAfterMs: number;
+  cohorts?: Partial<CohortOptions>;
+  /** Fastify logger option: false in tests, pino options (JSON on stdout) in the daemon. */
+  logger?: boolean | Record<string, unknown>;
+  https?: { key: Buffer; cert: Buffer };
+  /** Clock (ms since epoch), injectable for tests. */
+  now?: () => number;
+}
+
+/** A host's status, as GET /v1/hosts says it. */
+export type HostStatus = 'clean' | 'drifted' | 'silent' | 'unknown-image';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    driftHost?: string;
+  }
+}
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/** Constant-time comparison of a presented credential with the configured one. */
+function sameSecret(presented: string, expected: string): boolean {
+  return timingSafeEqual(sha256(presented), sha256(expected));
+}
+
+function bearer(req: FastifyRequest): string | null {
+  const h = req.headers.authorization;
+  if (typeof h !== 'string') return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? (m[1] as string) : null;
+}
+
+/**
+ * Build the collector's HTTP app (docs/api.md) without listening: the daemon calls
+ * `listen`, tests call `inject`. Request bodies may be gzip; the size limit applies
+ * to the inflated bytes and stops inflation when reached (413), malformed JSON or
+ * gzip answer 400. Every error answers `{ error: { code, message } }`.
+ */
+export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; ingest: Ingest } {
+  const now = deps.now ?? Date.now;
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    disableRequestLogging: true,
+    bodyLimit: deps.maxBody,
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as unknown as FastifyInstance;
+  const metrics = new Metrics();
+  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now });
+
+  ingest.preload();
+  const locatedSections = new WeakMap<object, Map<SectionName, Buffer>>();
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(['application/json', 'application/*+json'], { parseAs: 'buffer', bodyLimit: deps.maxBody }, (req, raw: Buffer, done) => {
+    let bytes = raw;
+    const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (encoding === 'gzip' || encoding === 'x-gzip') {
+      try {
+        // maxOutputLength stops inflation at the limit: a gzip bomb costs maxBody bytes, not its full size.
+        bytes = gunzipSync(raw, { maxOutputLength: deps.maxBody });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          done(new HttpError('DRIFT_ERR_TOO_LARGE', `request body inflates to more than ${deps.maxBody} bytes (the --max-body limit); send a smaller report or raise --max-body`, 413), undefined);
+        } else {
+          done(new HttpError('DRIFT_ERR_USAGE', `request body is not valid gzip (${(err as Error).message})`, 400), undefined);
+        }
+        return;
+      }
+    } else if (encoding !== 'identity') {
+      done(new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415), undefined);
+      return;
+    }
+    if (req.url === '/v1/reports') {
+      const located = locateManifestSections(bytes, ingest.knownSections());
+      if (located) {
+        try {
+          const body: unknown = JSON.parse(located.rest.toString('utf8'));
+          if (body !== null && typeof body === 'object') {
+            locatedSections.set(body, located.sections);
+            done(null, body);
+            return;
+          }
+        } catch { /* parse it whole below, for the exact error */ }
+      }
+    }
+    try {
+      done(null, JSON.parse(bytes.toString('utf8')));
+    } catch (err) {
+      done(new HttpError('DRIFT_ERR_USAGE', `request body is not valid JSON (${(err as Error).message})`, 400), undefined);
+    }
+  });
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (req.url.startsWith('/v1/reports')) {
+      metrics.refuse(err instanceof Refusal ? err.reason : err instanceof HttpError ? statusReason(err.httpStatus) : statusReason(statusOf(err)));
+    }
+    if (err instanceof HttpError) return reply.code(err.httpStatus).send(errorBody(err.code, err.message));
+    if (err instanceof DriftError) return reply.code(err.status).send(errorBody(err.code, err.message));
+    const status = statusOf(err);
+    const fcode = (err as { code?: string }).code;
+    if (status === 413 || fcode === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send(errorBody('DRIFT_ERR_TOO_LARGE', `request body is larger than ${deps.maxBody} bytes (the --max-body limit); send a smaller report or raise --max-body`));
+    }
+    if (fcode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send(errorBody('DRIFT_ERR_USAGE', `unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}; send application/json`));
+    }
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send(errorBody('DRIFT_ERR_USAGE', (err as Error).message));
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorBody('DRIFT_ERR_IO', `the collector failed to handle the request (${(err as Error).message}); see its log`));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(errorBody('DRIFT_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}; see docs/api.md`));
+  });
+
+  // One JSON log line per request; never headers (they carry secrets and node keys).
+  app.addHook('onResponse', async (req, reply) => {
+    const seconds = reply.elapsedTime / 1000;
+    metrics.observe(req.routeOptions.url ?? 'unmatched', seconds);
+    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ...(req.driftHost ? { host: req.driftHost } : {}) }, 'request');
+  });
+
+  const admin = async (req: FastifyRequest): Promise<void> => {
+    const token = bearer(req);
+    if (token === null || !sameSecret(token, deps.adminToken)) {
+      throw new HttpError('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <admin token>' : 'admin token refused; use the token in the collector\'s --admin-token-file');
+    }
+  };
+
+  app.post('/v1/enroll', async (req) => {
+    const token = bearer(req);
+    if (token === null || !sameSecret(token, deps.enrollSecret)) {
+      throw new HttpError('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <enrollment secret>' : 'enrollment secret refused; use the secret in the collector\'s --enroll-secret-file');
+    }
+    const parsed = EnrollRequestSchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError('DRIFT_ERR_USAGE', `enroll body is not { hostId, hostname, imageId }: ${firstIssue(parsed.error)}`, 400);
+    const nodeKey = randomBytes(32).toString('base64url');
+    deps.store.enroll({ id: parsed.data.hostId, hostname: parsed.data.hostname, imageId: parsed.data.imageId ?? null, nodeKeyHash: sha256(nodeKey), now: now() });
+    req.driftHost = parsed.data.hostId;
+    return { hostId: parsed.data.hostId, nodeKey };
+  });
+
+  app.post('/v1/reports', async (req) => {
+    metrics.reportsReceived++;
+    const token = bearer(req);
+    const host = token === null ? undefined : deps.store.hostByKey(sha256(token));
+    if (!host) {
+      const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <node key>' : 'node key unknown or revoked; the agent must enroll again', 401);
+      r.reason = 'unauthorized';
+      throw r;
+    }
+    req.driftHost = host.id;
+    const result = ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
+    if (result.accepted) metrics.reportsAccepted++;
+    else metrics.reportsNeedSections++;
+    return result;
+  });
+
+  app.put<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { preHandler: admin }, async (req) => {
+    const { imageId } = req.params;
+    const parsed = BaselineSchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError('DRIFT_ERR_MANIFEST', `baseline fails drift.manifest/v1 at ${firstIssue(parsed.error)}`, 422);
+    const baseline: Baseline = parsed.data;
+    if (baseline.host.image?.id !== imageId) {
+      throw new HttpError('DRIFT_ERR_MANIFEST', `baseline is of image ${JSON.stringify(baseline.host.image?.id ?? null)}, not ${JSON.stringify(imageId)}; PUT it to /v1/baselines/${encodeURIComponent(baseline.host.image?.id ?? '<imageId>')}`, 422);
+    }
+    let keyId: string | null = baseline.signature?.keyId ?? null;
+    if (deps.baselineKeys.length > 0) {
+      try { keyId = verifyBaseline(baseline, deps.baselineKeys, `baseline of ${imageId}`); } catch (err) {
+        throw new HttpError('DRIFT_ERR_SIGNATURE', err instanceof Error ? err.message : String(err), 422, { cause: err });
+      }
+    }
+    const digest = baselineDigest(baseline);
+    deps.store.putBaseline({ imageId, digest, keyId, baseline, now: now() });
+    ingest.invalidate(imageId);
+    return { imageId, digest, keyId };
+  });
+
+  app.get<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { preHandler: admin }, async (req) => {
+    const b = ingest.baseline(req.params.imageId);
+    if (!b) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no baseline stored for image ${req.params.imageId}; push one with drift baseline --push`);
+    return b.baseline;
+  });
+
+  const statusOfHost = (h: HostRow, t: number): HostStatus => {
+    if (h.lastSeen === null || t - h.lastSeen > deps.silentAfterMs) return 'silent';
+    if (h.baselineDigest === null) return 'unknown-image';
+    return h.findings > 0 ? 'drifted' : 'clean';
+  };
+
+  const fleet = (hosts: HostRow[]) => {
+    const keys = new Map<number, { kind: string; key: string; change: string }[]>();
+    for (const k of deps.store.findingKeys()) {
+      let list = keys.get(k.host);
+      if (!list) keys.set(k.host, (list = []));
+      list.push({ kind: k.kind, key: k.key, change: k.change });
+    }
+    const cohortHosts: CohortHost[] = hosts.map((h) => ({
+      id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, reported: h.lastSeen !== null, findings: keys.get(h.rowid) ?? [],
+    }));
+    return computeFleet(cohortHosts, deps.cohorts ?? {});
+  };
+
+  const hostView = (h: HostRow, t: number, score: number | undefined) => ({
+    id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, status: statusOfHost(h, t), findings: h.findings,
+    snowflake: score === undefined ? null : { score }, lastSeen: h.lastSeen === null ? null : new Date(h.lastSeen).toISOString(),
+  });
+
+  app.get('/v1/hosts', { preHandler: admin }, async () => {
+    const hosts = deps.store.listHosts();
+    const { scores } = fleet(hosts);
+    const t = now();
+    return { hosts: hosts.map((h) => hostView(h, t, scores.get(h.id))) };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/hosts/:id', { preHandler: admin }, async (req) => {
+    const h = deps.store.hostById(req.params.id);
+    if (!h) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no host ${req.params.id} has enrolled; list hosts with GET /v1/hosts`);
+    const { scores } = fleet(deps.store.listHosts().filter((x) => x.imageId === h.imageId));
+    const findings = deps.store.findings(h).map((f) => ({ ...f.finding, firstSeen: new Date(f.firstSeen).toISOString(), lastSeen: new Date(f.lastSeen).toISOString() }));
+    const digest = h.imageId ? (ingest.baseline(h.imageId)?.digest ?? null) : null;
+    return {
+      ...hostView(h, now(), scores.get(h.id)),
+      findings,
+      baseline: h.imageId && digest ? { imageId: h.imageId, digest } : null,
+      unread: h.unread,
+    };
+  });
+
+  app.get('/v1/fleet', { preHandler: admin }, async () => {
+    const { cohorts } = fleet(deps.store.listHosts());
+    return { cohorts };
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    const t = now();
+    const byStatus: Record<HostStatus, number> = { clean: 0, drifted: 0, silent: 0, 'unknown-image': 0 };
+    for (const h of deps.store.listHosts()) byStatus[statusOfHost(h, t)]++;
+    reply.type('text/plain; version=0.0.4; charset=utf-8');
+    return metrics.render(byStatus, deps.store.sizeBytes());
+  });
+
+  app.get('/healthz', async (_req, reply: FastifyReply) => {
+    if (!deps.store.ping()) return reply.code(503).send(errorBody('DRIFT_ERR_IO', 'the database does not answer; check the collector log and the --db file'));
+    return { ok: true };
+  });
+
+  return Object.assign(app, { metrics, ingest });
+}
+
+function statusOf(err: unknown): number {
+  const s = (err as { statusCode?: unknown }).statusCode;
+  return typeof s === 'number' ? s : 500;
+}
+
+function statusReason(status: number): string {
+  switch (status) {
+    case 400: return 'malformed';
+    case 401: return 'unauthorized';
+    case 409: return 'replayed';
+    case 413: return 'too-large';
+    case 415: return 'malformed';
+    case 422: return 'invalid';
+    default: return `status-${status}`;
+  }
+}

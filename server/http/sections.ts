@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import { SECTIONS, type SectionName } from '../../agent/protocol/manifest.js';
+
+/** A canonical section the collector holds (a baseline's): its byte length and sha256 hex. */
+export interface KnownSection {
+  length: number;
+  sha256: string;
+}
+
+/**
+ * Where the sections of a report's manifest sit in the raw body bytes, so that the
+ * collector can hash a section without parsing it: a clean host's section is byte
+ * for byte its baseline's (canonical JSON), and then one sha256 over the raw bytes
+ * replaces JSON.parse, schema check and digest recompute of ~3,000 entries.
+ */
+export interface LocatedSections {
+  /** The body with each located section replaced by `0` (small; parse this). */
+  rest: Buffer;
+  /** The raw bytes of each section of `manifest`. */
+  sections: Map<SectionName, Buffer>;
+}
+
+const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * Find `manifest.{packages,files,processes,ports}` in a report body (UTF-8 JSON
+ * bytes; multi-byte characters never collide with JSON's ASCII structure). Returns
+ * null when the body is not shaped as expected (then the caller parses it whole):
+ * not an object, no manifest object, a key written with escapes or a section key
+ * given twice. Never throws; the rest is JSON-parsed by the caller, which catches
+ * any malformation the scan let through.
+ */
+export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = []): LocatedSections | null {
+  const n = buf.length;
+  /**
+   * End of a section value that is byte for byte a known canonical section, else -1.
+   * Sound without scanning: bytes whose sha256 is a known canonical section's digest
+   * are that complete JSON value.
+   */
+  const knownEnd = (i: number): number => {
+    for (const k of known) {
+      const e = i + k.length;
+      if (e >= n || buf[e - 1] !== 0x7d || (buf[e] !== 0x2c && buf[e] !== 0x7d && !WS.has(buf[e] as number))) continue;
+      if (createHash('sha256').update(buf.subarray(i, e)).digest('hex') === k.sha256) return e;
+    }
+    return -1;
+  };
+  const ws = (i: number): number => { while (i < n && WS.has(buf[i] as number)) i++; return i; };
+  const str = (i: number): number => {
+    // buf[i] is the opening quote; returns the index after the closing one, or -1.
+    for (let j = i + 1; j < n; j++) {
+      const c = buf[j];
+      if (c === BACKSLASH) j++;
+      else if (c === QUOTE) return j + 1;
+    }
+    return -1;
+  };
+  const value = (i: number): number => {
+    const c = buf[i];
+    if (c === QUOTE) return str(i);
+    if (c === 0x7b || c === 0x5b) {
+      let depth = 0;
+      for (let j = i; j < n; j++) {
+        const d = buf[j];
+        if (d === QUOTE) { j = str(j) - 1; if (j < 0) return -1; }
+        else if (d === 0x7b || d === 0x5b) depth++;
+        else if (d === 0x7d || d === 0x5d) { if (--depth === 0) return j + 1; }
+      }
+      return -1;
+    }
+    let j = i;
+    while (j < n && buf[j] !== 0x2c && buf[j] !== 0x7d && buf[j] !== 0x5d && !WS.has(buf[j] as number)) j++;
+    return j > i ? j : -1;
+  };
+  /** Walk an object's members; `visit` gets the raw key and the value span. */
+  const members = (i: number, inManifest: boolean, visit: (key: string, start: number, end: number) => boolean): number => {
+    if (buf[i] !== 0x7b) return -1;
+    i = ws(i + 1);
+    if (buf[i] === 0x7d) return i + 1;
+    for (;;) {
+      if (buf[i] !== QUOTE) return -1;
+      const kEnd = str(i);
+      if (kEnd < 0) return -1;
+      const key = buf.toString('latin1', i + 1, kEnd - 1);
+      if (key.includes('\\')) return -1;
+      i = ws(kEnd);
+      if (buf[i] !== 0x3a) return -1;
+      const vStart = ws(i + 1);
+      let vEnd = -1;
+      if (inManifest && known.length > 0 && (SECTIONS as readonly string[]).includes(key)) vEnd = knownEnd(vStart);
+      // The manifest is walked member by member (not skipped whole first), so its big sections are scanned at most once.
+      else if (!inManifest && key === 'manifest') vEnd = manifest(vStart);
+      if (vEnd < 0) vEnd = value(vStart);
+      if (vEnd < 0 || !visit(key, vStart, vEnd)) return -1;
+      i = ws(vEnd);
+      if (buf[i] === 0x2c) { i = ws(i + 1); continue; }
+      if (buf[i] === 0x7d) return i + 1;
+      return -1;
+    }
+  };
+  const spans: [SectionName, number, number][] = [];
+  let manifests = 0;
+  let broken = false;
+  function manifest(start: number): number {
+    manifests++;
+    const e = members(start, true, (k, s, e) => {
+      if (!(SECTIONS as readonly string[]).includes(k)) return true;
+      if (spans.some(([name]) => name === k)) return false;
+      spans.push([k as SectionName, s, e]);
+      return true;
+    });
+    if (e < 0) broken = true;
+    return e;
+  }
+  const end = members(ws(0), false, () => true);
+  if (end < 0 || broken || manifests !== 1 || spans.length === 0) return null;
+  const parts: Buffer[] = [];
+  const sections = new Map<SectionName, Buffer>();
+  let at = 0;
+  for (const [name, s, e] of spans) {
+    parts.push(buf.subarray(at, s), Buffer.from('0'));
+    sections.set(name, buf.subarray(s, e));
+    at = e;
+  }
+  parts.push(buf.subarray(at));
+  return { rest: Buffer.concat(parts), sections };
+}

@@ -1,0 +1,211 @@
+import t from 'tap';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { resolveAgentConfig } from '../../agent/config.js';
+import { AgentDaemon, jsonLogger } from '../../agent/daemon.js';
+import { collectManifest } from '../../agent/manifest.js';
+import { loadRuleSet } from '../../agent/rules/load.js';
+import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
+
+/** A temp folder with a host root, a state folder and the enrollment secret. */
+async function setup(t: { teardown(fn: () => unknown): void }, machineId = '0123456789abcdef0123456789abcdef'): Promise<{ dir: string; root: string; stateDir: string; secret: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-agent-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const root = await makeRoot(join(dir, 'root'), { machineId, hostname: 'web-1' });
+  const secret = join(dir, 'enroll.secret');
+  await writeFile(secret, 'enroll-s3cret\n', { mode: 0o600 });
+  return { dir, root, stateDir: join(dir, 'state'), secret };
+}
+
+/** Open a daemon with real collection and rules; its log lines are kept. */
+async function daemon(t: { teardown(fn: () => unknown): void }, flags: Record<string, unknown>): Promise<{ d: AgentDaemon; logs: Array<Record<string, unknown>> }> {
+  const logs: Array<Record<string, unknown>> = [];
+  const cfg = await resolveAgentConfig({ once: true, ...flags });
+  const d = await AgentDaemon.open(cfg, {
+    collect: collectManifest, loadRules: (dirs) => loadRuleSet(dirs),
+    log: jsonLogger((l) => { logs.push(JSON.parse(l) as Record<string, unknown>); }),
+  });
+  t.teardown(() => d.close());
+  return { d, logs };
+}
+
+const never = new AbortController().signal;
+
+t.test('enrolls once, sends the full manifest, then only digests while nothing changes', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const { d } = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await d.runOnce(never), 0, 'first report delivered');
+  const key = await stat(join(s.stateDir, 'node-key.json'));
+  t.equal(key.mode & 0o777, 0o600, 'the node key is private');
+  t.equal(await d.runOnce(never), 0, 'second report delivered');
+  const [first, second] = c.received;
+  t.ok(first?.manifest, 'first report carries the manifest');
+  t.equal(second?.manifest, false, 'second report carries no manifest');
+  t.equal(second?.sections, null, 'nor sections');
+  t.ok((second?.bytes ?? Infinity) < 2048 && (second?.bytes ?? 0) < (first?.bytes ?? 0) / 2, `digest-only body is small (${second?.bytes} vs ${first?.bytes} bytes)`);
+  t.ok((second?.seq ?? 0) > (first?.seq ?? 0), 'seq increases');
+  t.same(c.store.reportSeqs('0123456789abcdef0123456789abcdef'), [first?.seq, second?.seq], 'the collector stored both');
+  t.same(await d.spool.seqs(), [], 'the spool is empty');
+
+  // A file changes: the next report carries the files section only.
+  await writeFile(join(s.root, 'etc/motd'), 'Changed.\n');
+  t.equal(await d.runOnce(never), 0);
+  t.equal(c.received[2]?.manifest, false, 'no full manifest for one changed section');
+  t.same(c.received[2]?.sections, ['files'], 'only the files section');
+  // A package changes too: both sections changed, which is the whole manifest.
+  await writeFile(join(s.root, 'etc/motd'), 'Changed again.\n');
+  await writeFile(join(s.root, 'var/lib/dpkg/status'), 'Package: hello\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.10-4\nDescription: hello\n');
+  t.equal(await d.runOnce(never), 0);
+  t.equal(c.received[3]?.manifest, true, 'every section changed → full manifest');
+});
+
+t.test('collector down: reports spool (exit 2), then arrive in order', async (t) => {
+  const s = await setup(t);
+  const down = `http://127.0.0.1:${await closedPort()}`;
+  const a = await daemon(t, { collector: down, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await a.d.runOnce(never), 2, 'not delivered → 2');
+  t.equal(await a.d.runOnce(never), 2);
+  await writeFile(join(s.root, 'etc/motd'), 'Changed while away.\n');
+  t.equal(await a.d.runOnce(never), 2);
+  const spooled = await a.d.spool.seqs();
+  t.equal(spooled.length, 3, 'three reports spooled');
+  t.ok(a.logs.some((l) => l['msg'] === 'collector unreachable' && /ECONNREFUSED/.test(String(l['reason']))), 'the log says why');
+  await a.d.close();
+
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const b = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await b.d.runOnce(never), 0, 'delivered');
+  const seqs = c.received.map((r) => r.seq);
+  t.same(seqs.slice(0, 3), spooled, 'spooled reports first, in seq order');
+  t.equal(seqs.length, 4, 'then the new one');
+  t.same(c.received.map((r) => r.manifest), [true, false, false, false], 'full, digests, files section, digests');
+  t.same(c.received[2]?.sections, ['files']);
+  t.same(c.store.reportSeqs('0123456789abcdef0123456789abcdef'), seqs, 'the collector stored all four');
+  t.same(await b.d.spool.seqs(), []);
+});
+
+t.test('a full spool drops the oldest, counts them, and the next delivered report says so', async (t) => {
+  const s = await setup(t);
+  const down = `http://127.0.0.1:${await closedPort()}`;
+  const a = await daemon(t, { collector: down, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir, 'spool-max': 2 });
+  for (let i = 0; i < 5; i++) t.equal(await a.d.runOnce(never), 2);
+  const kept = await a.d.spool.seqs();
+  t.equal(kept.length, 2, 'bounded at 2');
+  t.equal(a.d.state.spoolDropped, 3, 'three dropped and counted');
+  t.ok(a.logs.some((l) => l['msg'] === 'spool full: oldest reports dropped'), 'and logged');
+  await a.d.close();
+  const persisted = JSON.parse(await readFile(join(s.stateDir, 'state.json'), 'utf8')) as { spoolDropped: number };
+  t.equal(persisted.spoolDropped, 3, 'the count survives a restart');
+
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const b = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir, 'spool-max': 2 });
+  t.equal(await b.d.runOnce(never), 0);
+  // The spool held 2; the new run put a third and dropped one more: 4 dropped in all.
+  t.equal(c.received[0]?.spoolDropped, 4, 'the first delivered report announces the drops');
+  t.equal(c.received[1]?.spoolDropped, undefined, 'only once');
+  t.equal(b.d.state.spoolDropped, 0, 'and the count is cleared');
+});
+
+t.test('a lost node key or a collector that forgot the host: enroll again, resend what it needs', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const a = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await a.d.runOnce(never), 0);
+  await rm(join(s.stateDir, 'node-key.json'));
+  t.equal(await a.d.runOnce(never), 0, 'enrolled again and delivered');
+  t.equal(a.logs.filter((l) => l['msg'] === 'enrolled').length, 2);
+  t.equal(c.received[1]?.manifest, false, 'the collector still has the manifest: digests only');
+  await a.d.close();
+
+  // A new collector (new database) does not know the key (401) nor the manifest (need).
+  const c2 = await startCollector(join(s.dir, 'drift2.db'));
+  t.teardown(() => c2.close());
+  // Same URL is needed for the key to be reused: state keys are per collector URL; emulate a
+  // collector that lost its database by pointing the stored key at the new URL.
+  const key = JSON.parse(await readFile(join(s.stateDir, 'node-key.json'), 'utf8')) as Record<string, string>;
+  await writeFile(join(s.stateDir, 'node-key.json'), JSON.stringify({ ...key, collector: c2.url }), { mode: 0o600 });
+  const st = JSON.parse(await readFile(join(s.stateDir, 'state.json'), 'utf8')) as { lastAccepted: Record<string, unknown> };
+  await writeFile(join(s.stateDir, 'state.json'), JSON.stringify({ ...st, lastAccepted: { ...st.lastAccepted, collector: c2.url } }), { mode: 0o600 });
+  const b = await daemon(t, { collector: c2.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await b.d.runOnce(never), 0, 'delivered');
+  const msgs = b.logs.map((l) => l['msg']);
+  t.ok(msgs.includes('node key refused; enrolling again'), '401 → re-enrolled');
+  t.ok(msgs.includes('collector needs sections'), 'digests unknown → need');
+  t.same(c2.received.map((r) => r.manifest), [false, false, true], 'digests (401), digests (need), then the manifest');
+  t.equal(new Set(c2.received.map((r) => r.seq)).size, 1, 'all three with the same seq');
+});
+
+t.test('a report the collector refuses for good is dropped, not retried for ever', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  // The collector knows image img-1 by another baseline than the one the host is stamped with: 422.
+  const a0 = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': join(s.dir, 'bake-state') });
+  const manifest = await collectManifest({ root: s.root, proc: null, rules: await loadRuleSet([]), stateDir: null, forceRehash: false }, { hostname: 'bake', machineId: 'bake', image: { id: 'img-1' } });
+  const { pushBaseline } = await import('../../agent/transport/client.js');
+  await pushBaseline(c.url, 'admin-t0ken', manifest);
+  await a0.d.close();
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(s.root, 'etc/drift'), { recursive: true });
+  await writeFile(join(s.root, 'etc/drift/image.json'), JSON.stringify({ schema: 'drift.image/v1', id: 'img-1', baselineDigest: `sha256:${'9'.repeat(64)}`, bakedAt: '2026-01-01T00:00:00Z' }));
+
+  const down = `http://127.0.0.1:${await closedPort()}`;
+  const a = await daemon(t, { collector: down, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await a.d.runOnce(never), 2, 'spooled while down');
+  await a.d.close();
+  const b = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(await b.d.runOnce(never), 2, 'refused → 2');
+  const refusals = b.logs.filter((l) => /refused by the collector; dropping/.test(String(l['msg'])));
+  t.equal(refusals.length, 2, 'the spooled report and the new one, each refused once');
+  t.equal(refusals[0]?.['status'], 422);
+  t.same(await b.d.spool.seqs(), [], 'both dropped: nothing left to retry');
+  t.equal(c.received.length, 2, 'exactly two report requests');
+});
+
+t.test('the state folder is locked against a second agent', async (t) => {
+  const s = await setup(t);
+  await daemon(t, { collector: 'http://127.0.0.1:1', 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  await t.rejects(daemon(t, { collector: 'http://127.0.0.1:1', 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir }),
+    { code: 'DRIFT_ERR_USAGE', message: new RegExp(`another drift agent \\(pid ${process.pid}\\)`) });
+});
+
+t.test('SIGTERM while waiting for the next interval: exit 0 at once', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const child = spawnAgent(['--collector', c.url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--interval', '1h', '--splay', '0s']);
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  await waitForLog(child, /^report accepted$/);
+  const done = exited(child);
+  child.kill('SIGTERM');
+  t.same(await done, { code: 0, signal: null }, 'exited 0 by itself');
+  t.same(await readdir(join(s.stateDir, 'spool')), [], 'nothing left spooled');
+  await t.rejects(stat(join(s.stateDir, 'agent.pid')), { code: 'ENOENT' }, 'the lock is released');
+});
+
+t.test('SIGTERM while the collector does not answer: the report stays spooled, exit 0', async (t) => {
+  const s = await setup(t);
+  const sockets: Socket[] = [];
+  const silent = createServer((sock) => { sockets.push(sock); });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { for (const k of sockets) k.destroy(); silent.close(() => r()); }));
+  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const child = spawnAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  await waitForLog(child, /^manifest collected$/);
+  // The enrollment request is now in flight and will not be answered for 10 minutes.
+  await new Promise<void>((r) => { if (sockets.length > 0) r(); else silent.once('connection', () => r()); });
+  const done = exited(child);
+  child.kill('SIGTERM');
+  t.same(await done, { code: 0, signal: null });
+  const left = (await readdir(join(s.stateDir, 'spool'))).filter((n) => n.startsWith('r-'));
+  t.equal(left.length, 1, 'the report waits in the spool');
+});
