@@ -3,52 +3,85 @@ import type { Digest } from './brand.js';
 
 /**
  * Canonical JSON: object keys sorted by code unit, no insignificant whitespace,
- * `undefined` members dropped. Equal values give equal bytes, so equal digests.
- * Pure string building; imports nothing of ours but the brand types.
+ * `undefined` members dropped (in arrays they become `null`, as in JSON.stringify).
+ * Equal values give equal bytes, so equal digests.
+ *
+ * Manifests hold hundreds of thousands of small objects, so the fast path copies
+ * each object with its keys in sorted order and lets the native JSON.stringify write
+ * the text. V8 orders integer-like keys ("0", "42") before all others whatever the
+ * insertion order, so a value holding such a key is written by hand instead.
  */
 export function canonicalJson(value: unknown): string {
-  const parts: string[] = [];
-  write(value, parts);
-  return parts.join('');
-}
-
-function write(value: unknown, out: string[]): void {
-  if (value === null) { out.push('null'); return; }
-  switch (typeof value) {
-    case 'string': out.push(JSON.stringify(value)); return;
-    case 'number':
-      if (!Number.isFinite(value)) throw new TypeError('canonical JSON cannot hold a non-finite number');
-      out.push(JSON.stringify(value)); return;
-    case 'boolean': out.push(value ? 'true' : 'false'); return;
-    case 'object': {
-      if (Array.isArray(value)) {
-        out.push('[');
-        for (let i = 0; i < value.length; i++) {
-          if (i > 0) out.push(',');
-          const item: unknown = value[i];
-          write(item === undefined ? null : item, out);
-        }
-        out.push(']');
-        return;
-      }
-      const obj = value as Record<string, unknown>;
-      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-      out.push('{');
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i] as string;
-        if (i > 0) out.push(',');
-        out.push(JSON.stringify(k), ':');
-        write(obj[k], out);
-      }
-      out.push('}');
-      return;
-    }
-    default:
-      throw new TypeError(`canonical JSON cannot hold a ${typeof value}`);
+  try {
+    return JSON.stringify(sortedCopy(value));
+  } catch (err) {
+    if (!(err instanceof IntegerKey)) throw err;
+    const parts: string[] = [];
+    write(value, parts);
+    return parts.join('');
   }
 }
 
 /** `sha256:<hex>` of the canonical JSON of a value. */
 export function digestOf(value: unknown): Digest {
   return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}` as Digest;
+}
+
+const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;
+
+class IntegerKey extends Error {}
+
+function checkScalar(value: unknown): void {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('canonical JSON cannot hold a non-finite number');
+  if (typeof value === 'bigint' || typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`canonical JSON cannot hold a ${typeof value}`);
+}
+
+function sortedCopy(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') {
+    checkScalar(value);
+    return value;
+  }
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = value[i] === undefined ? null : sortedCopy(value[i]);
+    return out;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (INTEGER_KEY.test(k)) throw new IntegerKey();
+    out[k] = sortedCopy(v);
+  }
+  return out;
+}
+
+/** The slow path: the same output, written piece by piece. */
+function write(value: unknown, out: string[]): void {
+  if (value === null || typeof value !== 'object') {
+    checkScalar(value);
+    out.push(value === undefined ? 'null' : JSON.stringify(value));
+    return;
+  }
+  if (Array.isArray(value)) {
+    out.push('[');
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out.push(',');
+      write(value[i] === undefined ? null : value[i], out);
+    }
+    out.push(']');
+    return;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  out.push('{');
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    if (i > 0) out.push(',');
+    out.push(JSON.stringify(k), ':');
+    write(obj[k], out);
+  }
+  out.push('}');
 }
