@@ -1,7 +1,8 @@
 import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
 import type { Change, PolicyAction, Severity } from './rules.js';
 
-interface FindingBase<K extends string, T> {
+/** A raw difference between a baseline entry and a manifest entry, before rules judge it. */
+export interface Difference<K extends string, T> {
   kind: K;
   /** The manifest key: a path, `dpkg:name:arch`, `exe|user`, `tcp:addr:port`. */
   key: string;
@@ -10,6 +11,9 @@ interface FindingBase<K extends string, T> {
   changed: string[];
   before: T | null;
   after: T | null;
+}
+
+interface FindingBase<K extends string, T> extends Difference<K, T> {
   severity: Severity;
   action: PolicyAction;
   /** `file:line` of the policy rule that set severity and action, or null for the default. */

@@ -1,6 +1,6 @@
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
 import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry } from '../../agent/protocol/manifest.js';
-import type { Change } from '../../agent/protocol/rules.js';
+import type { Difference } from '../../agent/protocol/finding.js';
 import { comparePackageVersions } from './versions.js';
 
 /**
@@ -8,17 +8,7 @@ import { comparePackageVersions } from './versions.js';
  * change. Pure: everything comes from the two manifests.
  */
 
-/** A raw difference between baseline and manifest, before rules judge it. */
-export interface Difference<K extends string, T> {
-  kind: K;
-  key: string;
-  change: Change;
-  /** Attribute names that differ, in a fixed order; empty for added/removed. */
-  changed: string[];
-  before: T | null;
-  after: T | null;
-}
-
+export type { Difference };
 export type PackageDifference = Difference<'package', PackageEntry>;
 export type FileDifference = Difference<'file', FileEntry>;
 export type ProcessDifference = Difference<'process', ProcessEntry>;

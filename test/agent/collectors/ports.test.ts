@@ -5,23 +5,14 @@ import { realpath, rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { portsCollector } from '../../../agent/collectors/ports.js';
-import type { CollectContext } from '../../../agent/collectors/contract.js';
 import { PortEntrySchema } from '../../../agent/protocol/manifest.js';
-import { emptyRuleSet } from '../../../agent/protocol/rules.js';
-import { buildProcTree } from '../../fixtures/proc/tree.js';
+import { buildProcTree, procContext } from '../../helpers/proc-tree.js';
 
-const ctxFor = (root: string, proc: string | null): CollectContext => ({
-  root,
-  proc,
-  rules: emptyRuleSet(),
-  stateDir: null,
-  forceRehash: false,
-});
 
 t.test('fixture /proc: listening sockets tied to their processes', async (t) => {
   const tree = await buildProcTree();
   t.teardown(tree.cleanup);
-  const { entries, unread } = await portsCollector.collect(ctxFor(tree.root, tree.proc));
+  const { entries, unread } = await portsCollector.collect(procContext(tree.root, tree.proc));
   t.same(entries, {
     'tcp:0.0.0.0:22': { process: '/usr/sbin/sshd' },
     'tcp6:[::]:22': { process: '/usr/sbin/sshd' },
@@ -37,11 +28,11 @@ t.test('fixture /proc: without net tables there are no ports, and no error', asy
   const tree = await buildProcTree();
   t.teardown(tree.cleanup);
   await rm(join(tree.proc, 'net'), { recursive: true });
-  t.same(await portsCollector.collect(ctxFor(tree.root, tree.proc)), { entries: {}, unread: [] });
+  t.same(await portsCollector.collect(procContext(tree.root, tree.proc)), { entries: {}, unread: [] });
 });
 
 t.test('no /proc: the collector refuses to run', async (t) => {
-  await t.rejects(portsCollector.collect(ctxFor('/', null)), { name: 'DriftError', code: 'DRIFT_ERR_USAGE' });
+  await t.rejects(portsCollector.collect(procContext('/', null)), { name: 'DriftError', code: 'DRIFT_ERR_USAGE' });
 });
 
 const listen = async (host: string): Promise<Server> => {
@@ -74,7 +65,7 @@ t.test('live /proc: this process\'s TCP and UDP listeners, IPv4 and IPv6', async
   });
 
   const me = await realpath(process.execPath);
-  const { entries } = await portsCollector.collect(ctxFor('/', '/proc'));
+  const { entries } = await portsCollector.collect(procContext('/', '/proc'));
   t.same(entries[`tcp:127.0.0.1:${(tcp4.address() as AddressInfo).port}`], { process: me });
   t.same(entries[`tcp6:[::1]:${(tcp6.address() as AddressInfo).port}`], { process: me });
   t.same(entries[`udp:127.0.0.1:${udp4.address().port}`], { process: me });

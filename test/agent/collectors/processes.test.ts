@@ -7,24 +7,15 @@ import { readFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { processesCollector } from '../../../agent/collectors/processes.js';
-import type { CollectContext } from '../../../agent/collectors/contract.js';
 import { ProcessEntrySchema } from '../../../agent/protocol/manifest.js';
-import { emptyRuleSet } from '../../../agent/protocol/rules.js';
-import { buildProcTree } from '../../fixtures/proc/tree.js';
+import { buildProcTree, procContext } from '../../helpers/proc-tree.js';
 
-const ctxFor = (root: string, proc: string | null): CollectContext => ({
-  root,
-  proc,
-  rules: emptyRuleSet(),
-  stateDir: null,
-  forceRehash: false,
-});
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 t.test('fixture /proc: grouped by executable and user, kernel threads and zombies left out', async (t) => {
   const tree = await buildProcTree();
   t.teardown(tree.cleanup);
-  const { entries, unread } = await processesCollector.collect(ctxFor(tree.root, tree.proc));
+  const { entries, unread } = await processesCollector.collect(procContext(tree.root, tree.proc));
   t.same(entries, {
     '/usr/lib/systemd/systemd|root': { count: 1, deleted: false, exeSha256: sha('systemd image\n') },
     '/usr/sbin/sshd|root': { count: 2, deleted: false, exeSha256: sha('sshd image\n') },
@@ -41,7 +32,7 @@ t.test('fixture /proc: no passwd in the root names users by number', async (t) =
   const tree = await buildProcTree();
   t.teardown(tree.cleanup);
   await unlink(join(tree.root, 'etc', 'passwd'));
-  const { entries, unread } = await processesCollector.collect(ctxFor(tree.root, tree.proc));
+  const { entries, unread } = await processesCollector.collect(procContext(tree.root, tree.proc));
   t.same(Object.keys(entries).filter((k) => k.startsWith('/usr/sbin/sshd|')).sort(), ['/usr/sbin/sshd|0', '/usr/sbin/sshd|1000']);
   t.same(unread, [{ path: '/proc/107/exe', reason: 'ELOOP' }], 'a missing passwd is not unread');
 });
@@ -55,7 +46,7 @@ t.test('fixture /proc: one identity running two images (an upgrade with the old 
   await writeFile(join(old, 'status'), 'Name:\tsshd\nPid:\t109\nPPid:\t1\nUid:\t0\t0\t0\t0\n');
   await writeFile(join(tree.root, 'usr/sbin/sshd (deleted)'), 'old sshd image\n');
   await symlink(join(tree.root, 'usr/sbin/sshd (deleted)'), join(old, 'exe'));
-  const { entries } = await processesCollector.collect(ctxFor(tree.root, tree.proc));
+  const { entries } = await processesCollector.collect(procContext(tree.root, tree.proc));
   t.same(entries['/usr/sbin/sshd|root'], {
     count: 3,
     deleted: true,
@@ -65,8 +56,8 @@ t.test('fixture /proc: one identity running two images (an upgrade with the old 
 });
 
 t.test('no /proc: the collector refuses to run, a missing one is an I/O error', async (t) => {
-  await t.rejects(processesCollector.collect(ctxFor('/', null)), { name: 'DriftError', code: 'DRIFT_ERR_USAGE', message: /--proc/ });
-  await t.rejects(processesCollector.collect(ctxFor('/', '/nonexistent/proc')), { code: 'DRIFT_ERR_IO', message: /\/nonexistent\/proc: ENOENT/ });
+  await t.rejects(processesCollector.collect(procContext('/', null)), { name: 'DriftError', code: 'DRIFT_ERR_USAGE', message: /--proc/ });
+  await t.rejects(processesCollector.collect(procContext('/', '/nonexistent/proc')), { code: 'DRIFT_ERR_IO', message: /\/nonexistent\/proc: ENOENT/ });
 });
 
 /** Starts `exe 30` and resolves once the exec has happened (the 'spawn' event). */
@@ -83,7 +74,7 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-const live = ctxFor('/', '/proc');
+const live = procContext('/', '/proc');
 const me = userInfo().username;
 const sleepSha = execFileSync('sha256sum', ['/usr/bin/sleep'], { encoding: 'utf8' }).split(' ')[0];
 
