@@ -50,7 +50,8 @@ export const DEFAULTS = Object.freeze({
   stateDir: '/var/lib/drift',
   enrollSecretFile: '/etc/drift/enroll-secret',
   adminTokenFile: '/etc/drift/admin-token',
-  maxBody: 16 * 1024 * 1024,
+  /** A live Debian host with ~80,000 watched files sends over 16 MiB of manifest JSON. */
+  maxBody: 64 * 1024 * 1024,
   retention: '30d',
   silentAfter: '15m',
 });

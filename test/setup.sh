@@ -6,6 +6,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v rpm >/dev/null || need+=(rpm)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v openssl >/dev/null || need+=(openssl)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test setup: needs root to install: ${need[*]}" >&2; exit 1

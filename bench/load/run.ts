@@ -221,10 +221,11 @@ async function main(): Promise<void> {
   const dbBytes = statSync(db).size;
   const raw = new Database(db, { readonly: true });
   const blobBytes = Number(raw.prepare('SELECT sum(length(data)) FROM blobs').pluck().get());
-  const counts = Object.fromEntries(['blobs', 'hosts', 'host_deltas', 'findings', 'reports'].map((t) => [t, raw.prepare(`SELECT count(*) FROM ${t}`).pluck().get()]));
-  let bytesByTable: Record<string, number> = {};
+  const counts = Object.fromEntries(['blobs', 'strings', 'states', 'hosts', 'host_deltas', 'findings', 'history'].map((t) => [t, raw.prepare(`SELECT count(*) FROM ${t}`).pluck().get()]));
+  let bytesByTable: Record<string, string> = {};
   try {
-    bytesByTable = Object.fromEntries((raw.prepare('SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC').all() as { name: string; bytes: number }[]).map((r) => [r.name, r.bytes]));
+    bytesByTable = Object.fromEntries((raw.prepare('SELECT name, sum(pgsize) AS bytes, sum(unused) AS unused FROM dbstat GROUP BY name ORDER BY bytes DESC').all() as { name: string; bytes: number; unused: number }[])
+      .map((r) => [r.name, `${r.bytes} (${r.unused} unused)`]));
   } catch { /* SQLite built without dbstat */ }
   raw.close();
   rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createHash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { DriftError } from '../../agent/protocol/errors.js';
@@ -12,6 +12,7 @@ import { errorBody, HttpError } from './errors.js';
 import { Ingest, Refusal, type CompareFn } from './ingest.js';
 import { Metrics } from './metrics.js';
 import { locateManifestSections } from './sections.js';
+import { GroupCommit } from '../store/commit.js';
 import { EnrollRequestSchema, firstIssue } from './wire.js';
 
 /** What the collector's HTTP app is built from; all I/O is in `store`. */
@@ -48,10 +49,24 @@ declare module 'fastify' {
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 
+/**
+ * What the store keeps of a node key's secret: the first 16 bytes of its sha256.
+ * The secret is 32 random bytes, so forging a key still takes 2^128 guesses, and a
+ * reader of the database learns nothing usable; 16 bytes less per host.
+ */
+const keyHash = (secret: string): Buffer => sha256(secret).subarray(0, 16);
+
 /** Constant-time comparison of a presented credential with the configured one. */
 function sameSecret(presented: string, expected: string): boolean {
   return timingSafeEqual(sha256(presented), sha256(expected));
 }
+
+/**
+ * A node key is `<host rowid>.<secret>`: the collector finds the host by its integer
+ * key (no index over key hashes) and compares the sha256 of the secret in constant
+ * time. The rowid is not a secret; the 32 random bytes are.
+ */
+const NODE_KEY = /^([1-9]\d{0,15})\.([A-Za-z0-9_-]{43})$/;
 
 function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
@@ -70,12 +85,22 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
   const now = deps.now ?? Date.now;
   const app = Fastify({
     logger: deps.logger ?? false,
-    disableRequestLogging: true,
+    // Fastify's own request lines are off: the onResponse hook below writes one line per request.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxBody,
     ...(deps.https ? { https: deps.https } : {}),
   }) as unknown as FastifyInstance;
   const metrics = new Metrics();
-  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now });
+  /** The host of a node key, read once no write of that host is queued (its seq and state are current). */
+  const hostOfKey = async (token: string): Promise<HostRow | undefined> => {
+    const m = NODE_KEY.exec(token);
+    if (!m) return undefined;
+    const rowid = Number(m[1]);
+    for (let p = commit.pending(rowid); p; p = commit.pending(rowid)) await p;
+    return deps.store.hostByKey(rowid, keyHash(m[2] as string));
+  };
+  const commit = new GroupCommit(deps.store);
+  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r) });
 
   ingest.preload();
   const locatedSections = new WeakMap<object, Map<SectionName, Buffer>>();
@@ -164,23 +189,24 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     }
     const parsed = EnrollRequestSchema.safeParse(req.body);
     if (!parsed.success) throw new HttpError('DRIFT_ERR_USAGE', `enroll body is not { hostId, hostname, imageId }: ${firstIssue(parsed.error)}`, 400);
-    const nodeKey = randomBytes(32).toString('base64url');
-    deps.store.enroll({ id: parsed.data.hostId, hostname: parsed.data.hostname, imageId: parsed.data.imageId ?? null, nodeKeyHash: sha256(nodeKey), now: now() });
+    const secret = randomBytes(32).toString('base64url');
+    commit.flush(); // queued reports of the old key are stored before the re-enrollment resets the seq
+    const host = deps.store.enroll({ id: parsed.data.hostId, hostname: parsed.data.hostname, imageId: parsed.data.imageId ?? null, keyHash: keyHash(secret), now: now() });
     req.driftHost = parsed.data.hostId;
-    return { hostId: parsed.data.hostId, nodeKey };
+    return { hostId: parsed.data.hostId, nodeKey: `${host.rowid}.${secret}` };
   });
 
   app.post('/v1/reports', async (req) => {
     metrics.reportsReceived++;
     const token = bearer(req);
-    const host = token === null ? undefined : deps.store.hostByKey(sha256(token));
+    const host = token === null ? undefined : await hostOfKey(token);
     if (!host) {
       const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <node key>' : 'node key unknown or revoked; the agent must enroll again', 401);
       r.reason = 'unauthorized';
       throw r;
     }
     req.driftHost = host.id;
-    const result = ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
+    const result = await ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
     if (result.accepted) metrics.reportsAccepted++;
     else metrics.reportsNeedSections++;
     return result;
@@ -201,6 +227,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       }
     }
     const digest = baselineDigest(baseline);
+    commit.flush(); // reports compared against the old baseline are stored before it is replaced
     deps.store.putBaseline({ imageId, digest, keyId, baseline, now: now() });
     ingest.invalidate(imageId);
     return { imageId, digest, keyId };
@@ -274,6 +301,8 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     if (!deps.store.ping()) return reply.code(503).send(errorBody('DRIFT_ERR_IO', 'the database does not answer; check the collector log and the --db file'));
     return { ok: true };
   });
+
+  app.addHook('onClose', async () => { commit.flush(); });
 
   return Object.assign(app, { metrics, ingest });
 }

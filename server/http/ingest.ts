@@ -3,7 +3,7 @@ import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import type { Finding } from '../../agent/protocol/finding.js';
 import { MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionName, type Sections } from '../../agent/protocol/manifest.js';
 import type { RuleSet } from '../../agent/protocol/rules.js';
-import type { HostRow, Store, StoredBaseline } from '../store/store.js';
+import type { HostRow, SaveReport, Store, StoredBaseline } from '../store/store.js';
 import { HttpError } from './errors.js';
 import type { KnownSection } from './sections.js';
 import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, type ReportEnvelope } from './wire.js';
@@ -79,7 +79,15 @@ export class Ingest {
   private readonly baselines = new Map<string, StoredBaseline | null>();
   private readonly compareCache = new Map<string, Finding[]>();
 
-  constructor(private readonly deps: { store: Store; rules: RuleSet; compare: CompareFn; now: () => number }) {}
+  private readonly write: (r: SaveReport) => Promise<void>;
+
+  /**
+   * `write` stores an accepted report and settles once it is committed (the group
+   * commit in the daemon); by default a transaction of its own.
+   */
+  constructor(private readonly deps: { store: Store; rules: RuleSet; compare: CompareFn; now: () => number; write?: (r: SaveReport) => Promise<void> }) {
+    this.write = deps.write ?? ((r) => { deps.store.saveReport(r); return Promise.resolve(); });
+  }
 
   /** The baseline of an image, from memory or the store; null when none is stored. */
   baseline(imageId: string): StoredBaseline | null {
@@ -122,8 +130,13 @@ export class Ingest {
     this.compareCache.clear();
   }
 
-  /** Handle one report for the host its node key belongs to. Throws a Refusal for a 4xx. */
-  report(host: HostRow, body: unknown, located?: Map<SectionName, Buffer>): IngestResult {
+  /**
+   * Handle one report for the host its node key belongs to; settles after the
+   * report is stored (or refused: rejects with a Refusal for a 4xx). Everything up to
+   * the write runs synchronously, so a caller that waited for the host's queued
+   * writes reads and decides on current state.
+   */
+  async report(host: HostRow, body: unknown, located?: Map<SectionName, Buffer>): Promise<IngestResult> {
     const parsed = ReportEnvelopeSchema.safeParse(body);
     if (!parsed.success) throw refuse('malformed', 'DRIFT_ERR_USAGE', `report body is not a drift.report-request/v1: ${firstIssue(parsed.error)}`, 400);
     const env = parsed.data;
@@ -183,7 +196,7 @@ export class Ingest {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, role: env.role ?? host.role,
       digests: env.digests, kind, sections, baseline, findings, machineId: env.host.machineId,
     };
-    this.deps.store.saveReport(unread ? { ...save, unread } : save);
+    await this.write(unread ? { ...save, unread } : save);
     return { accepted: true, seq: env.seq, need: [] };
   }
 
@@ -251,16 +264,16 @@ export class Ingest {
   }
 
   /** Digests equal to the stored state: only seq and times move, unless the baseline changed. */
-  private unchanged(host: HostRow, env: ReportEnvelope, baseline: StoredBaseline | null): IngestResult {
+  private async unchanged(host: HostRow, env: ReportEnvelope, baseline: StoredBaseline | null): Promise<IngestResult> {
     const base = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: host.imageId, role: env.role ?? host.role,
       digests: env.digests, kind: 'digests' as const, baseline, machineId: env.host.machineId,
     };
     if ((baseline?.digest ?? null) === host.baselineDigest) {
-      this.deps.store.saveReport(base);
+      await this.write(base);
     } else {
       const findings = this.findings(baseline, this.deps.store.hostSections(host), env.digests, env);
-      this.deps.store.saveReport({ ...base, findings });
+      await this.write({ ...base, findings });
     }
     return { accepted: true, seq: env.seq, need: [] };
   }

@@ -3,7 +3,8 @@
  * in its own transaction; `schema_migrations` records which ran. Never edit a
  * migration that has shipped: add the next number.
  *
- * Layout (why it is shaped this way):
+ * Layout (why it is shaped this way: a fleet is thousands of hosts in a few states,
+ * so what is per host must be small and what hosts share must be stored once):
  * - `blobs` holds sections content-addressed by the raw 32 bytes of their digest,
  *   deflate-compressed canonical JSON. A baseline's sections live here; a clean host
  *   whose section digest equals the baseline's points at the same blob through its
@@ -11,7 +12,21 @@
  * - `host_deltas` holds, for a drifted section only, a delta blob (the keys that
  *   differ from the base section plus the removed keys) and the base it applies to;
  *   identical drift on several hosts shares one delta blob.
- * - hosts are referenced by an integer `rowid` everywhere, to keep per-host rows small.
+ * - `states` holds each distinct set of digests (root + sections) once; hosts and
+ *   history rows point at it by number, so the 5,000 clean hosts of one image share
+ *   one row of digests.
+ * - `strings` holds the short texts many hosts repeat (image ids, roles, baseline
+ *   digests) once; hosts point at them by number.
+ * - `hosts` keeps per host only what is its own. Its id is stored as 16 raw bytes
+ *   when it is 32 lowercase hex digits (a machine-id, the usual case), else as text;
+ *   its node key is `<rowid>.<secret>` and only 16 bytes of the secret's sha256 are kept,
+ *   so a key is found by the integer primary key and needs no index of its own.
+ * - `history` has a row per change, not per report: consecutive reports (seq
+ *   following seq) of the same state extend the last row (last_seq, last_at), so the
+ *   history answers "which seqs were stored and when did this host change" in one row
+ *   per change. `epoch` counts enrollments of the host (a re-enrolled agent restarts
+ *   its seqs at 1). Retention deletes rows whose last report is older than the limit.
+ * - hosts are referenced by their integer `rowid` everywhere, to keep per-host rows small.
  */
 export interface Migration {
   version: number;
@@ -38,21 +53,33 @@ CREATE TABLE baselines (
   received_at INTEGER NOT NULL
 );
 
+CREATE TABLE strings (
+  id   INTEGER PRIMARY KEY,
+  text TEXT NOT NULL UNIQUE
+);
+
+CREATE TABLE states (
+  id   INTEGER PRIMARY KEY,
+  root BLOB NOT NULL UNIQUE,        -- 32 raw bytes of the root digest
+  d_packages BLOB, d_files BLOB, d_processes BLOB, d_ports BLOB
+);
+
 CREATE TABLE hosts (
-  rowid         INTEGER PRIMARY KEY,
-  id            TEXT NOT NULL UNIQUE,
-  hostname      TEXT NOT NULL,
-  image_id      TEXT,
-  role          TEXT,
-  node_key_hash BLOB NOT NULL UNIQUE, -- sha256 of the node key; the key itself is never stored
-  enrolled_at   INTEGER NOT NULL,
-  last_seq      INTEGER NOT NULL DEFAULT 0,
-  last_seen     INTEGER,              -- ms since epoch of the last accepted report
-  baseline_digest TEXT,               -- the baseline its findings were computed against
-  d_root BLOB, d_packages BLOB, d_files BLOB, d_processes BLOB, d_ports BLOB,
-  findings      INTEGER NOT NULL DEFAULT 0,
-  machine_id    TEXT,                 -- machine-id of the first accepted report (a key used elsewhere is refused)
-  unread        TEXT                  -- JSON of the last full manifest's unread list
+  rowid       INTEGER PRIMARY KEY,
+  id          BLOB NOT NULL UNIQUE, -- 16 raw bytes when 32 lowercase hex digits, else the text
+  hostname    TEXT NOT NULL,
+  image       INTEGER,              -- strings.id of the image id
+  role        INTEGER,              -- strings.id of the role
+  key_hash    BLOB NOT NULL,        -- first 16 bytes of the sha256 of the node key's secret part; the key is never stored
+  enrolled_at INTEGER NOT NULL,
+  epoch       INTEGER NOT NULL DEFAULT 1, -- enrollments so far
+  last_seq    INTEGER NOT NULL DEFAULT 0,
+  last_seen   INTEGER,              -- ms since epoch of the last accepted report
+  baseline    INTEGER,              -- strings.id of the digest of the baseline its findings were computed against
+  state       INTEGER,              -- states.id of the last stored state
+  findings    INTEGER NOT NULL DEFAULT 0,
+  machine_id  TEXT,                 -- of the first accepted report ('' = the host id); a key used elsewhere is refused
+  unread      TEXT                  -- JSON of the last full manifest's unread list; NULL when empty
 );
 
 CREATE TABLE host_deltas (
@@ -68,22 +95,22 @@ CREATE TABLE findings (
   kind       TEXT NOT NULL,
   key        TEXT NOT NULL,
   change     TEXT NOT NULL,
-  data       TEXT NOT NULL,           -- the Finding as JSON
+  data       BLOB NOT NULL,           -- the Finding as deflate-raw JSON
   first_seen INTEGER NOT NULL,
   last_seen  INTEGER NOT NULL,
   PRIMARY KEY (host, kind, key, change)
 ) WITHOUT ROWID;
 
-CREATE TABLE reports (
-  host        INTEGER NOT NULL REFERENCES hosts(rowid) ON DELETE CASCADE,
-  seq         INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  root        BLOB NOT NULL,          -- root digest of the reported state
-  accepted    INTEGER NOT NULL,       -- 1: stored (full, partial or unchanged digests)
-  kind        TEXT NOT NULL,          -- full | partial | digests
-  PRIMARY KEY (host, seq)
+CREATE TABLE history (
+  host      INTEGER NOT NULL REFERENCES hosts(rowid) ON DELETE CASCADE,
+  epoch     INTEGER NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq  INTEGER NOT NULL,
+  first_at  INTEGER NOT NULL,       -- ms since epoch
+  last_at   INTEGER NOT NULL,
+  state     INTEGER NOT NULL,       -- states.id
+  PRIMARY KEY (host, epoch, first_seq)
 ) WITHOUT ROWID;
-CREATE INDEX reports_received ON reports(received_at);
 `,
   },
 ];

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalJson } from '../../agent/protocol/canonical.js';
@@ -14,6 +14,10 @@ import { applyDelta, sectionDelta, type SectionDelta } from './delta.js';
 export interface HostRow {
   rowid: number;
   id: string;
+  /** Enrollments so far (a re-enrollment restarts the seqs). */
+  epoch: number;
+  /** `states` row of the last stored state; null before the first accepted report. */
+  stateId: number | null;
   hostname: string;
   imageId: string | null;
   role: string | null;
@@ -65,6 +69,7 @@ export interface SaveReport {
   imageId: string | null;
   role: string | null;
   digests: Digests;
+  /** How the state arrived (for logs; history keeps states, not how they arrived). */
   kind: 'full' | 'partial' | 'digests';
   /**
    * The host's whole state when it changed (full or partial report); absent when the
@@ -87,6 +92,21 @@ const SECTION_COLS: Record<SectionName, string> = {
   packages: 'd_packages', files: 'd_files', processes: 'd_processes', ports: 'd_ports',
 };
 
+const HEX_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * A host id as stored: 16 raw bytes when it is 32 lowercase hex digits (a
+ * machine-id), else the text. The two forms never collide (SQLite keeps BLOB and
+ * TEXT apart) and every id has exactly one form, so the unique index still holds.
+ */
+export function packHostId(id: string): Buffer | string {
+  return HEX_ID.test(id) ? Buffer.from(id, 'hex') : id;
+}
+/** The inverse of packHostId. */
+export function unpackHostId(v: unknown): string {
+  return v instanceof Buffer ? v.toString('hex') : String(v);
+}
+
 /** `sha256:<hex>` → its 32 raw bytes (how digests are stored). */
 export function digestBytes(digest: string): Buffer {
   return Buffer.from(digest.slice(7), 'hex');
@@ -105,14 +125,21 @@ function unpackJson(data: Buffer): unknown {
 
 /**
  * The collector's SQLite store (one file, WAL). Every method is synchronous: the
- * better-sqlite3 calls are short and a transaction never spans an await, so one
- * report's writes commit atomically before the HTTP layer acknowledges it.
+ * better-sqlite3 calls are short and a transaction never spans an await, so the
+ * writes of a report commit atomically before the HTTP layer acknowledges it.
+ * Holds the few `strings` and `states` rows in memory (this process is the only
+ * writer); a failed write transaction drops those caches.
  */
 export class Store {
   readonly db: Database.Database;
   readonly file: string;
   private readonly st: ReturnType<Store['prepare']>;
   private readonly saveTx: (r: SaveReport) => void;
+  private readonly batchTx: (items: readonly SaveReport[]) => (Error | null)[];
+  private stringIds = new Map<string, number>();
+  private stringTexts = new Map<number, string>();
+  private stateIds = new Map<string, number>();
+  private stateDigests = new Map<number, Digests>();
 
   private constructor(db: Database.Database, file: string) {
     this.db = db;
@@ -120,6 +147,11 @@ export class Store {
     this.st = this.prepare();
     // Made once: better-sqlite3 builds a wrapper on every transaction() call.
     this.saveTx = db.transaction((r: SaveReport) => this.writeReport(r));
+    this.batchTx = db.transaction((items: readonly SaveReport[]) => items.map((r) => {
+      // Each report in its own savepoint: one failing write does not undo the others.
+      // Its cached strings/states may name rows the savepoint just undid: forget them.
+      try { this.saveTx(r); return null; } catch (err) { this.dropCaches(); return err instanceof Error ? err : new Error(String(err)); }
+    }));
   }
 
   /**
@@ -160,12 +192,20 @@ export class Store {
 
   private prepare() {
     const db = this.db;
+    const hostCols = 'rowid, id, epoch, hostname, image, role, key_hash, enrolled_at, last_seq, last_seen, baseline, state, findings, machine_id, unread';
     return {
-      hostByKey: db.prepare('SELECT * FROM hosts WHERE node_key_hash = ?'),
-      hostById: db.prepare('SELECT * FROM hosts WHERE id = ?'),
-      enroll: db.prepare(`INSERT INTO hosts (id, hostname, image_id, node_key_hash, enrolled_at) VALUES (@id, @hostname, @imageId, @hash, @now)
-        ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname, image_id = COALESCE(excluded.image_id, hosts.image_id),
-          node_key_hash = excluded.node_key_hash, enrolled_at = excluded.enrolled_at, last_seq = 0`),
+      hostByRowid: db.prepare(`SELECT ${hostCols} FROM hosts WHERE rowid = ?`),
+      hostById: db.prepare(`SELECT ${hostCols} FROM hosts WHERE id = ?`),
+      hostsAll: db.prepare(`SELECT ${hostCols} FROM hosts`),
+      enroll: db.prepare(`INSERT INTO hosts (id, hostname, image, key_hash, enrolled_at) VALUES (@id, @hostname, @image, @hash, @now)
+        ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname, image = COALESCE(excluded.image, hosts.image),
+          key_hash = excluded.key_hash, enrolled_at = excluded.enrolled_at, last_seq = 0, epoch = hosts.epoch + 1`),
+      stringGet: db.prepare('SELECT id FROM strings WHERE text = ?').pluck(),
+      stringById: db.prepare('SELECT text FROM strings WHERE id = ?').pluck(),
+      stringPut: db.prepare('INSERT INTO strings (text) VALUES (?)'),
+      stateGet: db.prepare('SELECT id FROM states WHERE root = ?').pluck(),
+      stateById: db.prepare('SELECT root, d_packages, d_files, d_processes, d_ports FROM states WHERE id = ?'),
+      statePut: db.prepare('INSERT INTO states (root, d_packages, d_files, d_processes, d_ports) VALUES (@root, @d_packages, @d_files, @d_processes, @d_ports)'),
       blobExists: db.prepare('SELECT 1 FROM blobs WHERE digest = ?').pluck(),
       blobGet: db.prepare('SELECT data FROM blobs WHERE digest = ?').pluck(),
       blobPut: db.prepare('INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)'),
@@ -179,48 +219,62 @@ export class Store {
       deltasOf: db.prepare('SELECT section, base, delta FROM host_deltas WHERE host = ?'),
       deltaPut: db.prepare('INSERT OR REPLACE INTO host_deltas (host, section, base, delta) VALUES (?, ?, ?, ?)'),
       deltaDel: db.prepare('DELETE FROM host_deltas WHERE host = ? AND section = ?'),
-      hostUpdate: db.prepare(`UPDATE hosts SET last_seq = @seq, last_seen = @now, hostname = @hostname, image_id = @imageId, role = @role,
-        baseline_digest = @baselineDigest, d_root = @d_root, d_packages = @d_packages, d_files = @d_files, d_processes = @d_processes,
-        d_ports = @d_ports, findings = @findings, machine_id = COALESCE(machine_id, @machineId), unread = COALESCE(@unread, unread)
+      hostUpdate: db.prepare(`UPDATE hosts SET last_seq = @seq, last_seen = @now, hostname = @hostname, image = @image, role = @role,
+        baseline = @baseline, state = @state, findings = @findings, machine_id = COALESCE(machine_id, @machineId),
+        unread = CASE WHEN @setUnread THEN @unread ELSE unread END
         WHERE rowid = @rowid`),
       hostTouch: db.prepare(`UPDATE hosts SET last_seq = @seq, last_seen = @now, hostname = @hostname, role = @role,
         machine_id = COALESCE(machine_id, @machineId) WHERE rowid = @rowid`),
+      hostFindings: db.prepare('UPDATE hosts SET findings = ?, baseline = ? WHERE rowid = ?'),
       findingsOf: db.prepare('SELECT data, first_seen, last_seen FROM findings WHERE host = ? ORDER BY kind, key, change'),
       findingKeysOf: db.prepare('SELECT kind, key, change FROM findings WHERE host = ?'),
       findingUpsert: db.prepare(`INSERT INTO findings (host, kind, key, change, data, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(host, kind, key, change) DO UPDATE SET data = excluded.data, last_seen = excluded.last_seen`),
       findingDel: db.prepare('DELETE FROM findings WHERE host = ? AND kind = ? AND key = ? AND change = ?'),
       findingsTouch: db.prepare('UPDATE findings SET last_seen = ? WHERE host = ?'),
-      reportPut: db.prepare('INSERT INTO reports (host, seq, received_at, root, accepted, kind) VALUES (?, ?, ?, ?, 1, ?)'),
+      historyExtend: db.prepare(`UPDATE history SET last_seq = @seq, last_at = @now
+        WHERE host = @host AND epoch = @epoch AND last_seq = @prev AND state = @state`),
+      historyPut: db.prepare('INSERT INTO history (host, epoch, first_seq, last_seq, first_at, last_at, state) VALUES (@host, @epoch, @seq, @seq, @now, @now, @state)'),
     };
   }
 
   /**
-   * Enroll a host, or re-enroll it: the new node key hash replaces the old one (the
-   * old key stops working) and the seq restarts, since an agent that lost its state
-   * folder also lost its seq.
+   * Enroll a host, or re-enroll it: the new key hash replaces the old one (the old
+   * key stops working), the seq restarts and the epoch moves on, since an agent that
+   * lost its state folder also lost its seq. `keyHash` is what the HTTP layer keeps
+   * of the node key's secret (16 bytes of its sha256); the key it hands out is the
+   * returned row's rowid, a dot, and the secret.
    */
-  enroll(input: { id: string; hostname: string; imageId: string | null; nodeKeyHash: Buffer; now: number }): HostRow {
-    this.st.enroll.run({ id: input.id, hostname: input.hostname, imageId: input.imageId, hash: input.nodeKeyHash, now: input.now });
-    const row = this.hostById(input.id);
-    if (!row) throw new Error(`host ${input.id} vanished after enrollment`);
-    return row;
+  enroll(input: { id: string; hostname: string; imageId: string | null; keyHash: Buffer; now: number }): HostRow {
+    try {
+      return this.db.transaction(() => {
+        const image = input.imageId === null ? null : this.stringId(input.imageId);
+        this.st.enroll.run({ id: packHostId(input.id), hostname: input.hostname, image, hash: input.keyHash, now: input.now });
+        const row = this.hostById(input.id);
+        if (!row) throw new Error(`host ${input.id} vanished after enrollment`);
+        return row;
+      })();
+    } catch (err) { this.dropCaches(); throw err; }
   }
 
-  /** The host whose node key hashes to `hash`, if any. */
-  hostByKey(hash: Buffer): HostRow | undefined {
-    const row = this.st.hostByKey.get(hash) as Row | undefined;
-    return row ? toHost(row) : undefined;
+  /** The host of `rowid` if its stored key hash equals `keyHash` (constant-time), else undefined. */
+  hostByKey(rowid: number, keyHash: Buffer): HostRow | undefined {
+    const row = this.st.hostByRowid.get(rowid) as Row | undefined;
+    if (!row) return undefined;
+    const stored = row['key_hash'] as Buffer;
+    if (stored.length !== keyHash.length || !timingSafeEqual(stored, keyHash)) return undefined;
+    return this.toHost(row);
   }
 
   hostById(id: string): HostRow | undefined {
-    const row = this.st.hostById.get(id) as Row | undefined;
-    return row ? toHost(row) : undefined;
+    const row = this.st.hostById.get(packHostId(id)) as Row | undefined;
+    return row ? this.toHost(row) : undefined;
   }
 
   /** All hosts, ordered by id. */
   listHosts(): HostRow[] {
-    return (this.db.prepare('SELECT * FROM hosts ORDER BY id').all() as Row[]).map(toHost);
+    const hosts = (this.st.hostsAll.all() as Row[]).map((r) => this.toHost(r));
+    return hosts.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /**
@@ -287,24 +341,41 @@ export class Store {
    * Write everything one accepted report changes, in one transaction: the host's
    * state (sections content-addressed or as deltas against the baseline), its
    * findings (first_seen kept for those that persist, vanished ones removed), and
-   * the report history row. The caller acknowledges only after this returns.
+   * the history. The caller acknowledges only after this returns.
    */
   saveReport(r: SaveReport): void {
-    this.saveTx(r);
+    try { this.saveTx(r); } catch (err) { this.dropCaches(); throw err; }
+  }
+
+  /**
+   * Write several reports in one transaction (one commit for all: group commit),
+   * each in its own savepoint. Returns, per report, null when it is stored or the
+   * error that undid its writes alone. Throws when the commit itself fails (then
+   * none is stored). The caller acknowledges a report only after this returns.
+   */
+  saveReports(items: readonly SaveReport[]): (Error | null)[] {
+    try {
+      return this.batchTx(items);
+    } catch (err) { this.dropCaches(); throw err; }
   }
 
   private writeReport(r: SaveReport): void {
     const rowid = r.host.rowid;
-    this.st.reportPut.run(rowid, r.seq, r.now, digestBytes(r.digests.root), r.kind);
+    const state = this.stateId(r.digests);
+    // One history row per run of consecutive reports of one state.
+    const hist = { host: rowid, epoch: r.host.epoch, seq: r.seq, now: r.now, state, prev: r.seq - 1 };
+    if (this.st.historyExtend.run(hist).changes === 0) this.st.historyPut.run(hist);
     let findingCount = r.host.findings;
     if (r.findings) findingCount = this.writeFindings(rowid, r.findings, r.now);
     else if (r.host.findings > 0) this.st.findingsTouch.run(r.now, rowid);
+    const baseline = r.baseline ? this.stringId(r.baseline.digest) : null;
+    const role = r.role === null ? null : this.stringId(r.role);
+    const machineId = r.machineId === r.host.id ? '' : r.machineId;
     if (!r.sections) {
-      this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role: r.role, machineId: r.machineId });
-      if (r.findings) this.db.prepare('UPDATE hosts SET findings = ?, baseline_digest = ? WHERE rowid = ?').run(findingCount, r.baseline?.digest ?? null, rowid);
+      this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role, machineId });
+      if (r.findings) this.st.hostFindings.run(findingCount, baseline, rowid);
       return;
     }
-    const cols: Record<string, Buffer | null> = { d_packages: null, d_files: null, d_processes: null, d_ports: null };
     for (const name of SECTIONS) {
       const d = r.digests[name];
       const section = r.sections[name];
@@ -313,7 +384,6 @@ export class Store {
         continue;
       }
       const bytes = digestBytes(d);
-      cols[SECTION_COLS[name]] = bytes;
       const base = r.baseline?.baseline[name];
       const baseDigest = r.baseline?.baseline.digests[name];
       if (this.st.blobExists.get(bytes) !== undefined || base === undefined || baseDigest === undefined) {
@@ -325,10 +395,10 @@ export class Store {
         this.st.deltaPut.run(rowid, name, digestBytes(baseDigest), this.putBlob(delta));
       }
     }
+    const unread = r.unread === undefined ? null : r.unread.length === 0 ? null : JSON.stringify(r.unread);
     this.st.hostUpdate.run({
-      rowid, seq: r.seq, now: r.now, hostname: r.hostname, imageId: r.imageId, role: r.role,
-      baselineDigest: r.baseline?.digest ?? null, d_root: digestBytes(r.digests.root), ...cols, findings: findingCount,
-      machineId: r.machineId, unread: r.unread ? JSON.stringify(r.unread) : null,
+      rowid, seq: r.seq, now: r.now, hostname: r.hostname, image: r.imageId === null ? null : this.stringId(r.imageId), role,
+      baseline, state, findings: findingCount, machineId, setUnread: r.unread === undefined ? 0 : 1, unread,
     });
   }
 
@@ -339,52 +409,75 @@ export class Store {
       const k = `${String(r['kind'])}\0${String(r['key'])}\0${String(r['change'])}`;
       if (!keep.has(k)) this.st.findingDel.run(rowid, r['kind'], r['key'], r['change']);
     }
-    for (const f of findings) this.st.findingUpsert.run(rowid, f.kind, f.key, f.change, JSON.stringify(f), now, now);
+    for (const f of findings) this.st.findingUpsert.run(rowid, f.kind, f.key, f.change, deflateRawSync(JSON.stringify(f)), now, now);
     return keep.size;
   }
 
   /** A host's current findings, ordered by kind, key, change. */
   findings(host: HostRow): StoredFinding[] {
     return (this.st.findingsOf.all(host.rowid) as Row[]).map((r) => ({
-      finding: JSON.parse(String(r['data'])) as Finding,
+      finding: unpackJson(r['data'] as Buffer) as Finding,
       firstSeen: Number(r['first_seen']),
       lastSeen: Number(r['last_seen']),
     }));
   }
 
-  /** Every host's finding keys (for cohorts): one indexed scan of the findings table. */
+  /** Every host's finding keys (for cohorts): one scan of the findings table. */
   findingKeys(): FindingKeyRow[] {
     return (this.db.prepare('SELECT host, kind, key, change FROM findings').all() as Row[]).map((r) => ({
       host: Number(r['host']), kind: String(r['kind']), key: String(r['key']), change: String(r['change']),
     }));
   }
 
-  /** Seqs of the stored reports of a host, ascending. */
+  /**
+   * Seqs of the stored reports of a host, ascending (by enrollment, then seq). Exact:
+   * a history row covers first_seq..last_seq and is extended only by the next seq.
+   */
   reportSeqs(hostId: string): number[] {
-    return (this.db.prepare('SELECT r.seq FROM reports r JOIN hosts h ON h.rowid = r.host WHERE h.id = ? ORDER BY r.seq').pluck().all(hostId) as number[]);
+    const rows = this.db.prepare(`SELECT first_seq, last_seq FROM history WHERE host = (SELECT rowid FROM hosts WHERE id = ?)
+      ORDER BY epoch, first_seq`).all(packHostId(hostId)) as Row[];
+    const out: number[] = [];
+    for (const r of rows) for (let s = Number(r['first_seq']); s <= Number(r['last_seq']); s++) out.push(s);
+    return out;
+  }
+
+  /** A host's history, one entry per change: the seqs and times of a run of reports of one state. */
+  history(hostId: string): { epoch: number; firstSeq: number; lastSeq: number; firstAt: number; lastAt: number; root: string }[] {
+    const rows = this.db.prepare(`SELECT h.epoch, h.first_seq, h.last_seq, h.first_at, h.last_at, s.root FROM history h JOIN states s ON s.id = h.state
+      WHERE h.host = (SELECT rowid FROM hosts WHERE id = ?) ORDER BY h.epoch, h.first_seq`).all(packHostId(hostId)) as Row[];
+    return rows.map((r) => ({
+      epoch: Number(r['epoch']), firstSeq: Number(r['first_seq']), lastSeq: Number(r['last_seq']),
+      firstAt: Number(r['first_at']), lastAt: Number(r['last_at']), root: digestText(r['root'] as Buffer),
+    }));
   }
 
   /**
-   * Drop report history older than `before` (ms) and blobs no baseline, host or
-   * delta refers to any more. Returns the number of history rows removed.
+   * Drop history rows whose last report is older than `before` (ms), then states no
+   * host or history row refers to, then blobs no baseline, current host state or
+   * delta refers to. Returns the number of history rows removed.
    */
   prune(before: number): number {
-    return this.db.transaction(() => {
-      const removed = this.db.prepare('DELETE FROM reports WHERE received_at < ?').run(before).changes;
+    const removed = this.db.transaction(() => {
+      const n = this.db.prepare('DELETE FROM history WHERE last_at < ?').run(before).changes;
+      this.db.exec(`DELETE FROM states WHERE id NOT IN (SELECT state FROM hosts WHERE state IS NOT NULL UNION SELECT state FROM history)`);
       this.db.exec(`DELETE FROM blobs WHERE digest NOT IN (
         SELECT d_packages FROM baselines WHERE d_packages IS NOT NULL UNION SELECT d_files FROM baselines WHERE d_files IS NOT NULL
         UNION SELECT d_processes FROM baselines WHERE d_processes IS NOT NULL UNION SELECT d_ports FROM baselines WHERE d_ports IS NOT NULL
-        UNION SELECT d_packages FROM hosts WHERE d_packages IS NOT NULL UNION SELECT d_files FROM hosts WHERE d_files IS NOT NULL
-        UNION SELECT d_processes FROM hosts WHERE d_processes IS NOT NULL UNION SELECT d_ports FROM hosts WHERE d_ports IS NOT NULL
+        UNION SELECT d_packages FROM states WHERE d_packages IS NOT NULL AND id IN (SELECT state FROM hosts)
+        UNION SELECT d_files FROM states WHERE d_files IS NOT NULL AND id IN (SELECT state FROM hosts)
+        UNION SELECT d_processes FROM states WHERE d_processes IS NOT NULL AND id IN (SELECT state FROM hosts)
+        UNION SELECT d_ports FROM states WHERE d_ports IS NOT NULL AND id IN (SELECT state FROM hosts)
         UNION SELECT base FROM host_deltas UNION SELECT delta FROM host_deltas)`);
-      return removed;
+      return n;
     })();
+    this.dropCaches();
+    return removed;
   }
 
   /** Row counts of every table (for tests and metrics). */
   counts(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const t of ['blobs', 'baselines', 'hosts', 'host_deltas', 'findings', 'reports']) {
+    for (const t of ['blobs', 'baselines', 'strings', 'states', 'hosts', 'host_deltas', 'findings', 'history']) {
       out[t] = Number(this.db.prepare(`SELECT count(*) FROM ${t}`).pluck().get());
     }
     return out;
@@ -405,6 +498,97 @@ export class Store {
     try { return this.db.prepare('SELECT 1').pluck().get() === 1; } catch { return false; }
   }
 
+  private dropCaches(): void {
+    this.stringIds.clear();
+    this.stringTexts.clear();
+    this.stateIds.clear();
+    this.stateDigests.clear();
+  }
+
+  /** The `strings` id of a text, inserting it when new. */
+  private stringId(text: string): number {
+    let id = this.stringIds.get(text);
+    if (id === undefined) {
+      id = this.st.stringGet.get(text) as number | undefined;
+      if (id === undefined) id = Number(this.st.stringPut.run(text).lastInsertRowid);
+      this.stringIds.set(text, id);
+      this.stringTexts.set(id, text);
+    }
+    return id;
+  }
+
+  private stringText(id: unknown): string | null {
+    if (id === null || id === undefined) return null;
+    const n = Number(id);
+    let text = this.stringTexts.get(n);
+    if (text === undefined) {
+      text = this.st.stringById.get(n) as string | undefined;
+      if (text === undefined) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks strings row ${n}; the store is damaged, restore it from a backup`);
+      this.stringTexts.set(n, text);
+      this.stringIds.set(text, n);
+    }
+    return text;
+  }
+
+  /** The `states` id of a set of digests, inserting it when new. */
+  private stateId(digests: Digests): number {
+    let id = this.stateIds.get(digests.root);
+    if (id === undefined) {
+      const root = digestBytes(digests.root);
+      id = this.st.stateGet.get(root) as number | undefined;
+      if (id === undefined) {
+        const cols: Record<string, Buffer | null> = { d_packages: null, d_files: null, d_processes: null, d_ports: null };
+        for (const name of SECTIONS) {
+          const d = digests[name];
+          if (d !== undefined) cols[SECTION_COLS[name]] = digestBytes(d);
+        }
+        id = Number(this.st.statePut.run({ root, ...cols }).lastInsertRowid);
+      }
+      this.stateIds.set(digests.root, id);
+    }
+    return id;
+  }
+
+  private stateOf(id: unknown): Digests | null {
+    if (id === null || id === undefined) return null;
+    const n = Number(id);
+    let digests = this.stateDigests.get(n);
+    if (!digests) {
+      const r = this.st.stateById.get(n) as Row | undefined;
+      if (!r) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks states row ${n}; the store is damaged, restore it from a backup`);
+      const x: Record<string, string> = { root: digestText(r['root'] as Buffer) };
+      for (const name of SECTIONS) {
+        const v = r[SECTION_COLS[name]];
+        if (v instanceof Buffer) x[name] = digestText(v);
+      }
+      digests = Object.freeze(x) as unknown as Digests;
+      this.stateDigests.set(n, digests);
+    }
+    return digests;
+  }
+
+  private toHost(r: Row): HostRow {
+    const id = unpackHostId(r['id']);
+    const mid = r['machine_id'];
+    return {
+      rowid: Number(r['rowid']),
+      id,
+      epoch: Number(r['epoch']),
+      stateId: r['state'] === null ? null : Number(r['state']),
+      hostname: String(r['hostname']),
+      imageId: this.stringText(r['image']),
+      role: this.stringText(r['role']),
+      enrolledAt: Number(r['enrolled_at']),
+      lastSeq: Number(r['last_seq']),
+      lastSeen: r['last_seen'] === null ? null : Number(r['last_seen']),
+      baselineDigest: this.stringText(r['baseline']),
+      digests: this.stateOf(r['state']),
+      findings: Number(r['findings']),
+      machineId: mid === null ? null : mid === '' ? id : String(mid),
+      unread: typeof r['unread'] === 'string' ? (JSON.parse(r['unread']) as Unread[]) : [],
+    };
+  }
+
   private putBlob(value: unknown): Buffer {
     const text = canonicalJson(value);
     const digest = createHash('sha256').update(text).digest();
@@ -421,35 +605,6 @@ export class Store {
     if (!data) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks blob ${digestText(digest)}; the store is damaged, restore it from a backup`);
     return unpackJson(data);
   }
-}
-
-function toHost(r: Row): HostRow {
-  const d = (col: string): string | undefined => (r[col] instanceof Buffer ? digestText(r[col] as Buffer) : undefined);
-  let digests: Digests | null = null;
-  const root = d('d_root');
-  if (root) {
-    const x: Record<string, string> = { root };
-    for (const name of SECTIONS) {
-      const v = d(SECTION_COLS[name]);
-      if (v) x[name] = v;
-    }
-    digests = x as Digests;
-  }
-  return {
-    rowid: Number(r['rowid']),
-    id: String(r['id']),
-    hostname: String(r['hostname']),
-    imageId: (r['image_id'] as string | null) ?? null,
-    role: (r['role'] as string | null) ?? null,
-    enrolledAt: Number(r['enrolled_at']),
-    lastSeq: Number(r['last_seq']),
-    lastSeen: r['last_seen'] === null ? null : Number(r['last_seen']),
-    baselineDigest: (r['baseline_digest'] as string | null) ?? null,
-    digests,
-    findings: Number(r['findings']),
-    machineId: (r['machine_id'] as string | null) ?? null,
-    unread: typeof r['unread'] === 'string' ? (JSON.parse(r['unread']) as Unread[]) : [],
-  };
 }
 
 function migrate(db: Database.Database): void {

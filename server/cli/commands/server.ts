@@ -93,7 +93,7 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); needs --tls-key')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--rules <dir>', 'site rule folder, read after the shipped rules; repeatable', collect)
-    .option('--max-body <bytes>', 'largest request body after gzip inflation, e.g. 16MiB (default 16 MiB)')
+    .option('--max-body <bytes>', `largest request body after gzip inflation, e.g. 128MiB (default ${DEFAULTS.maxBody / 1024 / 1024} MiB: a full manifest of a host with ~80,000 watched files is over 16 MiB)`)
     .option('--retention <duration>', `how long report history is kept, e.g. 30d (default ${DEFAULTS.retention})`)
     .option('--silent-after <duration>', `a host with no report for this long is silent (default ${DEFAULTS.silentAfter})`)
     .option('--fleet-wide-share <share>', 'a finding shared by more than this share of a cohort is fleet-wide (default 0.5)')

@@ -1,12 +1,15 @@
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { parseDuration, parseListen, parseSize, readServerFile, resolveServerConfig } from '../../../server/config.js';
 import { driftBin } from '../../helpers/paths.js';
+import { Store } from '../../../server/store/store.js';
 import { baselineOf, fullReport, imageSections, manifestOf } from '../helpers/fleet.js';
 
 // The real CLI, as a user runs it: `node bin/drift.js server ...`.
@@ -67,7 +70,7 @@ t.test('config: flags win over the file; exact messages', async (t) => {
   const defaults = resolveServerConfig({});
   t.same(defaults.listen, { host: '127.0.0.1', port: 8750 });
   t.equal(defaults.db, '/var/lib/drift/drift.db');
-  t.equal(defaults.maxBody, 16 * 1024 * 1024);
+  t.equal(defaults.maxBody, 64 * 1024 * 1024, 'a manifest of ~80,000 files (over 16 MiB) fits');
   t.same(parseListen('[::1]:8750'), { host: '::1', port: 8750 });
   t.throws(() => parseListen('8750'), { code: 'DRIFT_ERR_USAGE', message: '--listen must be HOST:PORT, e.g. 127.0.0.1:8750 or [::1]:8750 (got "8750")' });
   t.throws(() => parseDuration('soon', '--retention'), { message: '--retention must be a duration like 90s, 15m, 12h or 30d (got "soon")' });
@@ -101,6 +104,7 @@ t.test('SIGTERM finishes in-flight work and closes the database', async (t) => {
   child.proc.kill('SIGTERM');
   const exit = await child.exited;
   t.equal(exit.code, 0, exit.stderr);
+  t.equal(exit.stderr, '', 'nothing on stderr: no deprecation warning (FSTDEP023) or other');
   const raw = new Database(db, { readonly: true });
   t.equal(raw.pragma('integrity_check', { simple: true }), 'ok');
   t.equal(raw.prepare('SELECT count(*) FROM hosts').pluck().get(), 1);
@@ -154,12 +158,56 @@ t.test('kill -9 during a stream of reports loses no acknowledged report', async 
 
   const raw = new Database(db);
   t.equal(raw.pragma('integrity_check', { simple: true }), 'ok', 'the database opens cleanly');
+  raw.close();
+  const store = Store.open(db);
   for (const id of hosts) {
-    const stored = new Set(raw.prepare('SELECT r.seq FROM reports r JOIN hosts h ON h.rowid = r.host WHERE h.id = ?').pluck().all(id) as number[]);
+    const stored = new Set(store.reportSeqs(id));
     const lost = acked.get(id)!.filter((s) => !stored.has(s));
     t.same(lost, [], `${id}: every acknowledged seq is stored (${acked.get(id)!.length} acknowledged)`);
-    const last = raw.prepare('SELECT last_seq FROM hosts WHERE id = ?').pluck().get(id) as number;
-    t.ok(last >= Math.max(0, ...acked.get(id)!), `${id}: last_seq covers the acknowledged reports`);
+    t.ok((store.hostById(id)?.lastSeq ?? 0) >= Math.max(0, ...acked.get(id)!), `${id}: last_seq covers the acknowledged reports`);
   }
-  raw.close();
+  store.close();
+});
+
+t.test('--help names every setting and the 64 MiB body limit', async (t) => {
+  const r = spawnSync(process.execPath, [entry, 'server', '--help'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  // commander wraps the text to the terminal width: compare with the whitespace folded.
+  t.match(r.stdout.replace(/\s+/g, ' '), '--max-body <bytes> largest request body after gzip inflation, e.g. 128MiB (default 64 MiB');
+  for (const flag of ['--listen', '--db', '--enroll-secret-file', '--admin-token-file', '--baseline-pubkey', '--tls-cert', '--tls-key', '--retention']) {
+    t.match(r.stdout, flag);
+  }
+});
+
+/** GET a URL; resolves with the status and body, rejects on a transport error. */
+function get(url: string, opts: { ca?: Buffer } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const cb = (res: import('node:http').IncomingMessage): void => {
+      let body = '';
+      res.on('data', (c: Buffer) => { body += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    };
+    const req = url.startsWith('https:') ? httpsGet(url, { ...opts, agent: false }, cb) : httpGet(url, { agent: false }, cb);
+    req.on('error', reject);
+  });
+}
+
+t.test('TLS: --tls-cert/--tls-key serve HTTPS; plain HTTP to the port gets no answer', async (t) => {
+  const dir = tmp(t);
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ed25519', '-keyout', key, '-out', cert, '-days', '2', '-nodes',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const child = await start(['--listen', '127.0.0.1:0', '--db', join(dir, 'd.db'), ...secrets(dir), '--tls-cert', cert, '--tls-key', key]);
+  t.teardown(() => { child.proc.kill('SIGKILL'); });
+  t.match(child.address, /^https:\/\/127\.0\.0\.1:\d+$/, 'the listening line says https');
+  const ok = await get(`${child.address}/healthz`, { ca: readFileSync(cert) });
+  t.same([ok.status, JSON.parse(ok.body)], [200, { ok: true }], 'HTTPS with the certificate as CA');
+  await t.rejects(get(`${child.address}/healthz`), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }, 'an untrusted certificate is refused by the client');
+  const plain = child.address.replace(/^https:/, 'http:');
+  const answer = await get(`${plain}/healthz`).then((r) => `HTTP ${r.status}`, (err: NodeJS.ErrnoException) => `error ${err.code ?? err.message}`);
+  t.match(answer, /^error /, `plain HTTP is not served (${answer})`);
+  child.proc.kill('SIGTERM');
+  const exit = await child.exited;
+  t.equal(exit.code, 0, exit.stderr);
 });

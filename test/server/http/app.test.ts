@@ -92,7 +92,7 @@ t.test('enroll: the secret is checked, the body validated, re-enrolling revokes 
   t.equal(snapshot(ctx.store), before, 'refused enrollments change nothing');
 
   const k1 = await enroll(ctx, 'h1');
-  t.match(k1, /^[A-Za-z0-9_-]{43}$/, '32 random bytes, base64url');
+  t.match(k1, /^[1-9]\d*\.[A-Za-z0-9_-]{43}$/, 'host number, then 32 random bytes, base64url');
   const k2 = await enroll(ctx, 'h1');
   t.not(k1, k2);
   const m = manifestOf(imageSections(), { hostname: 'a', machineId: 'h1' });
@@ -140,7 +140,7 @@ t.test('reports: digests first, sections on demand, then digest-only', async (t)
   const first = await report(ctx, key, digestReport(1, m));
   t.equal(first.statusCode, 200);
   t.same(first.json(), { accepted: false, seq: 1, need: ['packages', 'files', 'processes', 'ports'] });
-  t.equal(ctx.store.counts()['reports'], 0, 'nothing stored for an unaccepted report');
+  t.equal(ctx.store.counts()['history'], 0, 'nothing stored for an unaccepted report');
 
   const full = await report(ctx, key, gzipSync(JSON.stringify(fullReport(1, m))), { 'content-encoding': 'gzip' });
   t.equal(full.statusCode, 200, full.body);
@@ -288,4 +288,18 @@ t.test('a new baseline recomputes findings on the next digest-only report', asyn
   const h = (await ctx.app.inject({ url: '/v1/hosts/h1', headers: auth(ADMIN) })).json();
   t.equal(h.status, 'drifted');
   t.equal(h.findings.length, 2);
+});
+
+t.test('concurrent reports of one host are decided one after the other: the same seq twice is one 200 and one 409', async (t) => {
+  const ctx = await setup(t);
+  const bd = await putBaseline(ctx);
+  const key = await enroll(ctx, 'h1');
+  const m = manifestOf(imageSections(), { hostname: 'web-1', machineId: 'h1', imageId: 'ami-1', baselineDigest: bd });
+  t.equal((await report(ctx, key, fullReport(1, m))).statusCode, 200);
+  const [a, b] = await Promise.all([report(ctx, key, digestReport(2, m)), report(ctx, key, digestReport(2, m))]);
+  t.same([a.statusCode, b.statusCode].sort(), [200, 409], `${a.body} / ${b.body}`);
+  const [c, d] = await Promise.all([report(ctx, key, digestReport(3, m)), report(ctx, key, digestReport(4, m))]);
+  t.same([c.statusCode, d.statusCode], [200, 200]);
+  t.same(ctx.store.reportSeqs('h1'), [1, 2, 3, 4]);
+  t.same(ctx.store.history('h1').map((r) => [r.firstSeq, r.lastSeq]), [[1, 4]], 'one state: one history row');
 });
