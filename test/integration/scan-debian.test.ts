@@ -19,8 +19,8 @@ t.teardown(() => rm(work, { recursive: true, force: true }));
 const image = await copyRoot(debianMinbase, join(work, 'image'));
 const debs = join(work, 'debs');
 await mkdir(debs);
-const debA = await buildDeb(debs, { name: 'drift-test-a', version: '1.0-1', files: { '/usr/bin/drift-test-a': '#!/bin/sh\necho a\n', '/etc/drift-test-a.conf': 'a=1\n' }, conffiles: ['/etc/drift-test-a.conf'] });
-const debB = await buildDeb(debs, { name: 'drift-test-b', version: '2.0-1', files: { '/usr/bin/drift-test-b': '#!/bin/sh\necho b\n' } });
+const debA = buildDeb(debs, { name: 'drift-test-a', version: '1.0-1', files: { '/usr/bin/drift-test-a': '#!/bin/sh\necho a\n', '/etc/drift-test-a.conf': 'a=1\n' }, conffiles: ['/etc/drift-test-a.conf'] });
+const debB = buildDeb(debs, { name: 'drift-test-b', version: '2.0-1', files: { '/usr/bin/drift-test-b': '#!/bin/sh\necho b\n' } });
 // The image carries package a; hosts later remove it.
 await copyFile(debA, join(image, 'tmp', 'a.deb'));
 await must('chroot', [image, 'dpkg', '-i', '/tmp/a.deb']);

@@ -1,41 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { buildDeb } from '../../helpers/debian.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
-
-/** A folder tree: path → file content (strings) or null for an empty folder. */
-type Tree = Record<string, string | null>;
-
-const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
-
-/**
- * Build a .deb from a tree with `dpkg-deb --build`. `md5sums: 'package'` ships a
- * DEBIAN/md5sums without the conffiles (as dh_md5sums does), so dpkg falls back
- * to the Conffiles md5; otherwise dpkg generates md5sums itself at install.
- */
-function buildDeb(dir: string, name: string, version: string, tree: Tree, conffiles: string[], shipMd5sums: boolean, executables: string[] = []): string {
-  const pkg = join(dir, `src-${name}`);
-  mkdirSync(join(pkg, 'DEBIAN'), { recursive: true });
-  writeFileSync(join(pkg, 'DEBIAN', 'control'), `Package: ${name}\nVersion: ${version}\nArchitecture: all\nMaintainer: drift tests <t@example.org>\nDescription: drift test package\n`);
-  if (conffiles.length) writeFileSync(join(pkg, 'DEBIAN', 'conffiles'), conffiles.map((c) => `${c}\n`).join(''));
-  const sums: string[] = [];
-  for (const [path, content] of Object.entries(tree)) {
-    const full = join(pkg, path);
-    if (content === null) {
-      mkdirSync(full, { recursive: true });
-      continue;
-    }
-    mkdirSync(join(full, '..'), { recursive: true });
-    writeFileSync(full, content);
-    if (executables.includes(path)) chmodSync(full, 0o755);
-    if (!conffiles.includes(path)) sums.push(`${md5(content)}  ${path.slice(1)}\n`);
-  }
-  if (shipMd5sums) writeFileSync(join(pkg, 'DEBIAN', 'md5sums'), sums.join(''));
-  const deb = join(dir, `${name}.deb`);
-  execFileSync('dpkg-deb', ['--root-owner-group', '--build', pkg, deb], { stdio: 'ignore' });
-  return deb;
-}
 
 /**
  * Make a tiny dpkg root in a temp folder and install two small packages into it
@@ -50,17 +17,25 @@ export function makeDpkgRoot(): string {
   mkdirSync(join(root, 'var/lib/dpkg/info'), { recursive: true });
   mkdirSync(join(root, 'var/lib/dpkg/updates'), { recursive: true });
   writeFileSync(join(root, 'var/lib/dpkg/status'), '');
-  const a = buildDeb(dir, 'drift-demo-a', '1:1.0-1', {
-    '/etc/drift-demo-a/a.conf': 'key=1\n',
-    '/usr/bin/drift-demo-a': '#!/bin/sh\necho a\n',
-    '/usr/share/drift-demo-a/sub/file.txt': 'data\n',
-    '/usr/share/drift-demo-a/other.txt': 'other\n',
-    '/usr/share/drift-demo-a/empty': null,
-  }, ['/etc/drift-demo-a/a.conf'], false, ['/usr/bin/drift-demo-a']);
-  const b = buildDeb(dir, 'drift-demo-b', '2.0', {
-    '/etc/drift-demo-b.conf': 'b=1\n',
-    '/usr/share/drift-demo-b/readme': 'hello\n',
-  }, ['/etc/drift-demo-b.conf'], true);
+  const a = buildDeb(dir, {
+    name: 'drift-demo-a',
+    version: '1:1.0-1',
+    files: {
+      '/etc/drift-demo-a/a.conf': 'key=1\n',
+      '/usr/bin/drift-demo-a': '#!/bin/sh\necho a\n',
+      '/usr/share/drift-demo-a/sub/file.txt': 'data\n',
+      '/usr/share/drift-demo-a/other.txt': 'other\n',
+      '/usr/share/drift-demo-a/empty': null,
+    },
+    conffiles: ['/etc/drift-demo-a/a.conf'],
+  });
+  const b = buildDeb(dir, {
+    name: 'drift-demo-b',
+    version: '2.0',
+    files: { '/etc/drift-demo-b.conf': 'b=1\n', '/usr/share/drift-demo-b/readme': 'hello\n' },
+    conffiles: ['/etc/drift-demo-b.conf'],
+    md5sums: true,
+  });
   execFileSync('dpkg', ['--root', root, '-i', a, b], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   return root;
 }
