@@ -27,6 +27,11 @@ export interface CompiledGlob<R> {
   readonly index: number;
   readonly bases: readonly string[];
   readonly match: (path: string) => boolean;
+  /**
+   * False only when no path at or below folder `dir` can match: the walk need not
+   * enter it (a glob for every home's `.ssh` has nothing below `/home/alice/Documents`).
+   */
+  readonly below: (dir: string) => boolean;
 }
 
 /** Remove backslash escapes from a literal segment (`\*` names a file called `*`). */
@@ -69,22 +74,96 @@ function segmentsOf(glob: string): string[] {
   return glob.split('/').filter((s, i) => i === 0 || s !== '');
 }
 
+/** Most globs one pattern may expand into before expansion stops (the rest stays a pattern). */
+const MAX_EXPANSIONS = 64;
+
+/**
+ * Expand the simple braces of a whole glob, including alternatives that span
+ * folders or are empty: `/{usr/,}lib/x/**` → [`/usr/lib/x/**`, `/lib/x/**`],
+ * `/{root,srv/www}/.ssh/**` → [`/root/.ssh/**`, `/srv/www/.ssh/**`]. Ranges and
+ * escapes inside braces are left as they are; the expansions match
+ * exactly the paths the original glob matches (an inner brace of a nested pair
+ * expands first, which keeps the meaning).
+ */
+export function expandGlob(glob: string): string[] {
+  let globs = [glob];
+  for (;;) {
+    let changed = false;
+    const next: string[] = [];
+    for (const g of globs) {
+      const brace = simpleBrace(g);
+      if (!brace || next.length + globs.length > MAX_EXPANSIONS) {
+        next.push(g);
+        continue;
+      }
+      changed = true;
+      for (const alt of brace.alternatives) next.push(g.slice(0, brace.start) + alt + g.slice(brace.end + 1));
+    }
+    globs = next;
+    if (!changed) return globs;
+  }
+}
+
+/** The first `{a,b}` of a glob without nesting, ranges or escapes inside, or null. */
+function simpleBrace(glob: string): { start: number; end: number; alternatives: string[] } | null {
+  for (let i = 0; i < glob.length; i++) {
+    const ch = glob[i];
+    if (ch === '\\') { i++; continue; }
+    if (ch !== '{') continue;
+    const close = glob.indexOf('}', i);
+    if (close < 0) return null;
+    const inner = glob.slice(i + 1, close);
+    if (inner.includes('{') || inner.includes('\\') || inner.includes('..') || !inner.includes(',')) continue;
+    return { start: i, end: close, alternatives: inner.split(',') };
+  }
+  return null;
+}
+
 /**
  * The static base folders of an absolute glob, sorted and without duplicates:
  * `/etc/**` → [`/etc`], `/usr/{bin,sbin}/**` → [`/usr/bin`, `/usr/sbin`],
- * `/etc/machine-id` → [`/etc/machine-id`], `/**` → [`/`].
+ * `/etc/machine-id` → [`/etc/machine-id`], `/**` → [`/`],
+ * `/{root,srv/www}/.ssh/**` → [`/root/.ssh`, `/srv/www/.ssh`]; a wildcard stops the
+ * base at the folder before it.
  */
 export function globBases(glob: string): string[] {
+  return [...new Set(expandGlob(glob).map(segmentBase))].sort();
+}
+
+function segmentBase(glob: string): string {
   const segments = segmentsOf(glob).slice(1);
   let bases = [''];
   for (const segment of segments) {
     if (segment === '**' || WILDCARD.test(segment.replace(/\\./g, ''))) break;
     const expanded = segment.includes('{') ? expandBraces(segment) : [unescapeLiteral(segment)];
-    if (!expanded) break;
-    if (expanded.some((s) => s === '' || s === '.' || s === '..' || s.includes('/'))) break;
-    bases = bases.flatMap((b) => expanded.map((e) => `${b}/${e}`));
+    if (!expanded || expanded.length !== 1) break;
+    const only = expanded[0] as string;
+    if (only === '' || only === '.' || only === '..' || only.includes('/')) break;
+    bases = bases.map((b) => `${b}/${only}`);
   }
-  return [...new Set(bases.map((b) => (b === '' ? '/' : b)))].sort();
+  return bases[0] === '' || bases[0] === undefined ? '/' : bases[0];
+}
+
+/**
+ * A test for "can anything at or below this folder match": each expansion of the
+ * glob is compared segment by segment with the folder's path; a `**` segment
+ * can match anything below, a segment that does not match rules the folder out.
+ */
+function compileBelow(glob: string): (dir: string) => boolean {
+  const variants = expandGlob(glob).map((g) => segmentsOf(g).slice(1).map((seg) => (seg === '**' ? null : picomatch(seg, GLOB_OPTIONS))));
+  return (dir: string): boolean => {
+    const parts = dir === '/' ? [] : dir.slice(1).split('/');
+    for (const segs of variants) {
+      let ok = true;
+      for (let i = 0; i < parts.length; i++) {
+        const seg = segs[i];
+        if (seg === null) return true;
+        if (seg === undefined || !seg(parts[i] as string)) { ok = false; break; }
+      }
+      if (ok) return true;
+    }
+    return false;
+  };
 }
 
 /** True when `path` is `base` or lies below it. */
@@ -97,7 +176,7 @@ function compile<R>(pattern: string, rule: R & { source?: RuleSource }, index: n
     const where = rule.source ? `${rule.source.file}:${rule.source.line}` : 'a rule made in code';
     throw new DriftError('DRIFT_ERR_RULES', `${where}: ${what} path "${pattern}" is not absolute; write it from the root, e.g. /etc/${pattern.replace(/^\.?\/*/, '')}`);
   }
-  return { rule, index, bases: globBases(pattern), match: picomatch(pattern, GLOB_OPTIONS) };
+  return { rule, index, bases: globBases(pattern), match: picomatch(pattern, GLOB_OPTIONS), below: compileBelow(pattern) };
 }
 
 function byBase<R>(globs: CompiledGlob<R>[]): Map<string, CompiledGlob<R>[]> {
@@ -167,6 +246,12 @@ export function lastMatch<R>(candidates: CompiledGlob<R>[], path: string): Compi
     if (g && g.match(path)) return g;
   }
   return undefined;
+}
+
+/** True when some candidate glob may match `dir` or a path below it (see CompiledGlob.below). */
+export function anyBelow<R>(candidates: CompiledGlob<R>[], dir: string): boolean {
+  for (const g of candidates) if (g.below(dir)) return true;
+  return false;
 }
 
 /** True when any candidate glob matches `path`. */

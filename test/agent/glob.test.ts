@@ -17,7 +17,7 @@ t.test('the static base of a glob is its literal leading folders, braces expande
   t.same(globBases('/etc/ssh/ssh_host_*_key'), ['/etc/ssh']);
   t.same(globBases('/**'), ['/']);
   t.same(globBases('/a/b{c,d}/x/**'), ['/a/bc/x', '/a/bd/x']);
-  t.same(globBases('/a/{b,{c,d}}/**'), ['/a'], 'nested braces stop the base one folder up');
+  t.same(globBases('/a/{b,{c,d}}/**'), ['/a/b', '/a/c', '/a/d'], 'nested braces expand, inner pair first');
   t.same(globBases('/a/\\*b/**'), ['/a/*b'], 'an escaped wildcard is a literal name');
   t.same(globBases('//etc//ssh/**'), ['/etc/ssh']);
 });
