@@ -42,13 +42,34 @@ const WRITE_BUFFER_BYTES = 1024 * 1024;
  */
 const RACY_WINDOW_NS = 1_000_000_000n;
 
-/** dev → ino → offset of the record in the loaded file. */
-type Index = Map<bigint, Map<number, number>>;
+/**
+ * dev → ino → offset of the record in the loaded file. Keys are the u64s as
+ * Numbers: one above 2^53 could collide, which only costs a miss, since a hit
+ * compares all 40 bytes of the record's stat fields.
+ */
+type Index = Map<number, Map<number, number>>;
+
+/** A u64 (little-endian) as a Number, exact below 2^53. */
+function u64At(view: DataView, at: number): number {
+  return view.getUint32(at, true) + view.getUint32(at + 4, true) * 0x1_0000_0000;
+}
+
+/** The 40 stat bytes of a BigIntStats in the record layout. */
+function stampOf(st: BigIntStats): DataView {
+  const view = new DataView(new ArrayBuffer(STAT_BYTES));
+  view.setBigUint64(0, st.dev, true);
+  view.setBigUint64(8, st.ino, true);
+  view.setBigUint64(16, st.size, true);
+  view.setBigUint64(24, st.mtimeNs, true);
+  view.setBigUint64(32, st.ctimeNs, true);
+  return view;
+}
 
 /** A loaded stat cache; look files up during a collection, then `save` it. */
 export class StatCache {
-  /** Offsets of loaded records hit during this collection (they are kept on save). */
-  private readonly kept = new Set<number>();
+  /** Loaded records hit during this collection, by record number (they are kept on save). */
+  private readonly kept: Uint8Array;
+  private keptCount = 0;
   /**
    * Records of files about to be hashed (`stage`): stat fields now, sha256 on
    * `record`. Fixed-size chunks, so no Stats object is kept alive and growing
@@ -61,6 +82,9 @@ export class StatCache {
   /** dev:ino of hard-linked files staged this collection. */
   private readonly linked = new Set<string>();
   private readonly racyAfterNs: bigint;
+  private readonly dataView: DataView;
+  /** Offset of the first record in `data`. */
+  private readonly first: number;
 
   private constructor(
     private readonly root: string,
@@ -70,6 +94,9 @@ export class StatCache {
     startedAt: Date,
   ) {
     this.racyAfterNs = BigInt(startedAt.getTime()) * 1_000_000n - RACY_WINDOW_NS;
+    this.dataView = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.kept = new Uint8Array(count);
+    this.first = data.length - count * RECORD_BYTES;
   }
 
   /** An empty cache for `root` (nothing is a hit). */
@@ -103,19 +130,26 @@ export class StatCache {
    * A hit is kept for the next save.
    */
   lookup(st: BigIntStats): string | undefined {
-    const off = this.index.get(st.dev)?.get(Number(st.ino));
+    return this.lookupStamp(stampOf(st), 0);
+  }
+
+  /**
+   * `lookup` for stat fields already in the record layout: the 40 bytes
+   * `dev ino size mtimeNs ctimeNs` (u64 LE) at `at` in `stamp`.
+   */
+  lookupStamp(stamp: DataView, at: number): string | undefined {
+    const off = this.index.get(u64At(stamp, at))?.get(u64At(stamp, at + 8));
     if (off === undefined) return undefined;
-    const d = this.data;
-    if (
-      d.readBigUInt64LE(off + 8) !== st.ino ||
-      d.readBigUInt64LE(off + 16) !== st.size ||
-      d.readBigUInt64LE(off + 24) !== st.mtimeNs ||
-      d.readBigUInt64LE(off + 32) !== st.ctimeNs
-    ) {
-      return undefined;
+    const d = this.dataView;
+    for (let k = 0; k < STAT_BYTES; k += 4) {
+      if (d.getUint32(off + k, true) !== stamp.getUint32(at + k, true)) return undefined;
     }
-    this.kept.add(off);
-    return d.toString('hex', off + STAT_BYTES, off + RECORD_BYTES);
+    const n = (off - this.first) / RECORD_BYTES;
+    if (this.kept[n] === 0) {
+      this.kept[n] = 1;
+      this.keptCount += 1;
+    }
+    return this.data.toString('hex', off + STAT_BYTES, off + RECORD_BYTES);
   }
 
   /**
@@ -125,22 +159,22 @@ export class StatCache {
    * as our stat could go unseen).
    */
   stage(st: BigIntStats): number {
-    if (st.mtimeNs >= this.racyAfterNs || st.ctimeNs >= this.racyAfterNs) return -1;
-    if (st.nlink > 1n) {
+    return this.stageStamp(stampOf(st), 0, Number(st.nlink));
+  }
+
+  /** `stage` for stat fields in the record layout (see lookupStamp) and the file's link count. */
+  stageStamp(stamp: DataView, at: number, nlink: number): number {
+    if (stamp.getBigUint64(at + 24, true) >= this.racyAfterNs || stamp.getBigUint64(at + 32, true) >= this.racyAfterNs) return -1;
+    if (nlink > 1) {
       // Hard links: one record per file is enough (the cache is keyed by dev+ino).
-      const id = `${st.dev}:${st.ino}`;
+      const id = `${stamp.getBigUint64(at, true)}:${stamp.getBigUint64(at + 8, true)}`;
       if (this.linked.has(id)) return -1;
       this.linked.add(id);
     }
     const slot = this.stagedCount % CHUNK_RECORDS;
     if (slot === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK_RECORDS * RECORD_BYTES));
     const b = this.chunks[this.chunks.length - 1] as Buffer;
-    const o = slot * RECORD_BYTES;
-    b.writeBigUInt64LE(st.dev, o);
-    b.writeBigUInt64LE(st.ino, o + 8);
-    b.writeBigUInt64LE(st.size, o + 16);
-    b.writeBigUInt64LE(st.mtimeNs, o + 24);
-    b.writeBigUInt64LE(st.ctimeNs, o + 32);
+    b.set(new Uint8Array(stamp.buffer, stamp.byteOffset + at, STAT_BYTES), slot * RECORD_BYTES);
     return this.stagedCount++;
   }
 
@@ -154,7 +188,7 @@ export class StatCache {
 
   /** True when saving would change the file: a record was added or one was not hit again. */
   get dirty(): boolean {
-    return this.added.length > 0 || this.kept.size !== this.count;
+    return this.added.length > 0 || this.keptCount !== this.count;
   }
 
   /**
@@ -185,8 +219,10 @@ export class StatCache {
       o += MAGIC.copy(buffer, o);
       o = buffer.writeUInt32LE(rootLength, o);
       o += buffer.write(this.root, o, 'utf8');
-      o = buffer.writeUInt32LE(this.kept.size + this.added.length, o);
-      for (const off of this.kept) {
+      o = buffer.writeUInt32LE(this.keptCount + this.added.length, o);
+      for (let n = 0; n < this.count; n++) {
+        if (this.kept[n] === 0) continue;
+        const off = this.first + n * RECORD_BYTES;
         room(RECORD_BYTES);
         o += this.data.copy(buffer, o, off, off + RECORD_BYTES);
       }
@@ -222,11 +258,12 @@ function parse(data: Buffer, root: string): { index: Index; count: number } | nu
   o += 4;
   if (data.length !== o + count * RECORD_BYTES) return null;
   const index: Index = new Map();
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   for (let i = 0; i < count; i++, o += RECORD_BYTES) {
-    const dev = data.readBigUInt64LE(o);
+    const dev = u64At(view, o);
     let byIno = index.get(dev);
     if (!byIno) index.set(dev, (byIno = new Map()));
-    byIno.set(Number(data.readBigUInt64LE(o + 8)), o);
+    byIno.set(u64At(view, o + 8), o);
   }
   return { index, count };
 }

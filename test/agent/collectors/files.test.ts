@@ -182,6 +182,20 @@ t.test('a path that cannot be stat-ed is reported unread with its errno, not ski
   t.ok(unread[0] && !unread[0].path.startsWith(root), 'unread paths are as seen from the root');
 });
 
+t.test('the walk enters only folders where a watch glob can match (no walk of a whole home)', async (t) => {
+  const root = buildRoot(t);
+  mkdirSync(join(root, 'home/alice/.ssh'), { recursive: true });
+  writeFileSync(join(root, 'home/alice/.ssh/authorized_keys'), 'ssh-ed25519 AAAA alice\n');
+  mkdirSync(join(root, 'home/alice/Documents'), { recursive: true });
+  deepTree(join(root, 'home/alice/Documents'));
+  mkdirSync(join(root, 'root/.ssh'), { recursive: true });
+  writeFileSync(join(root, 'root/.ssh/authorized_keys'), 'ssh-ed25519 AAAA root\n');
+  const { entries, unread } = await filesCollector.collect(ctx(root, ruleSet([{ path: '/{root,home/*}/.ssh/**', content: true }])));
+  t.same(Object.keys(entries).sort(), ['/home/alice/.ssh', '/home/alice/.ssh/authorized_keys', '/root/.ssh', '/root/.ssh/authorized_keys']);
+  t.equal(entries['/root/.ssh/authorized_keys']?.content, 'ssh-ed25519 AAAA root\n');
+  t.same(unread, [], 'the deep tree under Documents was never entered');
+});
+
 t.test('as a non-root user, an unreadable folder and file are unread EACCES (setpriv)', async (t) => {
   const root = buildRoot(t);
   chmodSync(root, 0o755);
@@ -259,4 +273,37 @@ t.test('the live /etc of this machine', async (t) => {
   for (const [key, entry] of Object.entries(entries)) {
     if (/\/ssh_host_[^/]*_key$/.test(key)) t.equal(entry.content, undefined, `${key}: no content`);
   }
+});
+
+t.test('the walk with its lstat helper thread gives exactly the entries and unread list of the single-threaded walk', async (t) => {
+  const root = buildRoot(t);
+  // Unread paths too: one beyond PATH_MAX (lstat fails on the helper as it does here).
+  deepTree(join(root, 'usr/share'));
+  const rules = ruleSet([...CONTENT_RULES.watch, { path: '/srv/**' }], ['/etc/cache']);
+  const counts: { local: number; helper: number }[] = [];
+  const threaded = createFilesCollector({ walkThread: true, walkThreadAfter: 0, onWalk: (c) => counts.push(c) });
+  const single = createFilesCollector({ walkThread: false, onWalk: (c) => counts.push(c) });
+  const a = await threaded.collect(ctx(root, rules));
+  const b = await single.collect(ctx(root, rules));
+  t.ok((counts[0]?.helper ?? 0) > 0, 'the helper thread stat-ed paths');
+  t.equal(counts[1]?.helper, 0, 'the single-threaded walk used no helper');
+  t.same(Object.keys(a.entries), Object.keys(b.entries), 'same paths, in the same order');
+  t.same(a.entries, b.entries);
+  t.same(a.unread, b.unread);
+  t.ok(b.unread.some((u) => u.reason === 'ENAMETOOLONG'), 'the unread list is exercised');
+
+  // The live /etc, whole (content on): same result from both walks, with a stat cache for each.
+  const etc = ruleSet([{ path: '/etc/**', content: true }]);
+  const state = mkdtempSync(join(tmpdir(), 'drift-walk-state-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const liveA = await threaded.collect(ctx('/', etc, join(state, 'a')));
+  const liveB = await single.collect(ctx('/', etc, join(state, 'b')));
+  t.ok((counts[2]?.helper ?? 0) > 0, 'the helper thread stat-ed paths of /etc');
+  t.ok(Object.keys(liveA.entries).length > 100);
+  t.same(Object.keys(liveA.entries), Object.keys(liveB.entries));
+  t.same(liveA.entries, liveB.entries);
+  t.same(liveA.unread, liveB.unread);
+  // Again from the stat caches: the cache check on the helper's stat bytes hits as on the single thread's.
+  const againA = await threaded.collect(ctx('/', etc, join(state, 'a')));
+  t.same(againA.entries, liveA.entries);
 });
