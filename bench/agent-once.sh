@@ -13,7 +13,7 @@ node bin/drift.js server --listen 127.0.0.1:0 --db "$tmp/drift.db" --state-dir "
 server_pid=$!
 for _ in $(seq 100); do grep -q '"msg":"listening"' "$tmp/server.log" 2>/dev/null && break; sleep 0.1; done
 url=$(grep -o '"address":"[^"]*"' "$tmp/server.log" | head -1 | cut -d'"' -f4)
-agent=(node bin/drift.js agent --once --collector "$url" --enroll-secret-file "$tmp/enroll" --state-dir "$tmp/agent")
+agent=(node --max-semi-space-size=2 bin/drift.js agent --once --collector "$url" --enroll-secret-file "$tmp/enroll" --state-dir "$tmp/agent")
 /usr/bin/time -v "${agent[@]}" 2>"$tmp/first.txt" || true
 echo "first run (enroll + full manifest):"; grep -E 'Elapsed|Maximum resident' "$tmp/first.txt"
 grep -o '"msg":"report accepted"[^}]*' "$tmp/first.txt" || true
