@@ -1,5 +1,5 @@
-import { digestOf } from './protocol/canonical.js';
-import { MANIFEST_SCHEMA, SECTIONS, type Digests, type HostInfo, type Manifest, type Sections, type Unread } from './protocol/manifest.js';
+import { computeDigests } from './protocol/digests.js';
+import { MANIFEST_SCHEMA, type HostInfo, type Manifest, type Sections, type Unread } from './protocol/manifest.js';
 import type { CollectContext } from './collectors/contract.js';
 import { filesCollector } from './collectors/files.js';
 import { packagesCollector } from './collectors/packages/index.js';
@@ -7,15 +7,7 @@ import { processesCollector } from './collectors/processes.js';
 import { portsCollector } from './collectors/ports.js';
 import { VERSION } from './version.js';
 
-/** Section digests plus a root digest over them (sections absent are not collected). */
-export function computeDigests(sections: Partial<Sections>): Digests {
-  const parts: Partial<Record<keyof Sections, string>> = {};
-  for (const name of SECTIONS) {
-    const section = sections[name];
-    if (section !== undefined) parts[name] = digestOf(section);
-  }
-  return { root: digestOf(parts), ...parts } as Digests;
-}
+export { computeDigests };
 
 /**
  * Collect every section of a root into a manifest. Processes and ports are read

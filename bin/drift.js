@@ -4,6 +4,12 @@
 // short-lived objects, and this keeps a full scan of /etc and /usr under 150 MB at the same speed.
 import { main } from '../dist/server/cli/main.js';
 
+// A reader that went away (`drift scan | head`) is not an error worth a stack trace.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err) => {

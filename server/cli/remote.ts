@@ -4,7 +4,6 @@ import type { Finding, Report } from '../../agent/protocol/finding.js';
 import { UnreadSchema } from '../../agent/protocol/manifest.js';
 import { CHANGES, FINDING_KINDS, ACTIONS, SEVERITIES } from '../../agent/protocol/rules.js';
 import { fetchFleet, fetchHost, fetchHosts } from '../../agent/transport/client.js';
-import type { Cohort } from '../engine/cohorts.js';
 import { buildReport } from '../engine/report.js';
 
 /**
@@ -45,6 +44,17 @@ const HostDetailSchema = HostSummarySchema.extend({
 });
 export type HostDetail = z.infer<typeof HostDetailSchema>;
 
+const FindingKeySchema = z.looseObject({ kind: z.string(), key: z.string(), change: z.string() });
+const CohortSchema = z.looseObject({
+  imageId: z.string().nullable(),
+  role: z.string().nullable(),
+  hosts: z.number(),
+  drifted: z.number(),
+  fleetWide: z.array(FindingKeySchema.extend({ hosts: z.number(), share: z.number(), recommendation: z.string() })),
+  snowflakes: z.array(z.looseObject({ hostId: z.string(), hostname: z.string(), score: z.number(), why: z.string(), findings: z.array(FindingKeySchema) })),
+});
+export type CohortView = z.infer<typeof CohortSchema>;
+
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string, url: string): T {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
@@ -68,9 +78,9 @@ export async function remoteHost(url: string, token: string, hostId: string): Pr
 }
 
 /** Every host, the cohorts, and a report for each host with findings. */
-export async function remoteFleet(url: string, token: string): Promise<{ hosts: HostSummary[]; cohorts: Cohort[]; reports: Report[] }> {
+export async function remoteFleet(url: string, token: string): Promise<{ hosts: HostSummary[]; cohorts: CohortView[]; reports: Report[] }> {
   const hosts = parse(z.array(HostSummarySchema), (await fetchHosts(url, token)).hosts, 'a host list', url);
-  const cohorts = (await fetchFleet(url, token)).cohorts as unknown as Cohort[];
+  const cohorts = parse(z.array(CohortSchema), (await fetchFleet(url, token)).cohorts, 'a fleet view', url);
   const reports: Report[] = [];
   for (const h of hosts) {
     if (h.findings > 0) reports.push(hostReport(await remoteHost(url, token, h.id)));
@@ -81,7 +91,7 @@ export async function remoteFleet(url: string, token: string): Promise<{ hosts: 
 export const FLEET_SCHEMA = 'drift.fleet/v1';
 
 /** A fleet view in a person's words: one paragraph per cohort. */
-export function fleetSummary(hosts: HostSummary[], cohorts: Cohort[], markdown: boolean): string {
+export function fleetSummary(hosts: HostSummary[], cohorts: CohortView[], markdown: boolean): string {
   const out: string[] = [];
   const byStatus = (s: HostSummary['status']): number => hosts.filter((h) => h.status === s).length;
   const head = `drift fleet: ${hosts.length} hosts, ${byStatus('drifted')} drifted, ${byStatus('silent')} silent, ${byStatus('unknown-image')} of unknown image`;

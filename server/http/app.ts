@@ -9,7 +9,8 @@ import { verifyBaseline } from '../../agent/sign.js';
 import { computeFleet, type CohortHost, type CohortOptions } from '../engine/cohorts.js';
 import type { HostRow, Store } from '../store/store.js';
 import { errorBody, HttpError } from './errors.js';
-import { Ingest, Refusal, type CompareFn } from './ingest.js';
+import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
+import { sameDigests } from '../../agent/protocol/digests.js';
 import { Metrics } from './metrics.js';
 import { locateManifestSections } from './sections.js';
 import { GroupCommit } from '../store/commit.js';
@@ -146,7 +147,9 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
 
   app.setErrorHandler((err: unknown, req, reply) => {
     if (req.url.startsWith('/v1/reports')) {
-      metrics.refuse(err instanceof Refusal ? err.reason : err instanceof HttpError ? statusReason(err.httpStatus) : statusReason(statusOf(err)));
+      const status = err instanceof Refusal || err instanceof HttpError ? err.httpStatus : err instanceof DriftError ? err.status : statusOf(err);
+      // A 5xx is the collector's failure, not a refused report.
+      if (status < 500) metrics.refuse(err instanceof Refusal ? err.reason : statusReason(status));
     }
     if (err instanceof HttpError) return reply.code(err.httpStatus).send(errorBody(err.code, err.message));
     if (err instanceof DriftError) return reply.code(err.status).send(errorBody(err.code, err.message));
@@ -219,6 +222,11 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     const baseline: Baseline = parsed.data;
     if (baseline.host.image?.id !== imageId) {
       throw new HttpError('DRIFT_ERR_MANIFEST', `baseline is of image ${JSON.stringify(baseline.host.image?.id ?? null)}, not ${JSON.stringify(imageId)}; PUT it to /v1/baselines/${encodeURIComponent(baseline.host.image?.id ?? '<imageId>')}`, 422);
+    }
+    // Reports are stored as deltas against the baseline's section digests, and a host
+    // whose digests equal them is clean without a compare: they must be the sections'.
+    if (!sameDigests(digestsOf(baseline), baseline.digests)) {
+      throw new HttpError('DRIFT_ERR_MANIFEST', `baseline of ${imageId}: its digests do not match its sections (edited after collection?); make it again with drift baseline`, 422);
     }
     let keyId: string | null = baseline.signature?.keyId ?? null;
     if (deps.baselineKeys.length > 0) {

@@ -1,3 +1,4 @@
+import { computeDigests, sameDigests } from '../../agent/protocol/digests.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import type { Finding } from '../../agent/protocol/finding.js';
@@ -53,18 +54,9 @@ export function wireDigest(value: unknown): string {
   return digestOf(value);
 }
 
-/** Section digests and root digest, as agent/manifest.ts computeDigests defines them. */
-function digestsOf(sections: Partial<Sections>): Digests {
-  const parts: Partial<Record<SectionName, string>> = {};
-  for (const name of SECTIONS) {
-    const s = sections[name];
-    if (s !== undefined) parts[name] = wireDigest(s);
-  }
-  return { root: digestOf(parts), ...parts } as Digests;
-}
-
-function sameDigests(a: Digests, b: Digests): boolean {
-  return a.root === b.root && SECTIONS.every((s) => a[s] === b[s]);
+/** Section digests and root digest (computeDigests with the fast wire digest). */
+export function digestsOf(sections: { [K in keyof Sections]?: Sections[K] | undefined }): Digests {
+  return computeDigests(sections, wireDigest);
 }
 
 /**

@@ -210,7 +210,6 @@ export class Store {
       blobGet: db.prepare('SELECT data FROM blobs WHERE digest = ?').pluck(),
       blobPut: db.prepare('INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)'),
       baselineGet: db.prepare('SELECT * FROM baselines WHERE image_id = ?'),
-      baselineDigest: db.prepare('SELECT digest FROM baselines WHERE image_id = ?').pluck(),
       baselinePut: db.prepare(`INSERT INTO baselines (image_id, digest, key_id, head, d_packages, d_files, d_processes, d_ports, received_at)
         VALUES (@imageId, @digest, @keyId, @head, @d_packages, @d_files, @d_processes, @d_ports, @now)
         ON CONFLICT(image_id) DO UPDATE SET digest = excluded.digest, key_id = excluded.key_id, head = excluded.head,
@@ -311,11 +310,6 @@ export class Store {
   /** Image ids that have a baseline. */
   baselineImageIds(): string[] {
     return this.db.prepare('SELECT image_id FROM baselines ORDER BY image_id').pluck().all() as string[];
-  }
-
-  /** The digest of an image's baseline, without loading it. */
-  baselineDigest(imageId: string): string | undefined {
-    return this.st.baselineDigest.get(imageId) as string | undefined;
   }
 
   /** The last stored sections of a host (empty before its first accepted report). */

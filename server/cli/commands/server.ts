@@ -54,18 +54,20 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       if (removed > 0) app.log.info({ removed }, 'report history pruned');
     } catch (err) { app.log.error({ err }, 'pruning report history failed'); }
   };
-  prune();
-  const timer = setInterval(prune, 3_600_000);
-  timer.unref();
   let address: string;
   try {
     address = await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
   } catch (err) {
+    await app.close();
     store.close();
     throw new DriftError('DRIFT_ERR_CONFIG', `cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${errnoOf(err)}; pick another --listen`, { cause: err });
   }
   app.log.info({ address, db: cfg.db }, 'listening');
   logStream.flush();
+  // After the "listening" line, which is documented as the first one.
+  prune();
+  const timer = setInterval(prune, 3_600_000);
+  timer.unref();
   let stopping: Promise<void> | null = null;
   return {
     address,

@@ -118,6 +118,10 @@ t.test('baselines: admin token, image id, signatures', async (t) => {
   const bad = await ctx.app.inject({ method: 'PUT', url: '/v1/baselines/ami-1', headers: auth(ADMIN), payload: tampered });
   t.equal(bad.statusCode, 422);
   t.match(bad.json().error.message, /does not verify/);
+  const wrongDigests = signBaseline({ ...baseline, digests: { ...baseline.digests, root: `sha256:${'0'.repeat(64)}` } }, signer.privateKey);
+  const mismatch = await ctx.app.inject({ method: 'PUT', url: '/v1/baselines/ami-1', headers: auth(ADMIN), payload: wrongDigests });
+  t.equal(mismatch.statusCode, 422, 'digests that do not match the sections are refused');
+  t.match(mismatch.json().error.message, /digests do not match its sections/);
   t.equal(ctx.store.counts()['baselines'], 0, 'nothing stored for refused baselines');
   const ok = await ctx.app.inject({ method: 'PUT', url: '/v1/baselines/ami-1', headers: auth(ADMIN), payload: signed });
   t.equal(ok.statusCode, 200);
