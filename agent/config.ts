@@ -4,6 +4,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from './protocol/errors.js';
+import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
 
 /**
  * Configuration of `drift agent`. Every setting is a flag and, with the same name, a
@@ -11,7 +12,7 @@ import { DriftError, errnoOf } from './protocol/errors.js';
  *
  * ```yaml
  * collector: https://collector.internal:8443
- * enroll-secret-file: /etc/drift/enroll.secret
+ * enroll-secret-file: /etc/drift/enroll-secret
  * interval: 5m
  * splay: 30s
  * role: web
@@ -37,6 +38,14 @@ export function parseDuration(text: string): number | null {
   return matched === t.length && t.length > 0 ? Math.round(total) : null;
 }
 
+/** Parse a size: `268435456`, `512KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, binary). */
+export function parseSize(text: string): number | null {
+  const m = /^(\d+)\s*(B|K|KiB|M|MiB|G|GiB)?$/i.exec(text.trim());
+  if (!m?.[1]) return null;
+  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g';
+  return Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit];
+}
+
 const duration = (what: string) => z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = typeof v === 'number' ? Math.round(v * 1000) : parseDuration(v);
   if (ms === null) { ctx.addIssue({ code: 'custom', message: `${what}: ${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
@@ -58,6 +67,14 @@ export const AgentConfigInputSchema = z.strictObject({
   role: z.string().min(1).optional(),
   rules: z.array(z.string().min(1)).optional(),
   'spool-max': z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1, 'spool-max must be at least 1')).optional(),
+  'spool-max-bytes': z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = typeof v === 'number' ? v : parseSize(v);
+    if (n === null || !Number.isInteger(n) || n < 1) {
+      ctx.addIssue({ code: 'custom', message: `spool-max-bytes: ${JSON.stringify(v)} is not a size of at least 1 byte (use 268435456, 512MiB, 1GiB)` });
+      return z.NEVER;
+    }
+    return n;
+  }).optional(),
   'ca-file': z.string().min(1).optional(),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInputSchema>;
@@ -79,6 +96,8 @@ export interface AgentConfig {
   readonly role: string | null;
   readonly rules: readonly string[];
   readonly spoolMax: number;
+  /** The most bytes of manifests the spool keeps (default 256 MiB). */
+  readonly spoolMaxBytes: number;
   readonly caFile: string | null;
 }
 
@@ -168,6 +187,7 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
     role: pick('role') ?? null,
     rules: Object.freeze(rules),
     spoolMax: pick('spool-max') ?? 1000,
+    spoolMaxBytes: pick('spool-max-bytes') ?? DEFAULT_SPOOL_MAX_BYTES,
     caFile: pickPath('ca-file') ?? null,
   });
 }

@@ -19,8 +19,9 @@ import { Spool, type SpoolEntry } from './transport/spool.js';
  * Delivery of one report: enroll first if there is no node key for this host; send
  * only the digests when they equal the last ones the collector accepted, else the full
  * manifest; when the collector answers `need`, send the same seq again with the
- * sections it asked for. 401 → re-enroll once and retry. Another 4xx → the report will
- * never be accepted: log it and drop it. Connection refused, timeout, 5xx → keep the
+ * sections it asked for. 401 → re-enroll once and retry. 409 conflict → the collector
+ * already has this seq (it committed an earlier send whose answer was lost): delivered.
+ * Another 4xx → the report will never be accepted: log it and drop it. Connection refused, timeout, 5xx → keep the
  * spool and try again after a full-jitter backoff.
  */
 
@@ -64,7 +65,7 @@ export interface DrainResult {
   /** Reports still spooled. */
   pending: number;
   /** Why draining stopped before the spool was empty, if it did. */
-  stopped: 'unreachable' | 'unauthorized' | 'aborted' | null;
+  stopped: 'unreachable' | 'unauthorized' | 'aborted' | 'unreadable' | null;
 }
 
 function sameDigests(a: Digests | null, b: Digests): boolean {
@@ -107,7 +108,7 @@ export class AgentDaemon {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.state = state;
-    this.spool = new Spool(state.spoolDir, cfg.spoolMax);
+    this.spool = new Spool(state.spoolDir, cfg.spoolMax, cfg.spoolMaxBytes);
     this.client = client;
   }
 
@@ -123,6 +124,8 @@ export class AgentDaemon {
     const client = new CollectorClient(cfg.collector, { timeoutMs: cfg.timeoutMs, ...(ca ? { ca } : {}) });
     const d = new AgentDaemon(cfg, deps, state, client);
     d.release = await state.lock();
+    // Blobs and temporary files a crash left behind (put and remove tidy up otherwise).
+    await d.spool.collectGarbage();
     // Fail at start, not at the first enrollment hours later, when the secret is unreadable.
     await readSecretFile(cfg.enrollSecretFile, (m) => d.log.warn(m));
     return d;
@@ -158,7 +161,7 @@ export class AgentDaemon {
     });
     if (dropped.length > 0) {
       await this.state.addDropped(dropped.length);
-      this.log.warn('spool full: oldest reports dropped', { dropped: dropped.length, seqs: dropped, spoolMax: this.cfg.spoolMax, droppedUnreported: this.state.spoolDropped });
+      this.log.warn('spool full: oldest reports dropped', { dropped: dropped.length, seqs: dropped, spoolMax: this.cfg.spoolMax, spoolMaxBytes: this.cfg.spoolMaxBytes, droppedUnreported: this.state.spoolDropped });
     }
     return seq;
   }
@@ -255,6 +258,14 @@ export class AgentDaemon {
           key = await this.nodeKey(entry.host, signal);
           continue;
         case 'refused':
+          if (o.status === 409 && o.code === 'DRIFT_ERR_CONFLICT') {
+            // Seqs only grow and the spool is sent in order: the collector has this seq
+            // (or a later one) because an earlier send of it was committed and the answer lost.
+            await this.state.recordAccepted(hostId, this.cfg.collector, manifest.digests);
+            if (dropped > 0) await this.state.ackDropped(dropped);
+            this.log.info('report already received by the collector; counted as delivered', { seq: entry.seq, sent, reason: o.message });
+            return 'accepted';
+          }
           this.log.error('report refused by the collector; dropping it (it would never be accepted)', { seq: entry.seq, status: o.status, code: o.code, reason: o.message, sent });
           return 'refused';
         case 'unreachable':
@@ -282,7 +293,13 @@ export class AgentDaemon {
     for (; i < seqs.length; i++) {
       const seq = seqs[i] as number;
       if (signal.aborted) { stopped = 'aborted'; break; }
-      const entry = await this.spool.get(seq);
+      let entry: SpoolEntry | null;
+      try { entry = await this.spool.get(seq); } catch (err) {
+        // A disk error, not a bad file: keep the report and try again later.
+        this.log.error('cannot read spooled report; keeping it for the next attempt', { seq, spool: this.spool.dir, reason: err instanceof Error ? err.message : String(err) });
+        stopped = 'unreadable';
+        break;
+      }
       if (!entry) {
         this.log.error('spooled report unreadable; dropping it', { seq, spool: this.spool.dir });
         await this.spool.remove(seq);
@@ -299,14 +316,14 @@ export class AgentDaemon {
   }
 
   /**
-   * `--once`: collect, spool, deliver the spool. 0 when this run's report was accepted
-   * (or the run was interrupted by a signal), 2 when it stays spooled or was refused.
+   * `--once`: collect, spool, deliver the spool. 0 when this run's report was accepted,
+   * 2 when it stays spooled (also when a signal interrupted the delivery) or was refused.
    */
   async runOnce(signal: AbortSignal): Promise<number> {
     const seq = await this.collectAndSpool();
     const r = await this.drain(signal);
-    if (r.stopped === 'aborted') { this.log.info('interrupted; report kept in the spool', { seq, pending: r.pending }); return 0; }
     if (r.delivered.includes(seq)) return 0;
+    if (r.stopped === 'aborted') { this.log.info('interrupted; report kept in the spool', { seq, pending: r.pending }); return 2; }
     if (r.refused.includes(seq)) { this.log.error('report refused by the collector', { seq }); return 2; }
     this.log.warn('report spooled; it will be delivered by the next run', { seq, pending: r.pending, reason: r.stopped });
     return 2;

@@ -97,9 +97,6 @@ export class StateDir {
   /** Where the spool lives. */
   get spoolDir(): string { return join(this.dir, 'spool'); }
 
-  /** A copy of the current state. */
-  snapshot(): AgentState { return structuredClone(this.state); }
-
   private async save(): Promise<void> {
     await writeFileAtomic(join(this.dir, STATE_FILE), `${JSON.stringify(this.state)}\n`, 0o600);
   }
@@ -124,13 +121,6 @@ export class StateDir {
   /** Remember the digests of an accepted report. */
   async recordAccepted(hostId: string, collector: string, digests: Digests): Promise<void> {
     this.state.lastAccepted = { hostId, collector, digests };
-    await this.save();
-  }
-
-  /** Forget the accepted digests (the collector lost them, e.g. a new enrollment). */
-  async forgetAccepted(): Promise<void> {
-    if (this.state.lastAccepted === null) return;
-    this.state.lastAccepted = null;
     await this.save();
   }
 
@@ -171,8 +161,11 @@ export class StateDir {
   }
 
   /**
-   * Take the folder's lock (`agent.pid`, created exclusively). A lock left by a process
-   * that no longer runs is taken over; a live one is an error naming its pid.
+   * Take the folder's lock (`agent.pid`, created exclusively). The lock is held only
+   * while its pid runs a drift agent (its /proc/PID/cmdline names "drift" and "agent"):
+   * a lock left by a process that no longer runs, or whose pid now belongs to another
+   * program (after a reboot, pid reuse), is taken over; a live one is an error naming
+   * its pid.
    * Returns the release function.
    */
   async lock(): Promise<() => Promise<void>> {
@@ -189,7 +182,7 @@ export class StateDir {
         const pid = Number.parseInt((await readFile(path, 'utf8').catch(() => '')).trim(), 10);
         // Our own pid in the file is a live lock only if this process took it (a pid file
         // left before a reboot may name any pid, ours included).
-        const held = pid === process.pid ? heldLocks.has(path) : Number.isInteger(pid) && pid > 0 && isAlive(pid);
+        const held = pid === process.pid ? heldLocks.has(path) : Number.isInteger(pid) && pid > 0 && (await isDriftAgent(pid));
         if (held) {
           throw new DriftError('DRIFT_ERR_USAGE', `another drift agent (pid ${pid}) uses state folder ${this.dir}; stop it or pass another --state-dir`);
         }
@@ -205,4 +198,17 @@ const heldLocks = new Set<string>();
 
 function isAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (err) { return errnoOf(err) === 'EPERM'; }
+}
+
+/** Whether `pid` runs a drift agent, judged by its command line. */
+async function isDriftAgent(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  let cmdline: string;
+  try { cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8'); } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    // No readable /proc: cannot tell, so a live pid keeps the lock (the safe side).
+    return true;
+  }
+  const words = cmdline.split('\0').join(' ');
+  return words.includes('drift') && words.includes('agent');
 }

@@ -47,7 +47,8 @@ export interface ServerFlags {
 
 export const DEFAULTS = Object.freeze({
   listen: '127.0.0.1:8750',
-  stateDir: '/var/lib/drift',
+  /** Not /var/lib/drift: that is the agent's state folder on a host running both. */
+  stateDir: '/var/lib/drift-server',
   enrollSecretFile: '/etc/drift/enroll-secret',
   adminTokenFile: '/etc/drift/admin-token',
   /** A live Debian host with ~80,000 watched files sends over 16 MiB of manifest JSON. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
@@ -13,14 +13,21 @@ import { writeFileAtomic } from '../state.js';
  *
  * Every report is spooled before it is sent (so a crash or SIGTERM mid-send loses
  * nothing) and removed once the collector accepted or definitively refused it.
- * One file per report, `r-<seq, 20 digits>.json`, so that a directory listing sorts
- * in seq order. The manifest body itself is stored once per distinct content in
+ * One file per report, `r-<seq, 20 digits>-<blob sha256>.json`, so that a directory
+ * listing sorts in seq order and says which manifest each report needs without
+ * opening it. The manifest body itself is stored once per distinct content in
  * `m-<sha256>.json.gz`: a host that does not change while the collector is away
- * spools a thousand small entries and one manifest.
+ * spools a thousand small entries and one manifest. (Entries named `r-<seq>.json`,
+ * from before the blob id was in the name, are still read.)
  *
- * The spool is bounded by a number of reports; when a new report would exceed it,
- * the oldest are dropped first and `put` returns how many, for the caller to count.
+ * The spool is bounded by a number of reports and by the total size of the stored
+ * manifests (on a live host every report may carry a new multi-megabyte manifest);
+ * when a new report would exceed either, the oldest are dropped first and `put`
+ * returns which, for the caller to count. The newest report is always kept.
  */
+
+/** The default byte bound of the spool's manifests: 256 MiB. */
+export const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024;
 
 /** One spooled report: what the daemon needs to send it again. */
 export interface SpoolEntry {
@@ -40,22 +47,40 @@ const EntryFileSchema = z.object({
 });
 type EntryFile = z.infer<typeof EntryFileSchema>;
 
-const ENTRY_RE = /^r-(\d{20})\.json$/;
+/** `r-<seq>-<blob>.json`; the blob part is missing in entries written by older agents. */
+const ENTRY_RE = /^r-(\d{20})(?:-([0-9a-f]{64}))?\.json$/;
 const BLOB_RE = /^m-([0-9a-f]{64})\.json\.gz$/;
 
-const entryName = (seq: number): string => `r-${String(seq).padStart(20, '0')}.json`;
+const entryName = (seq: number, sha: string): string => `r-${String(seq).padStart(20, '0')}-${sha}.json`;
 const blobName = (sha: string): string => `m-${sha}.json.gz`;
+
+/** One entry file as the folder listing shows it. */
+interface Listed { seq: number; name: string; blob: string | null }
+
+/** True for the errors that mean "this file is not a readable spool entry" rather than "the disk failed". */
+function isParseError(err: unknown): boolean {
+  if (err instanceof SyntaxError || err instanceof z.ZodError) return true;
+  const code = errnoOf(err);
+  // zlib's codes for a truncated or corrupt gzip stream.
+  return code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR';
+}
 
 /** A bounded, ordered, crash-safe queue of reports in one folder. */
 export class Spool {
   readonly dir: string;
   readonly max: number;
+  readonly maxBytes: number;
 
-  /** `max` ≥ 1: the most reports kept. The folder is created on first use. */
-  constructor(dir: string, max: number) {
+  /**
+   * `max` ≥ 1: the most reports kept; `maxBytes` ≥ 1: the most bytes of stored
+   * manifests kept (default 256 MiB). The folder is created on first use.
+   */
+  constructor(dir: string, max: number, maxBytes: number = DEFAULT_SPOOL_MAX_BYTES) {
     if (!Number.isInteger(max) || max < 1) throw new DriftError('DRIFT_ERR_USAGE', `spool bound must be a whole number ≥ 1, got ${max}`);
+    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new DriftError('DRIFT_ERR_USAGE', `spool byte bound must be a whole number of bytes ≥ 1, got ${maxBytes}`);
     this.dir = dir;
     this.max = max;
+    this.maxBytes = maxBytes;
   }
 
   private async ensureDir(): Promise<void> {
@@ -64,19 +89,43 @@ export class Spool {
     }
   }
 
-  /** The seqs spooled, oldest first. */
-  async seqs(): Promise<number[]> {
-    let names: string[];
-    try { names = await readdir(this.dir); } catch (err) {
+  private async names(): Promise<string[]> {
+    try { return await readdir(this.dir); } catch (err) {
       if (errnoOf(err) === 'ENOENT') return [];
       throw new DriftError('DRIFT_ERR_IO', `cannot list spool folder ${this.dir}: ${errnoOf(err)}`, { cause: err });
     }
-    return names.flatMap((n) => { const m = ENTRY_RE.exec(n); return m?.[1] ? [Number(m[1])] : []; }).sort((a, b) => a - b);
+  }
+
+  /** The entry files, oldest first, with the blob each needs when its name says so. */
+  private async list(names?: string[]): Promise<Listed[]> {
+    const out: Listed[] = [];
+    for (const name of names ?? await this.names()) {
+      const m = ENTRY_RE.exec(name);
+      if (m?.[1]) out.push({ seq: Number(m[1]), name, blob: m[2] ?? null });
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The blob an entry needs: from its name, or (older entries only) from its content. */
+  private async blobOf(e: Listed): Promise<string | null> {
+    if (e.blob !== null) return e.blob;
+    try {
+      return EntryFileSchema.parse(JSON.parse(await readFile(join(this.dir, e.name), 'utf8'))).blob;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The seqs spooled, oldest first. */
+  async seqs(): Promise<number[]> {
+    return [...new Set((await this.list()).map((e) => e.seq))];
   }
 
   /**
-   * Add a report, then enforce the bound by dropping the oldest. Returns the seqs
-   * dropped (possibly the new one itself is kept: it is the newest).
+   * Add a report, then enforce the bounds by dropping the oldest: first down to `max`
+   * reports, then while the manifests kept total more than `maxBytes` (the newest
+   * report is kept even when its manifest alone is larger). Returns the seqs dropped,
+   * oldest first.
    */
   async put(entry: SpoolEntry): Promise<number[]> {
     await this.ensureDir();
@@ -85,56 +134,104 @@ export class Spool {
     const sha = createHash('sha256').update(blobText).digest('hex');
     const blobPath = join(this.dir, blobName(sha));
     try {
-      await readFile(blobPath);
-    } catch {
+      await access(blobPath);
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw new DriftError('DRIFT_ERR_IO', `cannot check spool file ${blobPath}: ${errnoOf(err)}`, { cause: err });
       await writeFileAtomic(blobPath, gzipSync(blobText), 0o600);
     }
     const file: EntryFile = { seq: entry.seq, collectedAt: entry.collectedAt, host: entry.host, role: entry.role, blob: sha };
-    await writeFileAtomic(join(this.dir, entryName(entry.seq)), `${JSON.stringify(file)}\n`, 0o600);
-    const seqs = await this.seqs();
-    const dropped = seqs.slice(0, Math.max(0, seqs.length - this.max));
-    for (const seq of dropped) await rm(join(this.dir, entryName(seq)), { force: true });
-    if (dropped.length > 0) await this.collectGarbage();
-    return dropped;
+    await writeFileAtomic(join(this.dir, entryName(entry.seq, sha)), `${JSON.stringify(file)}\n`, 0o600);
+
+    const entries = await this.list();
+    const drop = entries.slice(0, Math.max(0, entries.length - this.max));
+    let kept = entries.slice(drop.length);
+    // Byte bound: the size of each distinct blob the kept entries need, counted once.
+    const refs = new Map<string, number>();
+    const blobs = new Map<Listed, string | null>();
+    for (const e of kept) {
+      const b = await this.blobOf(e);
+      blobs.set(e, b);
+      if (b !== null) refs.set(b, (refs.get(b) ?? 0) + 1);
+    }
+    const sizes = new Map<string, number>();
+    let total = 0;
+    for (const b of refs.keys()) {
+      const size = await stat(join(this.dir, blobName(b))).then((st) => st.size, () => 0);
+      sizes.set(b, size);
+      total += size;
+    }
+    let i = 0;
+    while (total > this.maxBytes && i < kept.length - 1) {
+      const e = kept[i] as Listed;
+      const b = blobs.get(e) ?? null;
+      if (b !== null) {
+        const n = (refs.get(b) ?? 1) - 1;
+        refs.set(b, n);
+        if (n === 0) total -= sizes.get(b) ?? 0;
+      }
+      drop.push(e);
+      i++;
+    }
+    kept = kept.slice(i);
+    for (const e of drop) await this.removeListed(e, kept);
+    return drop.map((e) => e.seq);
   }
 
   /**
-   * Read one spooled report. A file that cannot be parsed (a torn write from before the
-   * atomic writes, a disk error) yields null: the caller drops it rather than loop on it.
+   * Read one spooled report, or null when there is none under that seq or its files
+   * cannot be parsed (a torn write from before the atomic writes, a corrupt blob): the
+   * caller drops it rather than loop on it. Any other error (EIO, EMFILE, EACCES) is
+   * thrown as DRIFT_ERR_IO: the report stays spooled for the next attempt.
    */
   async get(seq: number): Promise<SpoolEntry | null> {
+    const e = (await this.list()).find((x) => x.seq === seq);
+    if (!e) return null;
+    let path = join(this.dir, e.name);
     try {
-      const file = EntryFileSchema.parse(JSON.parse(await readFile(join(this.dir, entryName(seq)), 'utf8')));
-      const blob = JSON.parse(gunzipSync(await readFile(join(this.dir, blobName(file.blob)))).toString('utf8')) as Record<string, unknown>;
+      const file = EntryFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      path = join(this.dir, blobName(file.blob));
+      const blob = JSON.parse(gunzipSync(await readFile(path)).toString('utf8')) as Record<string, unknown>;
       const manifest = ManifestSchema.parse({ ...blob, host: file.host, collectedAt: file.collectedAt });
       return { seq: file.seq, collectedAt: file.collectedAt, host: file.host, role: file.role, manifest };
-    } catch {
-      return null;
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || isParseError(err)) return null;
+      throw new DriftError('DRIFT_ERR_IO', `cannot read spooled report ${path}: ${errnoOf(err)}; it stays spooled`, { cause: err });
     }
   }
 
-  /** Remove a report (delivered or refused for good) and any manifest no entry needs. */
+  /** Remove a report (delivered or refused for good) and its manifest when no other report needs it. */
   async remove(seq: number): Promise<void> {
-    await rm(join(this.dir, entryName(seq)), { force: true });
-    await this.collectGarbage();
+    const entries = await this.list();
+    const gone = entries.filter((e) => e.seq === seq);
+    const rest = entries.filter((e) => e.seq !== seq);
+    for (const e of gone) await this.removeListed(e, rest);
   }
 
-  /** Delete manifest blobs that no spooled report refers to. */
+  /** Delete one entry file, then its blob if none of `others` names it. */
+  private async removeListed(e: Listed, others: readonly Listed[]): Promise<void> {
+    const blob = await this.blobOf(e);
+    await rm(join(this.dir, e.name), { force: true });
+    if (blob === null) return;
+    for (const o of others) if (o !== e && o.name !== e.name && (await this.blobOf(o)) === blob) return;
+    await rm(join(this.dir, blobName(blob)), { force: true });
+  }
+
+  /**
+   * Delete manifest blobs no spooled report refers to and temporary files of writes
+   * a crash interrupted. Needed only after a crash (remove and put keep the folder
+   * tidy themselves): the daemon runs it once at start.
+   */
   async collectGarbage(): Promise<void> {
     let names: string[];
-    try { names = await readdir(this.dir); } catch { return; }
+    try { names = await this.names(); } catch { return; }
     const used = new Set<string>();
-    for (const n of names) {
-      if (!ENTRY_RE.test(n)) continue;
-      try {
-        const f = EntryFileSchema.parse(JSON.parse(await readFile(join(this.dir, n), 'utf8')));
-        used.add(f.blob);
-      } catch { /* an unreadable entry is dropped by get(); its blob may go */ }
+    for (const e of await this.list(names)) {
+      const b = await this.blobOf(e);
+      if (b !== null) used.add(b);
     }
     for (const n of names) {
       const m = BLOB_RE.exec(n);
       if (m?.[1] && !used.has(m[1])) await rm(join(this.dir, n), { force: true });
-      // Temporary files of a write interrupted by a crash.
       if (n.includes('.tmp-')) await rm(join(this.dir, n), { force: true });
     }
   }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultStateDir, parseDuration, resolveAgentConfig } from '../../agent/config.js';
+import { defaultStateDir, parseDuration, parseSize, resolveAgentConfig } from '../../agent/config.js';
 
 t.test('durations', async (t) => {
   t.equal(parseDuration('5m'), 300_000);
@@ -14,9 +14,18 @@ t.test('durations', async (t) => {
   t.equal(parseDuration('5mx'), null);
 });
 
+t.test('sizes', async (t) => {
+  t.equal(parseSize('268435456'), 268_435_456);
+  t.equal(parseSize('256MiB'), 256 * 1024 * 1024);
+  t.equal(parseSize('512k'), 512 * 1024);
+  t.equal(parseSize('1GiB'), 1024 ** 3);
+  t.equal(parseSize('lots'), null);
+  t.equal(parseSize('1.5MiB'), null);
+});
+
 t.test('defaults: the live host reads /proc, an offline root does not', async (t) => {
   const live = await resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s' }, { DRIFT_STATE_DIR: '/tmp/st' });
-  t.match(live, { root: '/', proc: '/proc', stateDir: '/tmp/st', intervalMs: 300_000, splayMs: 30_000, spoolMax: 1000, once: false, hostId: null, role: null });
+  t.match(live, { root: '/', proc: '/proc', stateDir: '/tmp/st', intervalMs: 300_000, splayMs: 30_000, spoolMax: 1000, spoolMaxBytes: 256 * 1024 * 1024, once: false, hostId: null, role: null });
   const offline = await resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', root: '/mnt/img' });
   t.equal(offline.proc, null);
   const withProc = await resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', root: '/mnt/img', proc: '/mnt/proc' });
@@ -29,14 +38,17 @@ t.test('a YAML file with the flag names; flags win; paths relative to the file',
   const dir = await mkdtemp(join(tmpdir(), 'drift-agent-config-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'agent.yaml');
-  await writeFile(file, 'collector: http://from-file:8750\nenroll-secret-file: enroll.secret\ninterval: 10m\nsplay: 1m\nrole: web\nrules: [rules.d]\nspool-max: 50\n');
+  await writeFile(file, 'collector: http://from-file:8750\nenroll-secret-file: enroll-secret\ninterval: 10m\nsplay: 1m\nrole: web\nrules: [rules.d]\nspool-max: 50\nspool-max-bytes: 64MiB\n');
   const cfg = await resolveAgentConfig({ config: file, interval: '2m', rules: ['/site'] });
   t.equal(cfg.collector, 'http://from-file:8750');
-  t.equal(cfg.enrollSecretFile, join(dir, 'enroll.secret'));
+  t.equal(cfg.enrollSecretFile, join(dir, 'enroll-secret'));
   t.equal(cfg.intervalMs, 120_000, 'the flag wins over the file');
   t.equal(cfg.splayMs, 60_000);
   t.equal(cfg.role, 'web');
   t.equal(cfg.spoolMax, 50);
+  t.equal(cfg.spoolMaxBytes, 64 * 1024 * 1024, 'spool-max-bytes from the file');
+  const flagged = await resolveAgentConfig({ config: file, 'spool-max-bytes': '1000000' });
+  t.equal(flagged.spoolMaxBytes, 1_000_000, 'the flag wins');
   t.same(cfg.rules, [join(dir, 'rules.d'), '/site'], 'file rule folders, then flag ones');
 });
 
@@ -53,4 +65,6 @@ t.test('mistakes are refused with the file and key', async (t) => {
   await t.rejects(resolveAgentConfig({ 'enroll-secret-file': '/s' }), { code: 'DRIFT_ERR_USAGE', message: /needs --collector/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', interval: '1m', splay: '2m' }), { message: /splay .* must not exceed the interval/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max': '0' }), { message: /spool-max must be at least 1/ });
+  await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max-bytes': 'lots' }), { code: 'DRIFT_ERR_USAGE', message: /spool-max-bytes: "lots" is not a size/ });
+  await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max-bytes': '0' }), { message: /spool-max-bytes: "0" is not a size of at least 1 byte/ });
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
@@ -9,13 +10,19 @@ import { AgentDaemon, jsonLogger } from '../../agent/daemon.js';
 import { collectManifest } from '../../agent/manifest.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
+import { driftBin, repoRoot } from '../helpers/paths.js';
+
+/** Run `bin/drift.js agent ARGS` through main, which sets the exit code (spawnAgent's register() alone cannot). */
+function spawnDriftAgent(args: string[]): ReturnType<typeof spawn> {
+  return spawn(process.execPath, [driftBin, 'agent', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+}
 
 /** A temp folder with a host root, a state folder and the enrollment secret. */
 async function setup(t: { teardown(fn: () => unknown): void }, machineId = '0123456789abcdef0123456789abcdef'): Promise<{ dir: string; root: string; stateDir: string; secret: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'drift-agent-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const root = await makeRoot(join(dir, 'root'), { machineId, hostname: 'web-1' });
-  const secret = join(dir, 'enroll.secret');
+  const secret = join(dir, 'enroll-secret');
   await writeFile(secret, 'enroll-s3cret\n', { mode: 0o600 });
   return { dir, root, stateDir: join(dir, 'state'), secret };
 }
@@ -191,21 +198,99 @@ t.test('SIGTERM while waiting for the next interval: exit 0 at once', async (t) 
   await t.rejects(stat(join(s.stateDir, 'agent.pid')), { code: 'ENOENT' }, 'the lock is released');
 });
 
-t.test('SIGTERM while the collector does not answer: the report stays spooled, exit 0', async (t) => {
+t.test('SIGTERM while the collector does not answer: the report stays spooled, --once exits 2', async (t) => {
   const s = await setup(t);
   const sockets: Socket[] = [];
   const silent = createServer((sock) => { sockets.push(sock); });
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { for (const k of sockets) k.destroy(); silent.close(() => r()); }));
   const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-  const child = spawnAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
+  const child = spawnDriftAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   await waitForLog(child, /^manifest collected$/);
   // The enrollment request is now in flight and will not be answered for 10 minutes.
   await new Promise<void>((r) => { if (sockets.length > 0) r(); else silent.once('connection', () => r()); });
   const done = exited(child);
   child.kill('SIGTERM');
-  t.same(await done, { code: 0, signal: null });
+  t.same(await done, { code: 2, signal: null }, '2: spooled, not delivered');
   const left = (await readdir(join(s.stateDir, 'spool'))).filter((n) => n.startsWith('r-'));
   t.equal(left.length, 1, 'the report waits in the spool');
+});
+
+t.test('a stale lock whose pid now runs another program is taken over; a live agent\'s is not', async (t) => {
+  const s = await setup(t);
+  await mkdir(s.stateDir, { recursive: true });
+  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.teardown(() => { other.kill('SIGKILL'); });
+  await new Promise<void>((r, j) => { other.once('spawn', () => r()); other.once('error', j); });
+  await writeFile(join(s.stateDir, 'agent.pid'), `${other.pid}\n`);
+  const { d } = await daemon(t, { collector: 'http://127.0.0.1:1', 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  t.equal(other.exitCode, null, 'the pid in the file is alive (sleep, not a drift agent)');
+  t.equal((await readFile(join(s.stateDir, 'agent.pid'), 'utf8')).trim(), String(process.pid), 'the lock was taken over');
+  await d.close();
+
+  // A live process whose command line is a drift agent's keeps the lock.
+  const agent = spawn('sleep', ['600'], { stdio: 'ignore', argv0: 'drift-agent' });
+  t.teardown(() => { agent.kill('SIGKILL'); });
+  await new Promise<void>((r, j) => { agent.once('spawn', () => r()); agent.once('error', j); });
+  t.match(await readFile(`/proc/${agent.pid}/cmdline`, 'utf8'), /^drift-agent\x00600\x00/, 'its command line names a drift agent');
+  await writeFile(join(s.stateDir, 'agent.pid'), `${agent.pid}\n`);
+  await t.rejects(daemon(t, { collector: 'http://127.0.0.1:1', 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir }),
+    { code: 'DRIFT_ERR_USAGE', message: new RegExp(`another drift agent \\(pid ${agent.pid}\\)`) });
+});
+
+t.test('a resent report the collector already committed (409) counts as delivered', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const { d, logs } = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  const seq = await d.collectAndSpool();
+  const copy = await d.spool.get(seq);
+  if (!copy) throw new Error('spooled report unreadable');
+  t.same((await d.drain(never)).delivered, [seq], 'delivered once');
+  // The answer was lost: the agent still holds the report, with drops to announce.
+  await d.spool.put(copy);
+  await d.state.addDropped(2);
+  const r = await d.drain(never);
+  t.equal(c.received.at(-1)?.seq, seq, 'the same seq was sent again');
+  t.same(r.delivered, [seq], 'counted as delivered');
+  t.same(r.refused, []);
+  t.same(await d.spool.seqs(), [], 'and taken off the spool');
+  t.equal(d.state.spoolDropped, 0, 'the drop count was acknowledged');
+  const line = logs.find((l) => l['msg'] === 'report already received by the collector; counted as delivered');
+  t.equal(line?.['level'], 'info', 'logged at info');
+  t.same(logs.filter((l) => l['level'] === 'error'), [], 'no error logged');
+});
+
+t.test('a spooled report that cannot be read for a disk error stays spooled', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const { d, logs } = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  const seq = await d.collectAndSpool();
+  const spoolDir = join(s.stateDir, 'spool');
+  const name = (await readdir(spoolDir)).find((n) => n.startsWith('r-')) as string;
+  // EISDIR stands in for EIO/EMFILE: a read error that is not bad data.
+  await rm(join(spoolDir, name));
+  await mkdir(join(spoolDir, name));
+  t.equal(await d.runOnce(never), 2, 'not delivered → 2');
+  t.same((await d.spool.seqs())[0], seq, 'the unreadable report is kept');
+  t.equal((await d.spool.seqs()).length, 2, 'and so is the new one, behind it');
+  t.equal(d.state.spoolDropped, 0, 'nothing dropped');
+  t.ok(logs.some((l) => l['msg'] === 'cannot read spooled report; keeping it for the next attempt' && /EISDIR/.test(String(l['reason']))));
+  t.equal(c.received.length, 0, 'nothing sent out of order');
+});
+
+t.test('--spool-max-bytes bounds the spool by manifest size, and the drops are counted', async (t) => {
+  const s = await setup(t);
+  const down = `http://127.0.0.1:${await closedPort()}`;
+  const a = await daemon(t, { collector: down, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir, 'spool-max-bytes': '1' });
+  for (let i = 0; i < 3; i++) {
+    await writeFile(join(s.root, 'etc/motd'), `Change ${i}.\n`);
+    t.equal(await a.d.runOnce(never), 2);
+  }
+  t.equal((await a.d.spool.seqs()).length, 1, 'only the newest report is kept');
+  t.equal((await readdir(join(s.stateDir, 'spool'))).filter((n) => n.startsWith('m-')).length, 1, 'with its manifest alone');
+  t.equal(a.d.state.spoolDropped, 2, 'two dropped and counted');
+  t.ok(a.logs.some((l) => l['msg'] === 'spool full: oldest reports dropped' && l['spoolMaxBytes'] === 1), 'and logged');
 });

@@ -10,7 +10,7 @@ import { exit } from '../main.js';
 const KEYS: Record<string, string> = {
   collector: 'collector', enrollSecretFile: 'enroll-secret-file', root: 'root', proc: 'proc', stateDir: 'state-dir',
   interval: 'interval', splay: 'splay', timeout: 'timeout', once: 'once', hostId: 'host-id', role: 'role', rules: 'rules',
-  spoolMax: 'spool-max', caFile: 'ca-file', config: 'config',
+  spoolMax: 'spool-max', spoolMaxBytes: 'spool-max-bytes', caFile: 'ca-file', config: 'config',
 };
 
 /** `drift agent`: the per-host daemon that reports to the collector. */
@@ -31,6 +31,7 @@ export function register(program: Command): void {
     .option('--role <role>', 'cohort role (web, db, ...): hosts of one image and role are compared together')
     .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable; added to those of --config)', collect)
     .option('--spool-max <n>', 'most reports kept on disk while the collector is away; the oldest are dropped first (default 1000)')
+    .option('--spool-max-bytes <size>', 'most bytes of manifests kept in the spool, e.g. 512MiB; the oldest reports are dropped first (default 256MiB)')
     .option('--ca-file <file>', 'extra CA certificates (PEM) to trust for an HTTPS collector')
     .option('--config <file>', 'YAML file with the same settings, keys named like the flags (collector, enroll-secret-file, interval, ...); flags win')
     .addHelpText('after', `
@@ -40,10 +41,19 @@ etc/drift/image.json written by \`drift baseline --stamp\`.
 Delivery: every report is written to the spool (STATE_DIR/spool) before it is sent and
 delivered in order. Connection refused, timeouts and 5xx answers keep it spooled and
 are retried with full-jitter backoff (1s .. 5m); a report the collector refuses with
-another 4xx is logged and dropped. Logs are JSON lines on standard error.
+another 4xx is logged and dropped; a 409 conflict (the collector already committed
+that seq, the answer was lost) counts as delivered. The spool keeps at most
+--spool-max reports and --spool-max-bytes of manifests, dropping the oldest first
+(the drops are counted and announced to the collector). Logs are JSON lines on
+standard error.
+
+Stopping: SIGTERM or SIGINT never interrupts a collection in progress (a first run
+of a live host takes tens of seconds): the agent finishes it, spools the report in
+hand, stops any delivery and exits 0; with --once the exit is then 2 (spooled). The
+systemd unit allows 5 minutes for this (TimeoutStopSec=5min).
 
 Examples:
-  drift agent --collector https://collector:8443 --enroll-secret-file /etc/drift/enroll.secret
+  drift agent --collector https://collector:8443 --enroll-secret-file /etc/drift/enroll-secret
   drift agent --config /etc/drift/agent.yaml --once
   drift agent --collector http://127.0.0.1:8080 --enroll-secret-file s --root /mnt/img --host-id img-check --once`)
     .action(async (opts: Record<string, unknown>) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spool, type SpoolEntry } from '../../../agent/transport/spool.js';
@@ -66,4 +66,88 @@ t.test('a corrupt entry reads as null instead of throwing', async (t) => {
 
 t.test('a bound below 1 is refused', async (t) => {
   t.throws(() => new Spool('/nonexistent', 0), { code: 'DRIFT_ERR_USAGE' });
+  t.throws(() => new Spool('/nonexistent', 10, 0), { code: 'DRIFT_ERR_USAGE', message: /byte bound/ });
+});
+
+t.test('the byte bound drops the oldest reports while the manifests are too large', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const blobBytes = async (): Promise<number[]> => {
+    const names = (await readdir(dir)).filter((n) => n.startsWith('m-'));
+    return Promise.all(names.map(async (n) => (await stat(join(dir, n))).size));
+  };
+  // Measure one blob: the manifests below differ only in same-length content.
+  const probe = new Spool(dir, 1000);
+  await probe.put(entry(1, 'content-00'));
+  const one = (await blobBytes())[0] ?? 0;
+  t.ok(one > 0);
+  await probe.remove(1);
+  // Room for three blobs and a half.
+  const bound = Math.floor(one * 3.5);
+  const spool = new Spool(dir, 1000, bound);
+  const dropped: number[] = [];
+  for (let seq = 1; seq <= 6; seq++) dropped.push(...await spool.put(entry(seq, `content-${String(seq).padStart(2, '0')}`)));
+  t.same(dropped, [1, 2, 3], 'the three oldest dropped, in order');
+  t.same(await spool.seqs(), [4, 5, 6]);
+  const sizes = await blobBytes();
+  t.equal(sizes.length, 3, 'their manifests went with them');
+  t.ok(sizes.reduce((a, b) => a + b, 0) <= bound, 'the manifests kept fit the bound');
+  // Reports sharing one manifest count it once: ten more of the newest content drop nothing.
+  for (let seq = 7; seq <= 16; seq++) t.same(await spool.put(entry(seq, 'content-06')), [], `seq ${seq} kept`);
+  t.equal((await spool.seqs()).length, 13);
+  // The newest report is kept even when its manifest alone is over the bound.
+  const tiny = new Spool(dir, 1000, 1);
+  const d = await tiny.put(entry(17, 'content-17'));
+  t.same(await tiny.seqs(), [17], 'only the newest is left');
+  t.equal(d.length, 13, 'everything older was dropped');
+  t.ok(await tiny.get(17));
+});
+
+t.test('get: null for a missing or unparsable report, an error for a disk failure', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10);
+  t.equal(await spool.get(1), null, 'no report under that seq');
+  await spool.put(entry(1));
+  await spool.put(entry(2, 'other'));
+  // Entry 2's file becomes a folder: reading it fails with EISDIR, which is not "bad data".
+  const name = (await readdir(dir)).find((n) => n.startsWith(`r-${'2'.padStart(20, '0')}`)) as string;
+  await rm(join(dir, name));
+  await mkdir(join(dir, name));
+  await t.rejects(spool.get(2), { code: 'DRIFT_ERR_IO', message: /EISDIR/ });
+  t.same(await spool.seqs(), [1, 2], 'the report is still there');
+  // Entry 1's blob is missing: that report can never be read back.
+  const blob = (await readdir(dir)).filter((n) => n.startsWith('m-'));
+  for (const b of blob) await rm(join(dir, b));
+  t.equal(await spool.get(1), null);
+});
+
+t.test('an entry from an older agent (no blob id in its name) is read and removed with its blob', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10);
+  await spool.put(entry(3));
+  const name = (await readdir(dir)).find((n) => n.startsWith('r-')) as string;
+  const { rename } = await import('node:fs/promises');
+  await rename(join(dir, name), join(dir, `r-${'3'.padStart(20, '0')}.json`));
+  t.same(await spool.get(3), entry(3));
+  await spool.put(entry(4));
+  t.equal((await readdir(dir)).filter((n) => n.startsWith('m-')).length, 1, 'the same manifest, shared');
+  await spool.remove(4);
+  t.equal((await readdir(dir)).filter((n) => n.startsWith('m-')).length, 1, 'still needed by the older entry');
+  await spool.remove(3);
+  t.same(await readdir(dir), [], 'nothing left');
+});
+
+t.test('collectGarbage removes manifests no report needs and temporary files', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10);
+  await spool.put(entry(1));
+  await writeFile(join(dir, `m-${'a'.repeat(64)}.json.gz`), 'orphan');
+  await writeFile(join(dir, `state.json.tmp-123`), 'torn');
+  await spool.collectGarbage();
+  const left = (await readdir(dir)).sort();
+  t.equal(left.length, 2, 'one entry and its manifest');
+  t.ok(await spool.get(1));
 });

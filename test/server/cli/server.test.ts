@@ -69,7 +69,7 @@ t.test('config: flags win over the file; exact messages', async (t) => {
   t.same(both.rules, ['/r']);
   const defaults = resolveServerConfig({});
   t.same(defaults.listen, { host: '127.0.0.1', port: 8750 });
-  t.equal(defaults.db, '/var/lib/drift/drift.db');
+  t.equal(defaults.db, '/var/lib/drift-server/drift.db');
   t.equal(defaults.maxBody, 64 * 1024 * 1024, 'a manifest of ~80,000 files (over 16 MiB) fits');
   t.same(parseListen('[::1]:8750'), { host: '::1', port: 8750 });
   t.throws(() => parseListen('8750'), { code: 'DRIFT_ERR_USAGE', message: '--listen must be HOST:PORT, e.g. 127.0.0.1:8750 or [::1]:8750 (got "8750")' });
