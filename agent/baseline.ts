@@ -1,21 +1,20 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
-import { digestOf } from './protocol/canonical.js';
+import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
 import { canonicalJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, ImageStamp, Manifest } from './protocol/manifest.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
-import { signBaseline } from './sign.js';
+import { signBaseline, signedBytes } from './sign.js';
 
 /**
  * The digest that names a baseline: sha256 of the canonical manifest without its
  * signature (the same bytes the signature covers), so signing does not change it.
  */
 export function baselineDigest(baseline: Manifest | Baseline): Digest {
-  const { signature: _omit, ...manifest } = baseline as Baseline;
-  return digestOf(manifest);
+  // One helper defines what is signed and what is digested: they must never differ.
+  return `sha256:${createHash('sha256').update(signedBytes(baseline)).digest('hex')}` as Digest;
 }
 
 /** Turn a freshly collected manifest into an image's baseline, signed when a key is given. */
@@ -24,13 +23,17 @@ export function makeBaseline(manifest: Manifest, image: { id: string; version?: 
   return key ? signBaseline(withImage, key) : withImage;
 }
 
-/** Write a file atomically (temp file + rename), so a reader never sees half of it. */
+/**
+ * Write a file atomically (temp file + rename), so a reader never sees half of it.
+ * The temp file has a random name in the same folder and is removed when the write fails.
+ */
 export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${Date.now()}.${process.pid}.tmp`);
+  const tmp = join(dirname(path), `.${randomUUID()}.tmp`);
   try {
     await writeFile(tmp, data, { mode });
     await rename(tmp, path);
   } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
     throw new DriftError('DRIFT_ERR_IO', `cannot write ${path}: ${errnoOf(err)}`, { cause: err });
   }
 }

@@ -1,12 +1,12 @@
-import picomatch from 'picomatch';
+import { globMatcher } from './protocol/glob.js';
 import { DriftError } from './protocol/errors.js';
 // Types only from rules.js, so that loading the collector does not load zod (~45 ms).
 import type { IgnoreRule, RuleSet, RuleSource, WatchRule } from './protocol/rules.js';
 
 /**
  * The watch and ignore path globs of a RuleSet, compiled for the files collector.
- * Globs are picomatch globs over absolute paths with `dot: true` (the same options
- * the compare engine uses): `**` crosses folders, `{a,b}` alternates.
+ * Globs are rule globs over absolute paths, in the dialect of agent/protocol/glob.ts
+ * (the one the compare engine uses): `**` crosses folders, `{a,b}` alternates.
  *
  * Every glob has static base folders: the literal leading segments before the
  * first wildcard, with simple braces expanded (`/usr/{bin,sbin}/**` has the bases
@@ -14,8 +14,6 @@ import type { IgnoreRule, RuleSet, RuleSource, WatchRule } from './protocol/rule
  * bases or lies below one, which is what lets the collector walk only under the
  * bases and test each path against only the globs that can match it.
  */
-
-const GLOB_OPTIONS = { dot: true } as const;
 
 /** Characters that make a path segment a pattern rather than a literal name. */
 const WILDCARD = /[*?[\]()!+@]/;
@@ -150,7 +148,7 @@ function segmentBase(glob: string): string {
  * can match anything below, a segment that does not match rules the folder out.
  */
 function compileBelow(glob: string): (dir: string) => boolean {
-  const variants = expandGlob(glob).map((g) => segmentsOf(g).slice(1).map((seg) => (seg === '**' ? null : picomatch(seg, GLOB_OPTIONS))));
+  const variants = expandGlob(glob).map((g) => segmentsOf(g).slice(1).map((seg) => (seg === '**' ? null : globMatcher(seg))));
   return (dir: string): boolean => {
     const parts = dir === '/' ? [] : dir.slice(1).split('/');
     for (const segs of variants) {
@@ -176,7 +174,7 @@ function compile<R>(pattern: string, rule: R & { source?: RuleSource }, index: n
     const where = rule.source ? `${rule.source.file}:${rule.source.line}` : 'a rule made in code';
     throw new DriftError('DRIFT_ERR_RULES', `${where}: ${what} path "${pattern}" is not absolute; write it from the root, e.g. /etc/${pattern.replace(/^\.?\/*/, '')}`);
   }
-  return { rule, index, bases: globBases(pattern), match: picomatch(pattern, GLOB_OPTIONS), below: compileBelow(pattern) };
+  return { rule, index, bases: globBases(pattern), match: globMatcher(pattern), below: compileBelow(pattern) };
 }
 
 function byBase<R>(globs: CompiledGlob<R>[]): Map<string, CompiledGlob<R>[]> {

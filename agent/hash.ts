@@ -79,6 +79,11 @@ export interface HashOptions {
   workers?: number;
   /** Below this many bytes in total (and 2,000 files), hash on the calling thread: a worker costs ~30 ms to start. */
   inlineBelowBytes?: number;
+  /**
+   * Called with each hash worker as it is started, after its first batches are
+   * sent (tests stop one to check that its batches are hashed on the calling thread).
+   */
+  onWorker?: (worker: Worker) => void;
 }
 
 /** Default pool size: one hashing thread per CPU, at most 4. */
@@ -103,7 +108,9 @@ interface WorkerReply {
 /**
  * sha256 of every job's file, in job order: a hex string, or a HashError for a
  * file that could not be read. Small totals are hashed inline; larger ones on a
- * pool of worker threads that is started and stopped by this call.
+ * pool of worker threads that is started and stopped by this call. A worker that
+ * fails or exits early is not an error: the batches it did not answer are hashed
+ * on the calling thread.
  */
 export async function hashFiles(jobs: readonly HashJob[], options: HashOptions = {}): Promise<(string | HashError)[]> {
   const workers = options.workers ?? defaultWorkers();
@@ -113,7 +120,7 @@ export async function hashFiles(jobs: readonly HashJob[], options: HashOptions =
   const raw =
     workers <= 1 || (total < inlineBelow && jobs.length < INLINE_BELOW_FILES)
       ? hashBatch(jobs.map((j) => j.path), Buffer.allocUnsafe(CHUNK_BYTES))
-      : await hashOnPool(jobs, workers);
+      : await hashOnPool(jobs, workers, options.onWorker);
   return raw.map((h) => (h.startsWith('!') ? new HashError(h.slice(1)) : h));
 }
 
@@ -143,16 +150,20 @@ function batchesOf(jobs: readonly HashJob[]): { start: number; paths: string[] }
  * time and yields between batches so that worker replies are handled; a worker
  * costs ~10 MB, so the calling thread doing its share keeps the pool small.
  */
-async function hashOnPool(jobs: readonly HashJob[], threads: number): Promise<string[]> {
+async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: ((worker: Worker) => void) | undefined): Promise<string[]> {
   const out = new Array<string>(jobs.length);
   const batches = batchesOf(jobs);
+  const stored = new Array<boolean>(batches.length).fill(false);
   const pool: Worker[] = [];
   let next = 0;
   let failure: unknown = null;
   const store = (id: number, hashes: string[]): void => {
     const batch = batches[id];
-    if (batch) for (let i = 0; i < hashes.length; i++) out[batch.start + i] = hashes[i] as string;
+    if (!batch) return;
+    for (let i = 0; i < hashes.length; i++) out[batch.start + i] = hashes[i] as string;
+    stored[id] = true;
   };
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   try {
     let inFlight = 0;
     let wake: (() => void) | null = null;
@@ -166,7 +177,14 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number): Promise<st
     };
     const workerCount = Math.min(threads - 1, Math.max(0, batches.length - 1));
     for (let w = 0; w < workerCount; w++) {
-      const worker = new Worker(new URL(import.meta.url), { workerData: { driftHashWorker: true } });
+      let worker: Worker;
+      try {
+        worker = new Worker(new URL(import.meta.url), { workerData: { driftHashWorker: true } });
+      } catch (err) {
+        // No thread to be had (resource limits): the calling thread hashes what is left.
+        failure ??= err;
+        break;
+      }
       pool.push(worker);
       worker.on('message', (reply: WorkerReply) => {
         store(reply.id, reply.hashes);
@@ -185,9 +203,10 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number): Promise<st
       // Two batches in flight per worker, so a worker never idles waiting for the next.
       feed(worker);
       feed(worker);
+      onWorker?.(worker);
     }
-    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-    while (failure === null && next < batches.length) {
+    // Batches still queued are hashed here even after a worker failed.
+    while (next < batches.length) {
       const id = next;
       next += 1;
       store(id, hashBatch((batches[id] as { paths: string[] }).paths, buffer));
@@ -199,9 +218,13 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number): Promise<st
       });
       wake = null;
     }
-    if (failure !== null) throw failure;
   } finally {
     await Promise.all(pool.map((w) => w.terminate()));
+  }
+  // A worker failed (or could not start): what no worker answered is hashed here,
+  // as if there had been no pool.
+  if (failure !== null) {
+    for (let id = 0; id < batches.length; id++) if (!stored[id]) store(id, hashBatch((batches[id] as { paths: string[] }).paths, buffer));
   }
   return out;
 }

@@ -7,8 +7,18 @@ import { ImageStampSchema, type HostInfo, type ImageStamp } from './protocol/man
 /** Where the bake stamps the image identity, relative to the root. */
 export const IMAGE_STAMP_PATH = 'etc/drift/image.json';
 
+/**
+ * The trimmed text of an identity file; null only when it does not exist. Any other
+ * error (EACCES, EIO) is a DriftError: an identity must not be guessed from a file
+ * that exists but could not be read.
+ */
 async function readTrimmed(path: string): Promise<string | null> {
-  try { return (await readFile(path, 'utf8')).trim(); } catch { return null; }
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw new DriftError('DRIFT_ERR_IO', `cannot read ${path}: ${errnoOf(err)}; the host identity is read from it, so make it readable by the agent`, { cause: err });
+  }
 }
 
 /**
@@ -39,8 +49,8 @@ export async function readImageStamp(root: string): Promise<ImageStamp | null> {
  * root is `/`), and the image it was baked from, from its stamp.
  */
 export async function readHostInfo(root: string, opts: { instanceId?: string } = {}): Promise<HostInfo> {
-  const fileHostname = await readTrimmed(join(root, 'etc/hostname'));
-  const hostname = root === '/' ? osHostname() : (fileHostname ?? '');
+  // The live root's hostname is the kernel's: its etc/hostname is not needed.
+  const hostname = root === '/' ? osHostname() : ((await readTrimmed(join(root, 'etc/hostname'))) ?? '');
   const machineId = (await readTrimmed(join(root, 'etc/machine-id'))) ?? '';
   const stamp = await readImageStamp(root);
   const info: HostInfo = { hostname, machineId };

@@ -9,8 +9,9 @@ import type { BigIntStats } from 'node:fs';
  * so a content change that restores mtime (touch -d, tar -x) is still seen.
  *
  * Records are keyed by the file itself (device + inode) rather than by its path:
- * a path whose file was replaced has a new inode and misses, hard links are
- * hashed once, and the cache holds no path strings — 72 bytes a file on disk and
+ * a path whose file was replaced has a new inode and misses, the links of one
+ * hard-linked file are stored once (a cold scan still hashes every link path; an
+ * incremental one hits the cache for each), and the cache holds no path strings — 72 bytes a file on disk and
  * in memory, which keeps the agent's peak memory low on large trees.
  *
  * One file in the state folder, `statcache.v1`, binary and compact:

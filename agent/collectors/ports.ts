@@ -58,13 +58,18 @@ export const portsCollector: Collector<'ports'> = {
     const { holders, unreadable } = await socketHolders(proc, wanted);
     const exes = new Map<number, string | null>();
     for (const pids of holders.values()) for (const pid of pids) exes.set(pid, null);
+    const exeUnread: { pid: number; reason: string }[] = [];
     await mapLimit([...exes.keys()], 16, async (pid) => {
       try {
         exes.set(pid, (await readExe(proc, pid, ctx.root)).path);
-      } catch {
+      } catch (err) {
         // The holder exited or has no image: the socket is simply not tied to it.
+        // Any other error (EACCES, EPERM) hides who holds the socket.
+        if (!vanished(err)) exeUnread.push({ pid, reason: errnoOf(err) });
       }
     });
+    exeUnread.sort((a, b) => a.pid - b.pid);
+    for (const { pid, reason } of exeUnread) unread.push({ path: `/proc/${pid}/exe`, reason });
 
     let unowned = false;
     for (const { key, inode } of listening) {

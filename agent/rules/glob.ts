@@ -1,22 +1,15 @@
 import picomatch from 'picomatch';
+import { GLOB_OPTIONS, globMatcher, type GlobMatcher } from '../protocol/glob.js';
 
-/**
- * The one glob dialect of rule files (rules/README.md, "Globs"): picomatch with
- * `dot: true` (a `*` matches dotfiles too), `*` stays within one folder, `**`
- * crosses folders, `{a,b}` alternates, `[abc]` is a class, `!(x)` and friends are
- * extglobs. Every consumer of rule globs compiles them through here.
- */
-export const GLOB_OPTIONS = { dot: true } as const;
-
-/** A compiled glob: true when `subject` (a path or a name) matches it. */
-export type GlobMatcher = (subject: string) => boolean;
+// The dialect itself (options, matcher type) lives in agent/protocol/glob.ts, shared with the compare engine.
+export { GLOB_OPTIONS, type GlobMatcher };
 
 /**
  * Compile a glob that `globProblem` accepted. Throws for a glob with unbalanced
  * brackets, braces or parentheses, so validate user input with `globProblem` first.
  */
 export function compileGlob(glob: string): GlobMatcher {
-  return picomatch(glob, { ...GLOB_OPTIONS, strictBrackets: true });
+  return globMatcher(glob, true);
 }
 
 /**
@@ -63,5 +56,3 @@ export function globProblem(glob: string): string | null {
 function closerOf(closing: string): string {
   return closing === ']' ? '[' : closing === '}' ? '{' : closing === ')' ? '(' : closing;
 }
-
-export { escapeGlob } from '../protocol/vars.js';

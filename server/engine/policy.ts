@@ -1,4 +1,3 @@
-import picomatch from 'picomatch';
 import type { Finding } from '../../agent/protocol/finding.js';
 import {
   ruleRef,
@@ -9,6 +8,7 @@ import {
   type RuleSet,
   type Severity,
 } from '../../agent/protocol/rules.js';
+import { globMatcher } from '../../agent/protocol/glob.js';
 import { substituteVars } from '../../agent/protocol/vars.js';
 
 /**
@@ -58,8 +58,7 @@ export interface CompiledRules {
   policyLastFirst: CompiledPolicy[];
 }
 
-const GLOB = { dot: true } as const;
-const glob = (pattern: string): Matcher => picomatch(pattern, GLOB);
+const glob = (pattern: string): Matcher => globMatcher(pattern);
 
 // Line patterns match whole lines: `^admin:` style anchors are the author's choice,
 // so the regex is used as written (search semantics, like grep).

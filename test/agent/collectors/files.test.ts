@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFilesCollector, filesCollector, namesOnly, secretKind } from '../../../agent/collectors/files.js';
+import { createFilesCollector, escapeName, filesCollector, namesOnly, secretKind } from '../../../agent/collectors/files.js';
 import { FileEntrySchema } from '../../../agent/protocol/manifest.js';
 import { emptyRuleSet, type RuleSet, type WatchRule } from '../../../agent/protocol/rules.js';
 import type { CollectContext } from '../../../agent/collectors/contract.js';
@@ -180,6 +180,39 @@ t.test('a path that cannot be stat-ed is reported unread with its errno, not ski
   t.equal(unread[0]?.reason, 'ENAMETOOLONG');
   t.ok(unread[0]?.path.startsWith(`/srv/${name}/`));
   t.ok(unread[0] && !unread[0].path.startsWith(root), 'unread paths are as seen from the root');
+});
+
+t.test('a name that is not valid UTF-8 is unread EILSEQ under an escaped key, never a vanished ENOENT', async (t) => {
+  const root = buildRoot(t);
+  const srv = Buffer.from(`${join(root, 'srv')}/`);
+  const at = (...parts: (string | number[])[]): Buffer => Buffer.concat([srv, ...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))]);
+  writeFileSync(at('bad', [0xff]), 'planted\n');
+  writeFileSync(at('bad', [0xfe]), 'planted too\n');
+  mkdirSync(at('d', [0xff], 'ir'));
+  writeFileSync(Buffer.concat([at('d', [0xff], 'ir'), Buffer.from('/inside')]), 'x');
+  writeFileSync(at('back\\', [0xc3]), '');
+  writeFileSync(at('ign', [0xff]), '');
+  // U+FFFD written as valid UTF-8 is an ordinary name.
+  writeFileSync(join(root, 'srv', 'bad\uFFFD'), 'fine\n');
+  const { entries, unread } = await filesCollector.collect(ctx(root, ruleSet([{ path: '/srv/**' }], ['/srv/ign*'])));
+  t.same(
+    unread,
+    [
+      { path: '/srv/back\\\\\\xc3', reason: 'EILSEQ' },
+      { path: '/srv/bad\\xfe', reason: 'EILSEQ' },
+      { path: '/srv/bad\\xff', reason: 'EILSEQ' },
+      { path: '/srv/d\\xffir', reason: 'EILSEQ' },
+    ],
+    'each bad name once, distinct, escaped; an ignored one left out; a folder so named not entered',
+  );
+  t.equal(entries['/srv/bad\uFFFD']?.sha256, sha256sum(join(root, 'srv', 'bad\uFFFD')), 'a valid name with U+FFFD is hashed as usual');
+  t.notOk(Object.keys(entries).some((k) => k.includes('\\x')), 'no entry for a name that cannot be a key');
+});
+
+t.test('escapeName keeps valid UTF-8 and escapes every other byte and the backslash', async (t) => {
+  t.equal(escapeName(Buffer.from([0x62, 0x61, 0x64, 0xff])), 'bad\\xff');
+  t.equal(escapeName(Buffer.concat([Buffer.from('é\\'), Buffer.from([0xc3, 0x28, 0xed, 0xa0, 0x80, 0xf0, 0x9f, 0x98, 0x80])])), 'é\\\\\\xc3(\\xed\\xa0\\x80😀');
+  t.equal(escapeName(Buffer.from([0xe2, 0x82])), '\\xe2\\x82', 'a truncated sequence is bytes');
 });
 
 t.test('the walk enters only folders where a watch glob can match (no walk of a whole home)', async (t) => {

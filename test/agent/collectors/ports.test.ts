@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { realpath, rm } from 'node:fs/promises';
+import { realpath, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { portsCollector } from '../../../agent/collectors/ports.js';
@@ -73,4 +73,14 @@ t.test('live /proc: this process\'s TCP and UDP listeners, IPv4 and IPv6', async
   t.equal(entries[`udp:127.0.0.1:${connected.address().port}`], undefined, 'a connected UDP socket does not listen');
   t.equal(entries[`tcp:127.0.0.1:${client.localPort}`], undefined, 'an outgoing TCP connection does not listen');
   for (const e of Object.values(entries)) PortEntrySchema.parse(e);
+});
+
+t.test('fixture /proc: an exe link that cannot be read is reported, not swallowed', async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  // A regular file where the link should be: readlink fails with EINVAL, not a vanished-process error.
+  await rm(join(tree.proc, '103', 'exe'));
+  await writeFile(join(tree.proc, '103', 'exe'), '');
+  const { unread } = await portsCollector.collect(procContext(tree.root, tree.proc));
+  t.same(unread, [{ path: '/proc/103/exe', reason: 'EINVAL' }]);
 });
