@@ -2,6 +2,7 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { errnoOf } from './protocol/errors.js';
 
 /**
  * sha256 of files, the agent's hot path. Files are streamed through one fixed,
@@ -22,10 +23,6 @@ export class HashError {
   constructor(readonly code: string) {}
 }
 
-function codeOf(err: unknown): string {
-  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
-  return err instanceof Error ? err.message : String(err);
-}
 
 /**
  * sha256 (lowercase hex) of the file at `path`, read to its end through `buffer`.
@@ -58,7 +55,7 @@ function hashBatch(paths: readonly string[], buffer: Buffer): string[] {
     try {
       out[i] = hashFileSync(paths[i] as string, buffer);
     } catch (err) {
-      out[i] = `!${codeOf(err)}`;
+      out[i] = `!${errnoOf(err)}`;
     }
   }
   return out;

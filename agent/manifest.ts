@@ -1,4 +1,5 @@
 import { computeDigests } from './protocol/digests.js';
+import { compareUnread } from './protocol/unread.js';
 import { MANIFEST_SCHEMA, type HostInfo, type Manifest, type Sections, type Unread } from './protocol/manifest.js';
 import type { CollectContext } from './collectors/contract.js';
 import { filesCollector } from './collectors/files.js';
@@ -34,7 +35,7 @@ export async function collectManifest(ctx: CollectContext, host: HostInfo, now: 
   if (ports) sections.ports = ports.entries;
   const unread: Unread[] = [packages, files, processes, ports]
     .flatMap((r) => (r ? r.unread : []))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
+    .sort(compareUnread);
   return {
     schema: MANIFEST_SCHEMA,
     host,

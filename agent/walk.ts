@@ -1,5 +1,7 @@
 import { lstatSync, readlinkSync } from 'node:fs';
 import { MessageChannel, MessagePort, Worker, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+// errors.ts imports nothing, so the worker entry stays light.
+import { errnoOf } from './protocol/errors.js';
 
 /**
  * lstat on two threads, for the files collector's walk. The walk itself (readdir,
@@ -54,10 +56,6 @@ function small(n: number): number {
   return n < 0x40000000 ? n | 0 : n;
 }
 
-function codeOf(err: unknown): string {
-  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** lstat `path` (never followed) into slot `i` of `block`, and readlink it when it is a symlink. */
 function statInto(block: StatBlock, i: number, path: string): void {
@@ -65,7 +63,7 @@ function statInto(block: StatBlock, i: number, path: string): void {
   try {
     st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
   } catch (err) {
-    block.errors.set(i, codeOf(err));
+    block.errors.set(i, errnoOf(err));
     return;
   }
   if (!st) {
@@ -91,7 +89,7 @@ function statInto(block: StatBlock, i: number, path: string): void {
     try {
       block.targets.set(i, readlinkSync(path));
     } catch (err) {
-      block.linkErrors.set(i, codeOf(err));
+      block.linkErrors.set(i, errnoOf(err));
     }
   }
 }

@@ -1,4 +1,5 @@
 import { closeSync, constants, lstatSync, openSync, readSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs';
+import { compareUnread } from '../protocol/unread.js';
 import { availableParallelism } from 'node:os';
 import { isUtf8 } from 'node:buffer';
 import { errnoOf } from '../protocol/errors.js';
@@ -488,7 +489,7 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
           process.emitWarning(`drift: could not write the stat cache in ${ctx.stateDir} (${errnoOf(err)}); every file will be hashed again next time`);
         }
       }
-      const unread = walk.unread.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
+      const unread = walk.unread.sort(compareUnread);
       return { entries: walk.entries, unread };
     },
   };

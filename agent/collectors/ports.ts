@@ -1,4 +1,5 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { mapLimit } from '../limit.js';
 import { join } from 'node:path';
 import type { PortEntry, Unread } from '../protocol/manifest.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
@@ -7,7 +8,6 @@ import {
   NET_TABLES,
   isListening,
   listPids,
-  mapLimit,
   parseNetTable,
   parseSocketLink,
   portKey,

@@ -266,20 +266,6 @@ export async function readExe(proc: string, pid: number, root: string): Promise<
   return parseExeLink(await readlink(join(proc, String(pid), 'exe')), root);
 }
 
-/** Runs `fn` over `items` with at most `limit` calls in flight; results keep input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /** A file's identity: `dev:inode`. */
 export type FileId = string;
 

@@ -1,4 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
+import { compareUnread } from '../protocol/unread.js';
+import { mapLimit } from '../limit.js';
 import { join } from 'node:path';
 import type { ProcessEntry, Unread } from '../protocol/manifest.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
@@ -8,7 +10,6 @@ import {
   requireProc,
   isKernelThread,
   listPids,
-  mapLimit,
   parsePasswd,
   parseStat,
   parseStatus,
@@ -114,7 +115,7 @@ export const processesCollector: Collector<'processes'> = {
       const entry = entries[key];
       if (entry) entry.exeSha256 = list.sort()[0] as string;
     }
-    unread.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    unread.sort(compareUnread);
     return { entries, unread };
   },
 };

@@ -3,7 +3,8 @@ import { createReadStream } from 'node:fs';
 import { lstat, open, readFile, stat } from 'node:fs/promises';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { dpkgInfoName, parseDpkgList, parseMd5sums, type DpkgRecord } from '../collectors/packages/dpkg-parse.js';
-import { dpkgAdminDir, mapLimit, readDpkgDb, readInfoFile, underRoot } from '../collectors/packages/dpkg.js';
+import { dpkgAdminDir, readDpkgDb, readInfoFile, underRoot } from '../collectors/packages/dpkg.js';
+import { mapLimit } from '../limit.js';
 import { planDpkgVerify, type PackageFiles, type VerifyCheck } from './dpkg-plan.js';
 
 /**

@@ -1,4 +1,6 @@
 import { readFile, readdir } from 'node:fs/promises';
+import { compareUnread } from '../../protocol/unread.js';
+import { mapLimit } from '../../limit.js';
 import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry, Unread } from '../../protocol/manifest.js';
 import type { CollectResult, PathOwner } from '../contract.js';
@@ -70,20 +72,6 @@ export async function readDpkgDb(root: string): Promise<DpkgDb | null> {
   return { records: parseDpkgStatus(status, updates), diversions, unread };
 }
 
-/** Run `fn` over `items` with at most `limit` in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /**
  * Read a package's `info/<name>.<ext>` file; null when it does not exist.
  * Other errors are thrown.
@@ -136,6 +124,6 @@ export async function collectDpkg(root: string): Promise<CollectResult<PackageEn
       if (!owners.has(at)) owners.set(at, { owner, conffile: conffiles.has(path) });
     }
   });
-  unread.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  unread.sort(compareUnread);
   return { entries, unread, owners };
 }
