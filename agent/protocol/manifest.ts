@@ -7,6 +7,9 @@ import { z } from 'zod';
  */
 export const MANIFEST_SCHEMA = 'drift.manifest/v1';
 
+/** The schema name of an agent's report to the collector (docs/api.md, POST /v1/reports). */
+export const REPORT_REQUEST_SCHEMA = 'drift.report-request/v1';
+
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a 64-character lowercase hex sha256');
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256:<hex> digest');
 

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
-import { SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, type SectionName, type Sections } from '../protocol/manifest.js';
+import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, type SectionName, type Sections } from '../protocol/manifest.js';
 
 /**
  * HTTP client of the collector's wire API (docs/api.md): JSON bodies, gzip request
@@ -20,7 +20,7 @@ import { SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, ty
 const gzip = promisify(gzipCb);
 
 /** Schema name of a report request body. */
-export const REPORT_REQUEST_SCHEMA = 'drift.report-request/v1';
+export { REPORT_REQUEST_SCHEMA };
 
 /** The body of `POST /v1/reports`. Exactly one of `manifest` and `sections`, or neither (digests only). */
 export interface ReportRequest {

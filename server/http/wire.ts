@@ -1,8 +1,8 @@
 import { z } from 'zod';
+import { REPORT_REQUEST_SCHEMA } from '../../agent/protocol/manifest.js';
 import { DigestsSchema, HostInfoSchema, ManifestSchema } from '../../agent/protocol/manifest.js';
 
 /** Schema name of a report request body (docs/api.md). */
-export const REPORT_REQUEST_SCHEMA = 'drift.report-request/v1';
 
 /** `POST /v1/enroll` body. */
 export const EnrollRequestSchema = z.object({

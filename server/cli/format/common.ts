@@ -1,8 +1,10 @@
 import type { Finding, Report } from '../../../agent/protocol/finding.js';
 import type { Change, Severity } from '../../../agent/protocol/rules.js';
 
+import { SEVERITIES_DESC } from '../../engine/report.js';
+
 /** Severities from the most to the least severe: the order every format prints them in. */
-export const SEVERITY_ORDER: readonly Severity[] = ['critical', 'high', 'medium', 'low'];
+export const SEVERITY_ORDER = SEVERITIES_DESC;
 
 /** `+` added, `-` removed, `~` modified: the change symbol of a finding. */
 export function changeSymbol(change: Change): string {
