@@ -102,6 +102,17 @@ export interface AgentConfig {
 }
 
 /**
+ * What a root and a /proc mean together: the live host (`/`) reads /proc unless told
+ * otherwise; any other root reads no live state unless a /proc is given (an offline
+ * image has nothing running). Shared by the agent and the baseline and scan commands.
+ */
+export function resolveRootAndProc(root: string | undefined, proc: string | undefined): { root: string; proc: string | null } {
+  const r = resolve(root ?? '/');
+  if (proc !== undefined) return { root: r, proc: resolve(proc) };
+  return { root: r, proc: r === '/' ? '/proc' : null };
+}
+
+/**
  * Default state folder: $DRIFT_STATE_DIR, else systemd's $STATE_DIRECTORY, else
  * /var/lib/drift for root and ~/.local/state/drift for anyone else (the same folder
  * `drift baseline` and `drift scan` use for the stat cache).
@@ -164,8 +175,7 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
   if (!collector) throw new DriftError('DRIFT_ERR_USAGE', 'drift agent needs --collector URL (or `collector:` in --config)');
   const enrollSecretFile = pickPath('enroll-secret-file');
   if (!enrollSecretFile) throw new DriftError('DRIFT_ERR_USAGE', 'drift agent needs --enroll-secret-file F (or `enroll-secret-file:` in --config)');
-  const root = resolve(pickPath('root') ?? '/');
-  const proc = pickPath('proc');
+  const { root, proc } = resolveRootAndProc(pickPath('root'), pickPath('proc'));
   const intervalMs = pick('interval') ?? 300_000;
   const splayMs = pick('splay') ?? 30_000;
   if (intervalMs < 1000) throw new DriftError('DRIFT_ERR_USAGE', `interval ${intervalMs} ms is too short; use at least 1s`);
@@ -176,8 +186,7 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
     collector,
     enrollSecretFile,
     root,
-    // A live host reads its own /proc; an offline root reads one only when told.
-    proc: proc !== undefined ? resolve(proc) : root === '/' ? '/proc' : null,
+    proc,
     stateDir: resolve(pickPath('state-dir') ?? defaultStateDir(env)),
     intervalMs,
     splayMs,

@@ -1,21 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { DriftError, errnoOf } from '../../agent/protocol/errors.js';
 
 /** Collect a repeatable option into a list (commander's custom processing). */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
-}
-
-/**
- * What `--root` and `--proc` mean together: the live host (`/`) reads /proc unless
- * told otherwise; any other root reads no live state unless `--proc` is given.
- */
-export function resolveRootAndProc(root: string | undefined, proc: string | undefined): { root: string; proc: string | null } {
-  const r = resolve(root ?? '/');
-  if (proc !== undefined) return { root: r, proc: resolve(proc) };
-  return { root: r, proc: r === '/' ? '/proc' : null };
 }
 
 /** Read and parse a JSON file against a schema; errors name the file and the first bad field. */

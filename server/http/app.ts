@@ -210,7 +210,11 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     }
     req.driftHost = host.id;
     const result = await ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
-    if (result.accepted) metrics.reportsAccepted++;
+    if (result.accepted) {
+      metrics.reportsAccepted++;
+      const dropped = (req.body as { spoolDropped?: unknown } | null)?.spoolDropped;
+      if (typeof dropped === 'number' && dropped > 0) metrics.agentSpoolDropped += dropped;
+    }
     else metrics.reportsNeedSections++;
     return result;
   });

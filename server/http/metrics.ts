@@ -9,6 +9,8 @@ export class Metrics {
   reportsReceived = 0;
   reportsAccepted = 0;
   reportsNeedSections = 0;
+  /** Reports agents dropped from their spools (the `spoolDropped` they announce). */
+  agentSpoolDropped = 0;
   readonly refused = new Map<string, number>();
   private readonly durations = new Map<string, { buckets: number[]; sum: number; count: number }>();
 
@@ -32,6 +34,7 @@ export class Metrics {
     out.push('# HELP drift_reports_received_total Reports received on POST /v1/reports.', '# TYPE drift_reports_received_total counter', `drift_reports_received_total ${this.reportsReceived}`);
     out.push('# HELP drift_reports_accepted_total Reports stored.', '# TYPE drift_reports_accepted_total counter', `drift_reports_accepted_total ${this.reportsAccepted}`);
     out.push('# HELP drift_reports_need_sections_total Reports answered with the sections the collector needs.', '# TYPE drift_reports_need_sections_total counter', `drift_reports_need_sections_total ${this.reportsNeedSections}`);
+    out.push('# HELP drift_agent_spool_dropped_total Reports agents dropped from a full spool, as they announce them.', '# TYPE drift_agent_spool_dropped_total counter', `drift_agent_spool_dropped_total ${this.agentSpoolDropped}`);
     out.push('# HELP drift_reports_refused_total Reports refused, by reason.', '# TYPE drift_reports_refused_total counter');
     for (const [reason, n] of [...this.refused].sort()) out.push(`drift_reports_refused_total{reason="${reason}"} ${n}`);
     out.push('# HELP drift_hosts Hosts by status.', '# TYPE drift_hosts gauge');

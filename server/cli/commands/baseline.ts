@@ -7,8 +7,8 @@ import { baselineDigest, makeBaseline, serialiseBaseline, stampImage, writeFileA
 import { loadPrivateKey } from '../../../agent/sign.js';
 import { loadRuleSet } from '../../../agent/rules/load.js';
 import { DriftError } from '../../../agent/protocol/errors.js';
-import { defaultStateDir } from '../../../agent/config.js';
-import { collect, resolveRootAndProc } from '../common.js';
+import { defaultStateDir, resolveRootAndProc } from '../../../agent/config.js';
+import { collect } from '../common.js';
 import { pushBaseline, readSecretFile } from '../../../agent/transport/client.js';
 
 interface BaselineOptions {

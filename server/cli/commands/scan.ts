@@ -15,8 +15,8 @@ import { canonicalJson } from '../../../agent/protocol/canonical.js';
 import { readSecretFile } from '../../../agent/transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
 import { exit } from '../main.js';
-import { defaultStateDir } from '../../../agent/config.js';
-import { collect, readJsonFile, resolveRootAndProc } from '../common.js';
+import { defaultStateDir, resolveRootAndProc } from '../../../agent/config.js';
+import { collect, readJsonFile } from '../common.js';
 
 interface ScanOptions {
   baseline?: string;

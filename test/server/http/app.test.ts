@@ -97,7 +97,8 @@ t.test('enroll: the secret is checked, the body validated, re-enrolling revokes 
   t.not(k1, k2);
   const m = manifestOf(imageSections(), { hostname: 'a', machineId: 'h1' });
   t.equal((await report(ctx, k1, fullReport(1, m))).statusCode, 401, 'old key revoked');
-  t.equal((await report(ctx, k2, fullReport(1, m))).statusCode, 200, 'new key works');
+  t.equal((await report(ctx, k2, fullReport(1, m, { spoolDropped: 3 }))).statusCode, 200, 'new key works');
+  t.match((await ctx.app.inject({ url: '/metrics' })).body, /drift_agent_spool_dropped_total 3\n/, 'drops the agent announces are counted');
 });
 
 t.test('baselines: admin token, image id, signatures', async (t) => {
