@@ -5,6 +5,7 @@ import { UnreadSchema } from '../../agent/protocol/manifest.js';
 import { CHANGES, FINDING_KINDS, ACTIONS, SEVERITIES } from '../../agent/protocol/rules.js';
 import { fetchFleet, fetchHost, fetchHosts } from '../../agent/transport/client.js';
 import { buildReport } from '../engine/report.js';
+import { mapLimit } from '../../agent/limit.js';
 
 /**
  * The collector's view of hosts, turned into the same reports a local scan prints
@@ -81,10 +82,8 @@ export async function remoteHost(url: string, token: string, hostId: string): Pr
 export async function remoteFleet(url: string, token: string): Promise<{ hosts: HostSummary[]; cohorts: CohortView[]; reports: Report[] }> {
   const hosts = parse(z.array(HostSummarySchema), (await fetchHosts(url, token)).hosts, 'a host list', url);
   const cohorts = parse(z.array(CohortSchema), (await fetchFleet(url, token)).cohorts, 'a fleet view', url);
-  const reports: Report[] = [];
-  for (const h of hosts) {
-    if (h.findings > 0) reports.push(hostReport(await remoteHost(url, token, h.id)));
-  }
+  // A few requests at a time: one per drifted host, in the host list's order.
+  const reports = await mapLimit(hosts.filter((h) => h.findings > 0), 8, async (h) => hostReport(await remoteHost(url, token, h.id)));
   return { hosts, cohorts, reports };
 }
 
