@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { MANIFEST_SCHEMA, type FileEntry, type Manifest, type PackageEntry } from '../agent/protocol/manifest.js';
 import type { RuleSet } from '../agent/protocol/rules.js';
-import { compare } from '../server/engine/compare.js';
+import { compare } from '../agent/engine/compare.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -6,7 +6,7 @@ import { BaselineSchema, type Baseline, type SectionName } from '../../agent/pro
 import type { RuleSet } from '../../agent/protocol/rules.js';
 import { baselineDigest } from '../../agent/baseline.js';
 import { verifyBaseline } from '../../agent/sign.js';
-import { computeFleet, type CohortHost, type CohortOptions } from '../engine/cohorts.js';
+import { computeFleet, type CohortHost, type CohortOptions } from '../fleet/cohorts.js';
 import type { HostRow, Store } from '../store/store.js';
 import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';

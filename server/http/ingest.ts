@@ -9,7 +9,7 @@ import { HttpError } from './errors.js';
 import type { KnownSection } from './sections.js';
 import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, type ReportEnvelope } from './wire.js';
 
-/** The compare engine's contract (server/engine/compare.ts), injected so the HTTP layer stays testable. */
+/** The compare engine's contract (agent/engine/compare.ts), injected so the HTTP layer stays testable. */
 export type CompareFn = (input: { baseline: Manifest; manifest: Manifest; rules: RuleSet }) => Finding[];
 
 /** The answer to one report. */

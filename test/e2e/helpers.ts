@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../server/http/app.js';
 import { Store } from '../../server/store/store.js';
-import { compare } from '../../server/engine/compare.js';
+import { compare } from '../../agent/engine/compare.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -77,18 +77,9 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-/**
- * Run `drift agent ARGS` as a process. Until server/cli/main.ts wires the agent
- * command, the command module is driven through register() on a commander program.
- */
+/** Run `drift agent ARGS` as a process, through the real launcher and its exit codes. */
 export function spawnAgent(args: string[]): ChildProcess {
-  const mod = join(repoRoot, 'dist', 'server', 'cli', 'commands', 'agent.js');
-  const code = `import { Command } from 'commander';
-import { register } from ${JSON.stringify(mod)};
-const program = new Command('drift');
-register(program);
-await program.parseAsync(process.argv.slice(1), { from: 'user' });`;
-  return spawn(process.execPath, ['--input-type=module', '-e', code, 'agent', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [join(repoRoot, 'bin', 'drift.js'), 'agent', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** Resolve with the first stderr JSON log line whose msg matches; reject if the process exits first. */

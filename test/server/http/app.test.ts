@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { loadRuleSet } from '../../../agent/rules/load.js';
 import { signBaseline } from '../../../agent/sign.js';
-import { compare } from '../../../server/engine/compare.js';
+import { compare } from '../../../agent/engine/compare.js';
 import { buildApp, type AppDeps } from '../../../server/http/app.js';
 import { Store } from '../../../server/store/store.js';
 import { baselineOf, digestReport, fullReport, imageSections, manifestOf } from '../helpers/fleet.js';

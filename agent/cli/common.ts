@@ -1,0 +1,27 @@
+import { readFile } from 'node:fs/promises';
+import type { z } from 'zod';
+import { DriftError, errnoOf } from '../protocol/errors.js';
+
+/** Collect a repeatable option into a list (commander's custom processing). */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Read and parse a JSON file against a schema; errors name the file and the first bad field. */
+export async function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: string): Promise<T> {
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch (err) {
+    throw new DriftError('DRIFT_ERR_IO', `cannot read ${what} ${path}: ${errnoOf(err)}`, { cause: err });
+  }
+  let data: unknown;
+  try { data = JSON.parse(text); } catch (err) {
+    throw new DriftError('DRIFT_ERR_MANIFEST', `${what} ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+    throw new DriftError('DRIFT_ERR_MANIFEST', `${what} ${path}: ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,61 @@
+import { changeSymbol, countPhrase, findingsOf, judgedBy, SEVERITY_ORDER } from './common.js';
+import type { Report } from '../../protocol/finding.js';
+
+/**
+ * The report as GitHub-flavoured Markdown (a pull-request comment, a ticket): a
+ * heading, a summary table of every severity, a section per severity with findings,
+ * diffs in ```diff fences, and the unread paths.
+ */
+export function formatMarkdown(report: Report): string {
+  const out: string[] = [
+    `# drift report: ${escapeText(report.target)}`,
+    '',
+    `${capitalize(countPhrase(report))} on ${code(report.target)} against image ${code(report.baseline.imageId)} (baseline ${code(report.baseline.digest)}).`,
+    '',
+    '| severity | findings |',
+    '| --- | ---: |',
+    ...SEVERITY_ORDER.map((s) => `| ${s} | ${report.summary.bySeverity[s]} |`),
+  ];
+  for (const severity of SEVERITY_ORDER) {
+    const findings = findingsOf(report, severity);
+    if (findings.length === 0) continue;
+    out.push('', `## ${capitalize(severity)} (${findings.length})`, '');
+    for (const f of findings) {
+      out.push(`- ${code(changeSymbol(f.change))} **${f.change}** ${f.kind} ${code(f.key)}: ${escapeText(f.explanation)} _(${escapeText(judgedBy(f))})_`);
+      if (f.diff !== undefined) {
+        const fence = '`'.repeat(Math.max(3, longestRun(f.diff, '`') + 1));
+        out.push('', `  ${fence}diff`, ...f.diff.replace(/\n$/, '').split('\n').map((l) => `  ${l}`), `  ${fence}`, '');
+      }
+    }
+  }
+  const unread = report.unread;
+  if (unread.length > 0) {
+    out.push('', `## Unread (${unread.length})`, '', 'Not compared: drift there would go unseen.', '');
+    for (const u of unread) out.push(`- ${code(u.path)}: ${escapeText(u.reason)}`);
+  }
+  return `${out.join('\n').replace(/\n{3,}/g, '\n\n')}\n`;
+}
+
+const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+function longestRun(s: string, ch: string): number {
+  let best = 0;
+  let run = 0;
+  for (const c of s) {
+    run = c === ch ? run + 1 : 0;
+    if (run > best) best = run;
+  }
+  return best;
+}
+
+/** An inline code span that survives backticks inside it (CommonMark: a longer fence). */
+function code(s: string): string {
+  const fence = '`'.repeat(longestRun(s, '`') + 1);
+  const pad = s.startsWith('`') || s.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${s}${pad}${fence}`;
+}
+
+/** Backslash-escape what Markdown would read as markup (emphasis, links, HTML, tables). */
+function escapeText(s: string): string {
+  return s.replace(/[\\`*_[\]<>|#]/g, (c) => `\\${c}`).replace(/\n/g, ' ');
+}
