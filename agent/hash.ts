@@ -1,45 +1,221 @@
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { errnoOf } from './protocol/errors.js';
 
 /**
- * sha256 of files, the agent's hot path. Files are streamed through one fixed,
- * reusable buffer (never buffered whole, never skipped for their size), and many
- * files are hashed on a small pool of worker threads, each hashing whole batches
- * synchronously so that no promise or message is paid per file.
+ * Reading and hashing files of a host where users can write: the one place that
+ * opens a host file for its bytes (file hashes, kept content, process images,
+ * identity files).
+ *
+ * Every file is opened with O_NOFOLLOW and O_NONBLOCK (a path swapped for a symlink
+ * is refused, a FIFO does not hang), then checked on the open descriptor before a
+ * byte is read: it must be a regular file, and when the caller stat'ed the path
+ * before (the walk), the same device and inode with the same size; where /proc is
+ * mounted, the descriptor's path must also be the path asked for, so a parent
+ * folder swapped for a symlink (a user's `~/.ssh` pointed at `/root/.ssh`) is
+ * refused even when the swap came before the walk's lstat. Reads never go past the
+ * size seen on the descriptor, and files above the per-file byte budget are not
+ * read at all (see ByteBudget).
+ *
+ * Files are streamed through one fixed, reusable buffer, and many files are hashed
+ * on a small pool of worker threads, each hashing whole batches synchronously so
+ * that no promise or message is paid per file.
  */
 
 /** Read size: large enough to amortise the syscall, small enough to stay in cache. */
 export const CHUNK_BYTES = 256 * 1024;
 
-// O_NOFOLLOW: a path swapped for a symlink since it was stat'ed is refused (ELOOP),
-// never followed. O_NONBLOCK: a path swapped for a FIFO does not hang the hash.
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/** Default per-file byte budget: larger files are listed unread, not read. */
+export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3;
+/** Default per-scan byte budget: files hashed after it is spent are listed unread. */
+export const DEFAULT_MAX_SCAN_BYTES = 32 * 1024 ** 3;
 
-/** A file that could not be hashed, with its errno code (`ENOENT`, `EACCES`, `ELOOP`, …). */
+// O_NOFOLLOW: a path swapped for a symlink since it was stat'ed is refused (ELOOP),
+// never followed. O_NONBLOCK: a path swapped for a FIFO does not hang the open.
+// O_NOCTTY: a path swapped for a terminal never becomes our controlling terminal.
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+// For /proc/PID/exe, a link the kernel resolves to the running image itself.
+const OPEN_LINK_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+const S_IFMT = 0o170000n;
+const S_IFREG = 0o100000n;
+const TYPE_NAMES: Record<string, string> = {
+  [String(0o040000)]: 'a folder',
+  [String(0o120000)]: 'a symlink',
+  [String(0o020000)]: 'a character device',
+  [String(0o060000)]: 'a block device',
+  [String(0o010000)]: 'a FIFO',
+  [String(0o140000)]: 'a socket',
+};
+
+/** The `unread` reasons of this module (errno codes are used as they are). */
+export const REASONS = {
+  swapped: 'changed between stat and open: the path now leads to another file',
+  shrank: 'changed while read: shorter than its size',
+  notRegular: (what: string): string => `not a regular file when opened (${what})`,
+  overFile: (size: bigint | number, allocated: bigint | number, max: number): string =>
+    `over the per-file byte budget: ${size} bytes (${allocated} allocated${BigInt(allocated) * 2n < BigInt(size) ? ', sparse' : ''}) > ${max}; raise --max-file-bytes to read it`,
+  overScan: (max: number): string => `over the per-scan byte budget of ${max} bytes; raise --max-scan-bytes to read it`,
+} as const;
+
+/** A file that could not be read or hashed: an errno code (`ENOENT`, `EACCES`, `ELOOP`, …) or a reason from REASONS. */
 export class HashError {
   constructor(readonly code: string) {}
 }
 
+/**
+ * The byte budgets of one collection. `maxFileBytes`: a file larger than this (its
+ * apparent size: a sparse file costs its holes too, since they are read as zeros)
+ * is not read. `maxScanBytes`: the bytes all collectors of one scan may read;
+ * `take` reserves them before a file is read.
+ */
+export class ByteBudget {
+  private spent = 0;
+  constructor(
+    readonly maxFileBytes: number = DEFAULT_MAX_FILE_BYTES,
+    readonly maxScanBytes: number = DEFAULT_MAX_SCAN_BYTES,
+  ) {}
+
+  /** Reserve `bytes` of the scan budget; false (nothing reserved) when that would overspend it. */
+  take(bytes: number): boolean {
+    if (this.spent + bytes > this.maxScanBytes) return false;
+    this.spent += bytes;
+    return true;
+  }
+
+  /** Bytes reserved so far. */
+  get used(): number {
+    return this.spent;
+  }
+}
+
+/** What the caller knows of the file it means to read, from an earlier lstat. */
+export interface Expected {
+  /** `dev:ino` (decimal). */
+  id: string;
+  size: number;
+}
+
+/** How to open and check a file. */
+export interface OpenOptions {
+  /** The file must be this one (device, inode and size). */
+  expect?: Expected | undefined;
+  /** Follow the last component: only for /proc/PID/exe, which the kernel resolves to the running image. */
+  follow?: boolean;
+  /** Files larger than this are refused with REASONS.overFile (default DEFAULT_MAX_FILE_BYTES). */
+  maxBytes?: number;
+  /** Compare the opened descriptor's path with `path` (default true; needs `path` free of symlinks and absolute). */
+  checkPath?: boolean;
+}
+
+/** Whether /proc/self/fd can tell which path a descriptor was opened at (probed once per thread). */
+let procFd: boolean | null = null;
+function haveProcFd(): boolean {
+  if (procFd === null) {
+    try {
+      readlinkSync('/proc/self/exe');
+      procFd = true;
+    } catch {
+      // No /proc: the device, inode and type checks still hold; the path check cannot be made.
+      procFd = false;
+    }
+  }
+  return procFd;
+}
+
+/** A regular file opened for reading and checked; `size` is its size on the descriptor. */
+export interface OpenedFile {
+  fd: number;
+  st: BigIntStats;
+  size: number;
+}
 
 /**
- * sha256 (lowercase hex) of the file at `path`, read to its end through `buffer`.
- * Throws the fs error (with its errno `code`) when it cannot be opened or read.
+ * Open `path` for reading and check the descriptor (see the module comment).
+ * Throws HashError with an errno code or a REASONS text; the descriptor is closed
+ * on every error.
  */
-export function hashFileSync(path: string, buffer: Buffer = Buffer.allocUnsafe(CHUNK_BYTES)): string {
-  const fd = openSync(path, OPEN_FLAGS);
+export function openChecked(path: string, options: OpenOptions = {}): OpenedFile {
+  let fd: number;
   try {
-    const hash = createHash('sha256');
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, null);
-      if (n === 0) break;
-      hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
+    fd = openSync(path, options.follow === true ? OPEN_LINK_FLAGS : OPEN_FLAGS);
+  } catch (err) {
+    throw new HashError(errnoOf(err));
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if ((st.mode & S_IFMT) !== S_IFREG) throw new HashError(REASONS.notRegular(TYPE_NAMES[String(st.mode & S_IFMT)] ?? 'another type'));
+    const expect = options.expect;
+    if (expect !== undefined && (`${st.dev}:${st.ino}` !== expect.id || st.size !== BigInt(expect.size))) throw new HashError(REASONS.swapped);
+    if (options.follow !== true && options.checkPath !== false && haveProcFd()) {
+      let at: string;
+      try {
+        at = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch (err) {
+        throw new HashError(errnoOf(err));
+      }
+      // A folder on the way was a symlink when the path was opened.
+      if (at !== path) throw new HashError(REASONS.swapped);
     }
-    return hash.digest('hex');
-  } finally {
+    const max = options.maxBytes ?? DEFAULT_MAX_FILE_BYTES;
+    if (st.size > BigInt(max)) throw new HashError(REASONS.overFile(st.size, st.blocks * 512n, max));
+    return { fd, st, size: Number(st.size) };
+  } catch (err) {
     closeSync(fd);
+    throw err instanceof HashError ? err : new HashError(errnoOf(err));
+  }
+}
+
+/** sha256 (hex) of the first `size` bytes of `fd`; HashError(REASONS.shrank) when it ends before. */
+function hashOpen(fd: number, size: number, buffer: Buffer): string {
+  const hash = createHash('sha256');
+  let left = size;
+  while (left > 0) {
+    const n = readSync(fd, buffer, 0, Math.min(buffer.length, left), null);
+    if (n === 0) throw new HashError(REASONS.shrank);
+    hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
+    left -= n;
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * sha256 (lowercase hex) of the file at `path`, opened and checked as `openChecked`
+ * does, read up to the size its descriptor showed. Throws HashError.
+ */
+export function hashFileSync(path: string, options: OpenOptions = {}, buffer: Buffer = Buffer.allocUnsafe(CHUNK_BYTES)): string {
+  const file = openChecked(path, options);
+  try {
+    return hashOpen(file.fd, file.size, buffer);
+  } catch (err) {
+    throw err instanceof HashError ? err : new HashError(errnoOf(err));
+  } finally {
+    closeSync(file.fd);
+  }
+}
+
+/**
+ * The bytes of a small file at `path`, opened and checked as `openChecked` does;
+ * a file larger than `cap` bytes is refused (HashError) without being read.
+ * For identity files and kept content.
+ */
+export function readFileChecked(path: string, cap: number, options: Omit<OpenOptions, 'maxBytes'> = {}): Buffer {
+  const file = openChecked(path, { ...options, maxBytes: cap });
+  try {
+    const buffer = Buffer.allocUnsafe(file.size);
+    let length = 0;
+    while (length < file.size) {
+      const n = readSync(file.fd, buffer, length, file.size - length, null);
+      if (n === 0) throw new HashError(REASONS.shrank);
+      length += n;
+    }
+    return buffer;
+  } catch (err) {
+    throw err instanceof HashError ? err : new HashError(errnoOf(err));
+  } finally {
+    closeSync(file.fd);
   }
 }
 
@@ -48,23 +224,37 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Hash a batch; errors are returned in place as `!CODE` so one message answers the batch. */
-function hashBatch(paths: readonly string[], buffer: Buffer): string[] {
+/** What a batch needs besides its paths: the walk's `dev:ino` and size of each file, and the per-file budget. */
+interface BatchChecks {
+  ids: (string | null)[];
+  sizes: number[];
+  maxBytes: number;
+  checkPath: boolean;
+}
+
+/** Hash a batch; errors are returned in place as `!REASON` so one message answers the batch. */
+function hashBatch(paths: readonly string[], checks: BatchChecks, buffer: Buffer): string[] {
   const out = new Array<string>(paths.length);
   for (let i = 0; i < paths.length; i++) {
+    const id = checks.ids[i];
     try {
-      out[i] = hashFileSync(paths[i] as string, buffer);
+      out[i] = hashFileSync(
+        paths[i] as string,
+        { expect: id === null || id === undefined ? undefined : { id, size: checks.sizes[i] as number }, maxBytes: checks.maxBytes, checkPath: checks.checkPath },
+        buffer,
+      );
     } catch (err) {
-      out[i] = `!${errnoOf(err)}`;
+      out[i] = `!${err instanceof HashError ? err.code : errnoOf(err)}`;
     }
   }
   return out;
 }
 
-/** One file to hash: its path on disk and its size (used only to balance batches). */
+/** One file to hash: its path on disk, its size, and (from the walk's lstat) its `dev:ino`, which the opened file must match. */
 export interface HashJob {
   path: string;
   size: number;
+  id?: string;
 }
 
 /** How to hash many files. */
@@ -76,6 +266,10 @@ export interface HashOptions {
   workers?: number;
   /** Below this many bytes in total (and 2,000 files), hash on the calling thread: a worker costs ~30 ms to start. */
   inlineBelowBytes?: number;
+  /** Per-file byte budget (default DEFAULT_MAX_FILE_BYTES). */
+  maxFileBytes?: number;
+  /** Check each descriptor's path against the job's path (default true; see openChecked). */
+  checkPath?: boolean;
   /**
    * Called with each hash worker as it is started, after its first batches are
    * sent (tests stop one to check that its batches are hashed on the calling thread).
@@ -96,6 +290,7 @@ const INLINE_BELOW_FILES = 2000;
 interface WorkerRequest {
   id: number;
   paths: string[];
+  checks: BatchChecks;
 }
 interface WorkerReply {
   id: number;
@@ -112,32 +307,42 @@ interface WorkerReply {
 export async function hashFiles(jobs: readonly HashJob[], options: HashOptions = {}): Promise<(string | HashError)[]> {
   const workers = options.workers ?? defaultWorkers();
   const inlineBelow = options.inlineBelowBytes ?? INLINE_BELOW_BYTES;
+  const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const checkPath = options.checkPath ?? true;
   let total = 0;
-  for (const j of jobs) total += j.size;
+  for (const j of jobs) total += Math.min(j.size, maxBytes);
   const raw =
     workers <= 1 || (total < inlineBelow && jobs.length < INLINE_BELOW_FILES)
-      ? hashBatch(jobs.map((j) => j.path), Buffer.allocUnsafe(CHUNK_BYTES))
-      : await hashOnPool(jobs, workers, options.onWorker);
+      ? hashBatch(jobs.map((j) => j.path), checksOf(jobs, maxBytes, checkPath), Buffer.allocUnsafe(CHUNK_BYTES))
+      : await hashOnPool(jobs, workers, maxBytes, checkPath, options.onWorker);
   return raw.map((h) => (h.startsWith('!') ? new HashError(h.slice(1)) : h));
 }
 
+function checksOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): BatchChecks {
+  return { ids: jobs.map((j) => j.id ?? null), sizes: jobs.map((j) => j.size), maxBytes, checkPath };
+}
+
 /** Cut jobs into batches of at most BATCH_FILES files or about BATCH_BYTES bytes. */
-function batchesOf(jobs: readonly HashJob[]): { start: number; paths: string[] }[] {
-  const batches: { start: number; paths: string[] }[] = [];
-  let current: string[] = [];
+function batchesOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): { start: number; paths: string[]; checks: BatchChecks }[] {
+  const batches: { start: number; paths: string[]; checks: BatchChecks }[] = [];
+  let current: HashJob[] = [];
   let start = 0;
   let bytes = 0;
+  const close = (): void => {
+    batches.push({ start, paths: current.map((j) => j.path), checks: checksOf(current, maxBytes, checkPath) });
+  };
   jobs.forEach((job, i) => {
-    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + job.size > BATCH_BYTES)) {
-      batches.push({ start, paths: current });
+    const size = Math.min(job.size, maxBytes);
+    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
+      close();
       current = [];
       start = i;
       bytes = 0;
     }
-    current.push(job.path);
-    bytes += job.size;
+    current.push(job);
+    bytes += size;
   });
-  if (current.length > 0) batches.push({ start, paths: current });
+  if (current.length > 0) close();
   return batches;
 }
 
@@ -147,9 +352,15 @@ function batchesOf(jobs: readonly HashJob[]): { start: number; paths: string[] }
  * time and yields between batches so that worker replies are handled; a worker
  * costs ~10 MB, so the calling thread doing its share keeps the pool small.
  */
-async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: ((worker: Worker) => void) | undefined): Promise<string[]> {
+async function hashOnPool(
+  jobs: readonly HashJob[],
+  threads: number,
+  maxBytes: number,
+  checkPath: boolean,
+  onWorker: ((worker: Worker) => void) | undefined,
+): Promise<string[]> {
   const out = new Array<string>(jobs.length);
-  const batches = batchesOf(jobs);
+  const batches = batchesOf(jobs, maxBytes, checkPath);
   const stored = new Array<boolean>(batches.length).fill(false);
   const pool: Worker[] = [];
   let next = 0;
@@ -160,6 +371,10 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: (
     for (let i = 0; i < hashes.length; i++) out[batch.start + i] = hashes[i] as string;
     stored[id] = true;
   };
+  const hashHere = (id: number): void => {
+    const b = batches[id] as { paths: string[]; checks: BatchChecks };
+    store(id, hashBatch(b.paths, b.checks, buffer));
+  };
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   try {
     let inFlight = 0;
@@ -167,7 +382,7 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: (
     const feed = (worker: Worker): void => {
       const batch = batches[next];
       if (!batch) return;
-      const request: WorkerRequest = { id: next, paths: batch.paths };
+      const request: WorkerRequest = { id: next, paths: batch.paths, checks: batch.checks };
       next += 1;
       inFlight += 1;
       worker.postMessage(request);
@@ -206,7 +421,7 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: (
     while (next < batches.length) {
       const id = next;
       next += 1;
-      store(id, hashBatch((batches[id] as { paths: string[] }).paths, buffer));
+      hashHere(id);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     while (failure === null && inFlight > 0) {
@@ -221,7 +436,7 @@ async function hashOnPool(jobs: readonly HashJob[], threads: number, onWorker: (
   // A worker failed (or could not start): what no worker answered is hashed here,
   // as if there had been no pool.
   if (failure !== null) {
-    for (let id = 0; id < batches.length; id++) if (!stored[id]) store(id, hashBatch((batches[id] as { paths: string[] }).paths, buffer));
+    for (let id = 0; id < batches.length; id++) if (!stored[id]) hashHere(id);
   }
   return out;
 }
@@ -231,7 +446,7 @@ if (!isMainThread && parentPort && (workerData as { driftHashWorker?: boolean } 
   const port = parentPort;
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   port.on('message', (request: WorkerRequest) => {
-    const reply: WorkerReply = { id: request.id, hashes: hashBatch(request.paths, buffer) };
+    const reply: WorkerReply = { id: request.id, hashes: hashBatch(request.paths, request.checks, buffer) };
     port.postMessage(reply);
   });
 }

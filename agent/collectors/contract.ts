@@ -1,5 +1,6 @@
 import type { Sections, Unread } from '../protocol/manifest.js';
 import type { RuleSet } from '../protocol/rules.js';
+import type { ByteBudget } from '../hash.js';
 
 /** What every collector is given. Collectors report facts; they never judge. */
 export interface CollectContext {
@@ -13,6 +14,8 @@ export interface CollectContext {
   stateDir: string | null;
   /** Re-hash every file even where the stat cache says it is unchanged. */
   forceRehash: boolean;
+  /** The per-file and per-scan byte budgets shared by the collectors of one scan (default: ByteBudget's defaults). */
+  budget?: ByteBudget;
 }
 
 /** Who installed a path, as the package database records it. */

@@ -1,4 +1,4 @@
-import { closeSync, constants, lstatSync, openSync, readSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, type BigIntStats, type Dirent } from 'node:fs';
 import { compareUnread } from '../protocol/unread.js';
 import { availableParallelism } from 'node:os';
 import { isUtf8 } from 'node:buffer';
@@ -7,7 +7,7 @@ import type { FileEntry, FileType, Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
-import { HashError, hashFiles, sha256Hex, type HashJob, type HashOptions } from '../hash.js';
+import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, type HashJob, type HashOptions } from '../hash.js';
 import { StatCache } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
 
@@ -53,7 +53,6 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** `0000`…`7777`, indexed by permission bits: formatting a mode is a hot-path lookup. */
 const MODE_STRINGS = Array.from({ length: 0o10000 }, (_, m) => m.toString(8).padStart(4, '0'));
@@ -117,24 +116,6 @@ function fileType(mode: number): FileType {
   }
 }
 
-/** Read a small file whole; null when it turns out larger than `cap` (it grew since its stat). */
-function readSmall(path: string, cap: number): Buffer | null {
-  const fd = openSync(path, OPEN_FLAGS);
-  try {
-    const buffer = Buffer.allocUnsafe(cap + 1);
-    let length = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, length, buffer.length - length, null);
-      if (n === 0) break;
-      length += n;
-      if (length > cap) return null;
-    }
-    return buffer.subarray(0, length);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Length of the valid UTF-8 sequence starting at `i` of `b`, or 0 when the byte there does not start one. */
 function utf8SequenceAt(b: Buffer, i: number): number {
   const lead = b[i] as number;
@@ -178,6 +159,11 @@ export function escapeName(name: Buffer): string {
   return out;
 }
 
+/** `dev:ino` of a walk's lstat, as the hash module checks it on the opened file. */
+function idOf(st: StatView): string {
+  return `${st.view.getBigUint64(st.stampAt, true)}:${st.view.getBigUint64(st.stampAt + 8, true)}`;
+}
+
 /** A file to hash after the walk (`path` is on disk, `key` as seen from the root). */
 interface Job extends HashJob {
   key: string;
@@ -211,6 +197,7 @@ class Walk {
     private readonly cache: StatCache | null,
     private readonly pool: StatPool,
     private readonly onHash: ((path: string) => void) | undefined,
+    private readonly budget: ByteBudget = new ByteBudget(),
   ) {}
 
   /** Walk one walk root: checks that it is reachable without following a link, then visits it. */
@@ -396,18 +383,15 @@ class Walk {
       this.queue(key, st, entry);
       return;
     }
-    const disk = this.prefix + key;
-    let bytes: Buffer | null;
-    try {
-      bytes = readSmall(disk, CONTENT_CAP_BYTES);
-    } catch (err) {
-      this.failed(key, errnoOf(err));
+    if (!this.budget.take(st.size)) {
+      this.failed(key, REASONS.overScan(this.budget.maxScanBytes));
       return;
     }
-    if (bytes === null) {
-      // Grew past the cap since its stat: no content, hashed like any large file.
-      if (cached !== undefined) entry.sha256 = cached;
-      else this.queue(key, st, entry);
+    let bytes: Buffer;
+    try {
+      bytes = readFileChecked(this.prefix + key, CONTENT_CAP_BYTES, { expect: { id: idOf(st), size: st.size } });
+    } catch (err) {
+      this.failed(key, err instanceof HashError ? err.code : errnoOf(err));
       return;
     }
     // On a cache hit the file is unchanged, so its bytes are only needed for the content.
@@ -424,13 +408,17 @@ class Walk {
 
   private queue(key: string, st: StatView, entry: FileEntry): void {
     const stage = this.cache ? this.cache.stageStamp(st.view, st.stampAt, st.nlink) : -1;
-    this.jobs.push({ key, path: this.prefix + key, size: st.size, entry, stage });
+    this.jobs.push({ key, path: this.prefix + key, size: st.size, id: idOf(st), entry, stage });
   }
 
-  /** A file that could not be read: gone files leave the entries, others keep their metadata. */
+  /**
+   * A file that could not be read: gone files leave the entries, and so do paths
+   * that led to another file when opened (their lstat may describe that other
+   * file); others keep their metadata.
+   */
   failed(key: string, reason: string): void {
     this.unread.push({ path: key, reason });
-    if (reason === 'ENOENT') delete this.entries[key];
+    if (reason === 'ENOENT' || reason === REASONS.swapped) delete this.entries[key];
   }
 }
 
@@ -444,7 +432,8 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
     async collect(ctx: CollectContext): Promise<CollectResult<FileEntry>> {
       const startedAt = options.clock ? options.clock() : new Date();
       const rules = compilePathRules(ctx.rules);
-      const prefix = ctx.root === '/' ? '' : ctx.root.replace(/\/+$/, '');
+      const prefix = ctx.root === '/' ? '' : realPrefix(ctx.root);
+      const budget = ctx.budget ?? new ByteBudget();
       let cache: StatCache | null = null;
       if (ctx.stateDir !== null) {
         cache = ctx.forceRehash ? StatCache.empty(ctx.root, startedAt) : StatCache.load(ctx.stateDir, ctx.root, startedAt);
@@ -455,7 +444,7 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       const warm = cache !== null && cache.loadedCount > 0;
       const thread = options.walkThread ?? (warm && availableParallelism() > 1 && options.workers !== 1);
       const pool = new StatPool({ thread, ...(options.walkThreadAfter !== undefined ? { threadAfter: options.walkThreadAfter } : {}) });
-      const walk = new Walk(prefix, rules, cache, pool, options.onHash);
+      const walk = new Walk(prefix, rules, cache, pool, options.onHash, budget);
       try {
         for (const root of rules.walkRoots) walk.walkRoot(root);
         await pool.finish();
@@ -468,7 +457,13 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       const hashOptions: HashOptions = {};
       if (options.workers !== undefined) hashOptions.workers = options.workers;
       if (options.inlineBelowBytes !== undefined) hashOptions.inlineBelowBytes = options.inlineBelowBytes;
-      const jobs = walk.jobs;
+      hashOptions.maxFileBytes = budget.maxFileBytes;
+      // The scan budget is taken in walk order, so which files it leaves out does not depend on threads.
+      const jobs: Job[] = [];
+      for (const job of walk.jobs) {
+        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs.push(job);
+        else walk.failed(job.key, REASONS.overScan(budget.maxScanBytes));
+      }
       const hashes = await hashFiles(jobs, hashOptions);
       hashes.forEach((hash, i) => {
         const job = jobs[i] as Job;
@@ -493,6 +488,20 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       return { entries: walk.entries, unread };
     },
   };
+}
+
+/**
+ * The root as a path without symlinks (the operator chose it; every path below it
+ * must then be free of symlinks, which the hash module checks on each opened file).
+ * A root that cannot be resolved is used as given: the walk reports what it cannot reach.
+ */
+function realPrefix(root: string): string {
+  try {
+    const real = realpathSync(root);
+    return real === '/' ? '' : real;
+  } catch {
+    return root.replace(/\/+$/, '');
+  }
 }
 
 /** The files collector of the agent (default pool size, stat cache in ctx.stateDir). */
