@@ -54,6 +54,7 @@ const TYPE_NAMES: Record<string, string> = {
 export const REASONS = {
   swapped: 'changed between stat and open: the path now leads to another file',
   shrank: 'changed while read: shorter than its size',
+  resized: (was: number, now: bigint): string => `changed between stat and open: size ${was} → ${now} bytes`,
   notRegular: (what: string): string => `not a regular file when opened (${what})`,
   overFile: (size: bigint | number, allocated: bigint | number, max: number): string =>
     `over the per-file byte budget: ${size} bytes (${allocated} allocated${BigInt(allocated) * 2n < BigInt(size) ? ', sparse' : ''}) > ${max}; raise --max-file-bytes to read it`,
@@ -148,7 +149,10 @@ export function openChecked(path: string, options: OpenOptions = {}): OpenedFile
     const st = fstatSync(fd, { bigint: true });
     if ((st.mode & S_IFMT) !== S_IFREG) throw new HashError(REASONS.notRegular(TYPE_NAMES[String(st.mode & S_IFMT)] ?? 'another type'));
     const expect = options.expect;
-    if (expect !== undefined && (`${st.dev}:${st.ino}` !== expect.id || st.size !== BigInt(expect.size))) throw new HashError(REASONS.swapped);
+    if (expect !== undefined) {
+      if (`${st.dev}:${st.ino}` !== expect.id) throw new HashError(REASONS.swapped);
+      if (st.size !== BigInt(expect.size)) throw new HashError(REASONS.resized(expect.size, st.size));
+    }
     if (options.follow !== true && options.checkPath !== false && haveProcFd()) {
       let at: string;
       try {
