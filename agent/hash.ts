@@ -96,7 +96,8 @@ export class ByteBudget {
 export interface Expected {
   /** `dev:ino` (decimal). */
   id: string;
-  size: number;
+  /** The size it had; undefined: not checked. */
+  size?: number | undefined;
 }
 
 /** How to open and check a file. */
@@ -151,7 +152,7 @@ export function openChecked(path: string, options: OpenOptions = {}): OpenedFile
     const expect = options.expect;
     if (expect !== undefined) {
       if (`${st.dev}:${st.ino}` !== expect.id) throw new HashError(REASONS.swapped);
-      if (st.size !== BigInt(expect.size)) throw new HashError(REASONS.resized(expect.size, st.size));
+      if (expect.size !== undefined && st.size !== BigInt(expect.size)) throw new HashError(REASONS.resized(expect.size, st.size));
     }
     if (options.follow !== true && options.checkPath !== false && haveProcFd()) {
       let at: string;
@@ -172,7 +173,18 @@ export function openChecked(path: string, options: OpenOptions = {}): OpenedFile
   }
 }
 
-/** sha256 (hex) of the first `size` bytes of `fd`; HashError(REASONS.shrank) when it ends before. */
+/**
+ * sha256 (hex) of a file opened by `openChecked`, read up to the size its descriptor
+ * showed (the descriptor stays open). Throws HashError(REASONS.shrank) when it ends before.
+ */
+export function hashOpened(file: OpenedFile, buffer: Buffer = Buffer.allocUnsafe(CHUNK_BYTES)): string {
+  try {
+    return hashOpen(file.fd, file.size, buffer);
+  } catch (err) {
+    throw err instanceof HashError ? err : new HashError(errnoOf(err));
+  }
+}
+
 function hashOpen(fd: number, size: number, buffer: Buffer): string {
   const hash = createHash('sha256');
   let left = size;

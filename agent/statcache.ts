@@ -26,6 +26,8 @@ import type { BigIntStats } from 'node:fs';
  */
 
 export const STAT_CACHE_FILE = 'statcache.v1';
+/** The same format, for the images of running processes (keyed by the image's own stat). */
+export const EXE_CACHE_FILE = 'execache.v1';
 const MAGIC = Buffer.from('DRIFTSC1', 'latin1');
 const STAT_BYTES = 40;
 const SHA_BYTES = 32;
@@ -88,6 +90,7 @@ export class StatCache {
   private readonly first: number;
 
   private constructor(
+    private readonly file: string,
     private readonly root: string,
     private readonly data: Buffer,
     private readonly index: Index,
@@ -101,23 +104,23 @@ export class StatCache {
   }
 
   /** An empty cache for `root` (nothing is a hit). */
-  static empty(root: string, startedAt: Date = new Date()): StatCache {
-    return new StatCache(root, Buffer.alloc(0), new Map(), 0, startedAt);
+  static empty(root: string, startedAt: Date = new Date(), file: string = STAT_CACHE_FILE): StatCache {
+    return new StatCache(file, root, Buffer.alloc(0), new Map(), 0, startedAt);
   }
 
   /**
    * Read `statcache.v1` from `stateDir` for the given root. Never throws: a missing
    * or unusable file gives an empty cache. `startedAt` is when the scan started.
    */
-  static load(stateDir: string, root: string, startedAt: Date = new Date()): StatCache {
+  static load(stateDir: string, root: string, startedAt: Date = new Date(), file: string = STAT_CACHE_FILE): StatCache {
     let data: Buffer;
     try {
-      data = readFileSync(join(stateDir, STAT_CACHE_FILE));
+      data = readFileSync(join(stateDir, file));
     } catch {
-      return StatCache.empty(root, startedAt);
+      return StatCache.empty(root, startedAt, file);
     }
     const parsed = parse(data, root);
-    return parsed ? new StatCache(root, data, parsed.index, parsed.count, startedAt) : StatCache.empty(root, startedAt);
+    return parsed ? new StatCache(file, root, data, parsed.index, parsed.count, startedAt) : StatCache.empty(root, startedAt, file);
   }
 
   /** Records in the loaded file. */
@@ -200,7 +203,7 @@ export class StatCache {
   save(stateDir: string): void {
     if (!this.dirty) return;
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const target = join(stateDir, STAT_CACHE_FILE);
+    const target = join(stateDir, this.file);
     const temp = `${target}.tmp-${process.pid}`;
     const fd = openSync(temp, 'w', 0o600);
     try {

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { open, readdir, readlink } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DriftError } from '../protocol/errors.js';
 import type { CollectContext } from './contract.js';
@@ -268,29 +267,6 @@ export async function readExe(proc: string, pid: number, root: string): Promise<
 
 /** A file's identity: `dev:inode`. */
 export type FileId = string;
-
-/**
- * sha256 of the file at `path` (opened through symlinks, so /proc/PID/exe gives
- * the running image even when deleted), streamed in chunks. When `expect` is
- * given, the opened file must be that `dev:inode`, else null is returned: the
- * PID was reused by another program between stat and open.
- */
-export async function sha256Of(path: string, expect?: FileId): Promise<string | null> {
-  const handle = await open(path, 'r');
-  try {
-    if (expect !== undefined) {
-      const st = await handle.stat({ bigint: true });
-      if (`${st.dev}:${st.ino}` !== expect) return null;
-    }
-    const hash = createHash('sha256');
-    for await (const chunk of handle.createReadStream({ autoClose: false, highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
-    }
-    return hash.digest('hex');
-  } finally {
-    await handle.close();
-  }
-}
 
 /** The /proc folder of the context; a collector of live state cannot run without one. */
 export function requireProc(ctx: CollectContext, section: string): string {

@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { compareUnread } from '../protocol/unread.js';
 import { mapLimit } from '../limit.js';
@@ -14,9 +15,10 @@ import {
   parseStat,
   parseStatus,
   readExe,
-  sha256Of,
   vanished,
 } from './proc.js';
+import { ByteBudget, CHUNK_BYTES, HashError, REASONS, hashOpened, openChecked, type OpenedFile } from '../hash.js';
+import { EXE_CACHE_FILE, StatCache } from '../statcache.js';
 
 /** One user-space process as read from /proc, before grouping. */
 interface RunningProcess {
@@ -50,75 +52,101 @@ const SKIP = { kind: 'skip' } as const;
  * upgrade), `deleted` and `replaced` hold if they hold for any of them, and
  * `exeSha256` is the smallest of their hashes, so the entry is stable.
  */
-export const processesCollector: Collector<'processes'> = {
-  section: 'processes',
-  async collect(ctx: CollectContext): Promise<CollectResult<ProcessEntry>> {
-    const proc = requireProc(ctx, 'processes');
-    const unread: Unread[] = [];
-    const users = await readUsers(ctx.root, unread);
-    const pids = await listProc(proc);
+export function createProcessesCollector(options: ProcessesCollectorOptions = {}): Collector<'processes'> {
+  return {
+    section: 'processes',
+    async collect(ctx: CollectContext): Promise<CollectResult<ProcessEntry>> {
+      const proc = requireProc(ctx, 'processes');
+      const unread: Unread[] = [];
+      const users = await readUsers(ctx.root, unread);
+      const pids = await listProc(proc);
 
-    const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users));
-    const running: RunningProcess[] = [];
-    for (const r of reads) {
-      if (r.kind === 'process') running.push(r.process);
-      else if (r.kind === 'unread') unread.push(r.unread);
-    }
-
-    const byImage = new Map<FileId, RunningProcess[]>();
-    for (const p of running) {
-      const list = byImage.get(p.image);
-      if (list) list.push(p);
-      else byImage.set(p.image, [p]);
-    }
-    const hashes = new Map<FileId, string>();
-    const gone = new Set<FileId>();
-    await mapLimit([...byImage], 4, async ([image, procs]) => {
-      const result = await hashImage(proc, image, procs);
-      if (result.kind === 'hash') hashes.set(image, result.sha256);
-      else if (result.kind === 'gone') gone.add(image);
-      else unread.push(result.unread);
-    });
-
-    // One stat of <root>/<exe> per distinct path tells whether the path still holds the running image.
-    const onDisk = new Map<string, FileId | null>();
-    for (const p of running) onDisk.set(p.exe, null);
-    await mapLimit([...onDisk.keys()], 16, async (exe) => {
-      try {
-        const st = await stat(join(ctx.root, exe), { bigint: true });
-        onDisk.set(exe, `${st.dev}:${st.ino}`);
-      } catch (err) {
-        // Nothing at the path (deleted, or a memfd image): that is `deleted`, not `replaced`.
-        const code = errnoOf(err);
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') unread.push({ path: exe, reason: code });
+      const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users));
+      const running: RunningProcess[] = [];
+      for (const r of reads) {
+        if (r.kind === 'process') running.push(r.process);
+        else if (r.kind === 'unread') unread.push(r.unread);
       }
-    });
 
-    const entries: Record<string, ProcessEntry> = {};
-    const shas = new Map<string, string[]>();
-    for (const p of running) {
-      if (gone.has(p.image)) continue;
-      const key = `${p.exe}|${p.user}`;
-      const now = onDisk.get(p.exe);
-      const replaced = now !== null && now !== undefined && now !== p.image;
-      const entry = entries[key] ?? (entries[key] = { count: 0, deleted: false });
-      entry.count += 1;
-      if (p.deleted) entry.deleted = true;
-      if (replaced) entry.replaced = true;
-      const sha = hashes.get(p.image);
-      if (sha === undefined) continue;
-      const list = shas.get(key);
-      if (list) list.push(sha);
-      else shas.set(key, [sha]);
-    }
-    for (const [key, list] of shas) {
-      const entry = entries[key];
-      if (entry) entry.exeSha256 = list.sort()[0] as string;
-    }
-    unread.sort(compareUnread);
-    return { entries, unread };
-  },
-};
+      const byImage = new Map<FileId, RunningProcess[]>();
+      for (const p of running) {
+        const list = byImage.get(p.image);
+        if (list) list.push(p);
+        else byImage.set(p.image, [p]);
+      }
+      const hashes = new Map<FileId, string>();
+      const gone = new Set<FileId>();
+      const budget = ctx.budget ?? new ByteBudget();
+      const startedAt = options.clock ? options.clock() : new Date();
+      // Images are cached like files, by their own device, inode, size, mtime and ctime.
+      const cacheRoot = `proc:${proc}`;
+      const cache = ctx.stateDir === null ? null : ctx.forceRehash ? StatCache.empty(cacheRoot, startedAt, EXE_CACHE_FILE) : StatCache.load(ctx.stateDir, cacheRoot, startedAt, EXE_CACHE_FILE);
+      const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+      for (const [image, procs] of byImage) {
+        const result = hashImage(proc, image, procs, { cache, budget, buffer, onHash: options.onHash });
+        if (result.kind === 'hash') hashes.set(image, result.sha256);
+        else if (result.kind === 'gone') gone.add(image);
+        else unread.push(result.unread);
+      }
+      if (cache && ctx.stateDir !== null) {
+        try {
+          cache.save(ctx.stateDir);
+        } catch (err) {
+          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${errnoOf(err)}); running images will be hashed again next time`);
+        }
+      }
+
+      // One stat of <root>/<exe> per distinct path tells whether the path still holds the running image.
+      const onDisk = new Map<string, FileId | null>();
+      for (const p of running) onDisk.set(p.exe, null);
+      await mapLimit([...onDisk.keys()], 16, async (exe) => {
+        try {
+          const st = await stat(join(ctx.root, exe), { bigint: true });
+          onDisk.set(exe, `${st.dev}:${st.ino}`);
+        } catch (err) {
+          // Nothing at the path (deleted, or a memfd image): that is `deleted`, not `replaced`.
+          const code = errnoOf(err);
+          if (code !== 'ENOENT' && code !== 'ENOTDIR') unread.push({ path: exe, reason: code });
+        }
+      });
+
+      const entries: Record<string, ProcessEntry> = {};
+      const shas = new Map<string, string[]>();
+      for (const p of running) {
+        if (gone.has(p.image)) continue;
+        const key = `${p.exe}|${p.user}`;
+        const now = onDisk.get(p.exe);
+        const replaced = now !== null && now !== undefined && now !== p.image;
+        const entry = entries[key] ?? (entries[key] = { count: 0, deleted: false });
+        entry.count += 1;
+        if (p.deleted) entry.deleted = true;
+        if (replaced) entry.replaced = true;
+        const sha = hashes.get(p.image);
+        if (sha === undefined) continue;
+        const list = shas.get(key);
+        if (list) list.push(sha);
+        else shas.set(key, [sha]);
+      }
+      for (const [key, list] of shas) {
+        const entry = entries[key];
+        if (entry) entry.exeSha256 = list.sort()[0] as string;
+      }
+      unread.sort(compareUnread);
+      return { entries, unread };
+    },
+  };
+}
+
+/** Options of a processes collector; the defaults suit the agent. */
+export interface ProcessesCollectorOptions {
+  /** Called with the /proc/PID/exe path of each image actually read (not for cache hits). */
+  onHash?: ((path: string) => void) | undefined;
+  /** When the scan starts (default: the system clock); see the files collector's `clock`. */
+  clock?: () => Date;
+}
+
+/** The processes collector of the agent (image hashes cached in ctx.stateDir). */
+export const processesCollector: Collector<'processes'> = createProcessesCollector();
 
 async function listProc(proc: string): Promise<number[]> {
   try {
@@ -182,14 +210,45 @@ async function readProcess(proc: string, pid: number, root: string, users: Map<n
 
 type HashResult = { kind: 'hash'; sha256: string } | { kind: 'gone' } | { kind: 'unread'; unread: Unread };
 
-/** Hashes one running image through the first of its processes that is still alive. */
-async function hashImage(proc: string, image: FileId, procs: readonly RunningProcess[]): Promise<HashResult> {
+interface HashTools {
+  cache: StatCache | null;
+  budget: ByteBudget;
+  buffer: Buffer;
+  onHash: ((path: string) => void) | undefined;
+}
+
+/**
+ * Hashes one running image through the first of its processes that is still alive
+ * and still runs it, opened through /proc/PID/exe and checked like any file (a
+ * regular file, that image's device and inode, within the byte budgets).
+ */
+function hashImage(proc: string, image: FileId, procs: readonly RunningProcess[], tools: HashTools): HashResult {
   for (const p of procs) {
+    const exe = `/proc/${p.pid}/exe`;
+    const path = join(proc, String(p.pid), 'exe');
+    let file: OpenedFile;
     try {
-      const sha = await sha256Of(join(proc, String(p.pid), 'exe'), image);
-      if (sha !== null) return { kind: 'hash', sha256: sha };
+      file = openChecked(path, { follow: true, expect: { id: image }, maxBytes: tools.budget.maxFileBytes });
     } catch (err) {
-      if (!vanished(err)) return { kind: 'unread', unread: { path: `/proc/${p.pid}/exe`, reason: errnoOf(err) } };
+      const code = err instanceof HashError ? err.code : errnoOf(err);
+      // Exited, or the PID now runs another program: try the next process of this image.
+      if (vanished(err) || code === REASONS.swapped) continue;
+      return { kind: 'unread', unread: { path: exe, reason: code } };
+    }
+    try {
+      const cached = tools.cache?.lookup(file.st);
+      if (cached !== undefined) return { kind: 'hash', sha256: cached };
+      if (!tools.budget.take(file.size)) return { kind: 'unread', unread: { path: exe, reason: REASONS.overScan(tools.budget.maxScanBytes) } };
+      const stage = tools.cache ? tools.cache.stage(file.st) : -1;
+      const sha256 = hashOpened(file, tools.buffer);
+      tools.onHash?.(exe);
+      tools.cache?.record(stage, sha256);
+      return { kind: 'hash', sha256 };
+    } catch (err) {
+      if (vanished(err)) continue;
+      return { kind: 'unread', unread: { path: exe, reason: err instanceof HashError ? err.code : errnoOf(err) } };
+    } finally {
+      closeSync(file.fd);
     }
   }
   return { kind: 'gone' };
