@@ -1,12 +1,13 @@
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createHash, randomUUID, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
 import { canonicalJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, ImageStamp, Manifest } from './protocol/manifest.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
 import { signBaseline, signedBytes } from './sign.js';
+import { writeFileAtomic } from './atomic.js';
 
 /**
  * The digest that names a baseline: sha256 of the canonical manifest without its
@@ -21,21 +22,6 @@ export function baselineDigest(baseline: Manifest | Baseline): Digest {
 export function makeBaseline(manifest: Manifest, image: { id: string; version?: string }, key: KeyObject | null): Baseline {
   const withImage: Manifest = { ...manifest, host: { ...manifest.host, image: { ...image } } };
   return key ? signBaseline(withImage, key) : withImage;
-}
-
-/**
- * Write a file atomically (temp file + rename), so a reader never sees half of it.
- * The temp file has a random name in the same folder and is removed when the write fails.
- */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${randomUUID()}.tmp`);
-  try {
-    await writeFile(tmp, data, { mode });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw new DriftError('DRIFT_ERR_IO', `cannot write ${path}: ${errnoOf(err)}`, { cause: err });
-  }
 }
 
 /** Serialise a baseline as canonical JSON with a trailing newline. */

@@ -1,6 +1,8 @@
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BigIntStats } from 'node:fs';
+import { AtomicFile, privateDirProblem } from './atomic.js';
+import { DriftError } from './protocol/errors.js';
 
 /**
  * The stat cache: the sha256 of a regular file, valid while the file's device,
@@ -20,7 +22,8 @@ import type { BigIntStats } from 'node:fs';
  *   count × ( u64 dev  u64 ino  u64 size  u64 mtimeNs  u64 ctimeNs  32 bytes sha256 )
  *   little-endian
  *
- * It is replaced atomically (temp file + rename), and a file that is missing,
+ * It is replaced atomically (agent/atomic.ts), only in a folder no other user can
+ * write (else it is neither read nor written), and a file that is missing,
  * truncated, of another version or made for another root reads as an empty cache:
  * a cache never decides a result, it only saves work.
  */
@@ -114,6 +117,13 @@ export class StatCache {
    */
   static load(stateDir: string, root: string, startedAt: Date = new Date(), file: string = STAT_CACHE_FILE): StatCache {
     let data: Buffer;
+    const problem = privateDirProblem(stateDir);
+    if (problem !== null) {
+      // A cache another user could write could hide a change: it is not read.
+      if (problem.startsWith('cannot stat')) return StatCache.empty(root, startedAt, file);
+      process.emitWarning(`drift: not using the cache in state folder ${stateDir}: ${problem}`);
+      return StatCache.empty(root, startedAt, file);
+    }
     try {
       data = readFileSync(join(stateDir, file));
     } catch {
@@ -203,16 +213,15 @@ export class StatCache {
   save(stateDir: string): void {
     if (!this.dirty) return;
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const target = join(stateDir, this.file);
-    const temp = `${target}.tmp-${process.pid}`;
-    const fd = openSync(temp, 'w', 0o600);
+    const problem = privateDirProblem(stateDir);
+    if (problem !== null) throw new DriftError('DRIFT_ERR_IO', `refusing state folder ${stateDir}: ${problem}`);
+    const out = AtomicFile.create(join(stateDir, this.file), 0o600);
     try {
       // Streamed through one small buffer: no second copy of the cache in memory.
       const buffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
       let o = 0;
       const flush = (): void => {
-        let done = 0;
-        while (done < o) done += writeSync(fd, buffer, done, o - done);
+        out.write(buffer.subarray(0, o));
         o = 0;
       };
       const room = (bytes: number): void => {
@@ -236,17 +245,11 @@ export class StatCache {
         o += (this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer).copy(buffer, o, from, from + RECORD_BYTES);
       }
       flush();
-      closeSync(fd);
-      renameSync(temp, target);
     } catch (err) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed
-      }
-      rmSync(temp, { force: true });
+      out.abort();
       throw err;
     }
+    out.commit();
   }
 }
 

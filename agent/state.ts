@@ -1,8 +1,9 @@
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { DigestsSchema, type Digests } from './protocol/manifest.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
+import { assertPrivateDir, writeFileAtomic } from './atomic.js';
 
 /**
  * The agent's state folder (`/var/lib/drift` under systemd's StateDirectory=drift):
@@ -14,8 +15,9 @@ import { DriftError, errnoOf } from './protocol/errors.js';
  *   number of spooled reports dropped and not yet reported;
  * - `spool/`: reports waiting for the collector (agent/transport/spool.ts).
  *
- * Every write is atomic (temporary file, fsync, rename) so a crash or power loss
- * leaves either the old or the new state, never a torn file.
+ * Every write is atomic (agent/atomic.ts) so a crash or power loss leaves either the
+ * old or the new state, never a torn file. The folder must be owned by the agent's
+ * user and writable by no one else: the agent refuses to start otherwise.
  */
 
 /** The credentials of one enrollment. */
@@ -41,23 +43,6 @@ export type AgentState = z.infer<typeof AgentStateSchema>;
 const NODE_KEY_FILE = 'node-key.json';
 const STATE_FILE = 'state.json';
 
-/**
- * Write a file atomically: write a sibling temporary file, fsync it, rename it over
- * the target. `mode` applies from creation, so a secret is never briefly readable.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.chmod(mode);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
 async function readJson(path: string): Promise<unknown | undefined> {
   let text: string;
   try { text = await readFile(path, 'utf8'); } catch (err) {
@@ -82,11 +67,10 @@ export class StateDir {
   static async open(dir: string): Promise<StateDir> {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      const st = await stat(dir);
-      if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     } catch (err) {
       throw new DriftError('DRIFT_ERR_IO', `cannot use state folder ${dir}: ${errnoOf(err)}; pass --state-dir with a writable folder`, { cause: err });
     }
+    assertPrivateDir(dir);
     const s = new StateDir(dir);
     const raw = await readJson(join(dir, STATE_FILE));
     const parsed = AgentStateSchema.safeParse(raw);

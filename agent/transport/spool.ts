@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { canonicalJson } from '../protocol/canonical.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { HostInfoSchema, ManifestSchema, type HostInfo, type Manifest } from '../protocol/manifest.js';
-import { writeFileAtomic } from '../state.js';
+import { writeFileAtomic } from '../atomic.js';
 
 /**
  * The on-disk spool: reports collected but not yet accepted by the collector.

@@ -3,7 +3,8 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baselineDigest, writeFileAtomic } from '../../agent/baseline.js';
+import { baselineDigest } from '../../agent/baseline.js';
+import { writeFileAtomic } from '../../agent/atomic.js';
 import { signBaseline, signedBytes } from '../../agent/sign.js';
 import type { Manifest } from '../../agent/protocol/manifest.js';
 
