@@ -1,24 +1,36 @@
-import { readFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { errnoOf, DriftError } from './protocol/errors.js';
 import { ImageStampSchema, type HostInfo, type ImageStamp } from './protocol/manifest.js';
+import { HashError, readFileChecked } from './hash.js';
 
 /** Where the bake stamps the image identity, relative to the root. */
 export const IMAGE_STAMP_PATH = 'etc/drift/image.json';
 
+/** Largest identity file read (hostname, machine-id): both are a line of text. */
+export const IDENTITY_CAP_BYTES = 1024;
+/** Largest image stamp read. */
+export const IMAGE_STAMP_CAP_BYTES = 64 * 1024;
+
 /**
- * The trimmed text of an identity file; null only when it does not exist. Any other
- * error (EACCES, EIO) is a DriftError: an identity must not be guessed from a file
- * that exists but could not be read.
+ * The text of an identity file, read without following a symlink, without blocking
+ * on a FIFO or device, and only when it is a regular file of at most `cap` bytes;
+ * null only when it does not exist. Anything else is a DriftError: an identity must
+ * not be guessed from a file that exists but could not be read.
  */
-async function readTrimmed(path: string): Promise<string | null> {
+function readIdentityFile(path: string, cap: number, what: string): string | null {
   try {
-    return (await readFile(path, 'utf8')).trim();
+    return readFileChecked(path, cap, { checkPath: false }).toString('utf8');
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return null;
-    throw new DriftError('DRIFT_ERR_IO', `cannot read ${path}: ${errnoOf(err)}; the host identity is read from it, so make it readable by the agent`, { cause: err });
+    const code = err instanceof HashError ? err.code : errnoOf(err);
+    if (code === 'ENOENT') return null;
+    const why = code === 'ELOOP' ? 'it is a symlink, which is never followed' : code.startsWith('over the per-file') ? `larger than ${cap} bytes` : code;
+    throw new DriftError('DRIFT_ERR_IO', `cannot read ${what} ${path}: ${why}; it must be a regular file the agent can read`, { cause: err });
   }
+}
+
+async function readTrimmed(path: string): Promise<string | null> {
+  return readIdentityFile(path, IDENTITY_CAP_BYTES, 'identity file')?.trim() ?? null;
 }
 
 /**
@@ -27,11 +39,8 @@ async function readTrimmed(path: string): Promise<string | null> {
  */
 export async function readImageStamp(root: string): Promise<ImageStamp | null> {
   const path = join(root, IMAGE_STAMP_PATH);
-  let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return null;
-    throw new DriftError('DRIFT_ERR_IO', `cannot read image stamp ${path}: ${errnoOf(err)}`, { cause: err });
-  }
+  const text = readIdentityFile(path, IMAGE_STAMP_CAP_BYTES, 'image stamp');
+  if (text === null) return null;
   let data: unknown;
   try { data = JSON.parse(text); } catch (err) {
     throw new DriftError('DRIFT_ERR_MANIFEST', `image stamp ${path} is not JSON: ${(err as Error).message}`, { cause: err });

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readHostInfo } from '../../agent/identity.js';
@@ -25,12 +26,39 @@ t.test('missing identity files give empty fields', async (t) => {
 t.test('an identity file that exists but cannot be read is an error naming it, never a guess', async (t) => {
   const dir = root(t);
   writeFileSync(join(dir, 'etc/hostname'), 'web-1\n');
-  // A folder where the file should be: readFile fails with EISDIR, an error other than ENOENT.
+  // A folder where the file should be: an error other than ENOENT.
   mkdirSync(join(dir, 'etc/machine-id'));
-  await t.rejects(readHostInfo(dir), { name: 'DriftError', code: 'DRIFT_ERR_IO', message: new RegExp(`${join(dir, 'etc/machine-id')}: EISDIR`) });
+  await t.rejects(readHostInfo(dir), { name: 'DriftError', code: 'DRIFT_ERR_IO', message: `cannot read identity file ${join(dir, 'etc/machine-id')}: not a regular file when opened (a folder); it must be a regular file the agent can read` });
 
   rmSync(join(dir, 'etc/machine-id'), { recursive: true });
   rmSync(join(dir, 'etc/hostname'));
   mkdirSync(join(dir, 'etc/hostname'));
-  await t.rejects(readHostInfo(dir), { name: 'DriftError', code: 'DRIFT_ERR_IO', message: /etc\/hostname: EISDIR/ });
+  await t.rejects(readHostInfo(dir), { name: 'DriftError', code: 'DRIFT_ERR_IO', message: /etc\/hostname: not a regular file when opened \(a folder\)/ });
+});
+
+t.test('hostile identity files: a symlink to a root-only file, a FIFO, /dev/zero, a huge file', async (t) => {
+  const dir = root(t);
+  const secret = join(dir, 'secret');
+  writeFileSync(secret, 'root-only secret\n', { mode: 0o600 });
+  chmodSync(secret, 0o600);
+  symlinkSync(secret, join(dir, 'etc/hostname'));
+  await t.rejects(readHostInfo(dir), { code: 'DRIFT_ERR_IO', message: /etc\/hostname: it is a symlink, which is never followed/ }, 'the secret never becomes the hostname');
+  rmSync(join(dir, 'etc/hostname'));
+  writeFileSync(join(dir, 'etc/hostname'), 'web-1\n');
+
+  execFileSync('mkfifo', [join(dir, 'etc/machine-id')]);
+  await t.rejects(readHostInfo(dir), { message: /machine-id: not a regular file when opened \(a FIFO\)/ }, 'a FIFO without a writer does not hang the scan');
+  rmSync(join(dir, 'etc/machine-id'));
+  execFileSync('mknod', [join(dir, 'etc/machine-id'), 'c', '1', '5']);
+  await t.rejects(readHostInfo(dir), { message: /machine-id: not a regular file when opened \(a character device\)/ }, '/dev/zero made in its place is not read');
+  rmSync(join(dir, 'etc/machine-id'));
+  symlinkSync('/dev/zero', join(dir, 'etc/machine-id'));
+  await t.rejects(readHostInfo(dir), { message: /machine-id: it is a symlink/ });
+  rmSync(join(dir, 'etc/machine-id'));
+  execFileSync('truncate', ['-s', '640M', join(dir, 'etc/machine-id')]);
+  await t.rejects(readHostInfo(dir), { message: /machine-id: larger than 1024 bytes/ }, 'a 640 MB file is refused unread');
+  rmSync(join(dir, 'etc/machine-id'));
+  mkdirSync(join(dir, 'etc/drift'));
+  symlinkSync(secret, join(dir, 'etc/drift/image.json'));
+  await t.rejects(readHostInfo(dir), { message: /image stamp .*image\.json: it is a symlink/ });
 });
