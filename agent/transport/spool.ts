@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
@@ -7,6 +7,7 @@ import { canonicalJson } from '../protocol/canonical.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { HostInfoSchema, ManifestSchema, type HostInfo, type Manifest } from '../protocol/manifest.js';
 import { writeFileAtomic } from '../atomic.js';
+import { HashError, readFileChecked } from '../hash.js';
 
 /**
  * The on-disk spool: reports collected but not yet accepted by the collector.
@@ -24,10 +25,29 @@ import { writeFileAtomic } from '../atomic.js';
  * manifests (on a live host every report may carry a new multi-megabyte manifest);
  * when a new report would exceed either, the oldest are dropped first and `put`
  * returns which, for the caller to count. The newest report is always kept.
+ *
+ * Spool files are read like any file drift does not trust (no symlink followed,
+ * regular files only, bounded: entry files to 1 MiB, blobs to 256 MiB compressed
+ * and inflated). A report whose files cannot be inflated or parsed is moved to
+ * `quarantine/` (the newest 16 files are kept there for a person to look at),
+ * and `get` answers null for it, so the caller counts it and goes on to the next.
  */
 
 /** The default byte bound of the spool's manifests: 256 MiB. */
 export const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024;
+
+/** Largest entry file read. */
+const ENTRY_CAP_BYTES = 1024 * 1024;
+/** Largest manifest blob read, compressed and inflated (the collector takes 64 MiB by default). */
+export const BLOB_CAP_BYTES = 256 * 1024 * 1024;
+/** Files kept in `quarantine/`. */
+export const QUARANTINE_KEEP = 16;
+const QUARANTINE = 'quarantine';
+
+/** Read a spool file: no-follow, regular, at most `cap` bytes (HashError otherwise). */
+function readSpoolFile(path: string, cap: number): Buffer {
+  return readFileChecked(path, cap, { checkPath: false });
+}
 
 /** One spooled report: what the daemon needs to send it again. */
 export interface SpoolEntry {
@@ -60,9 +80,11 @@ interface Listed { seq: number; name: string; blob: string | null }
 /** True for the errors that mean "this file is not a readable spool entry" rather than "the disk failed". */
 function isParseError(err: unknown): boolean {
   if (err instanceof SyntaxError || err instanceof z.ZodError) return true;
+  // Not a regular file, or over its cap: never readable as it is.
+  if (err instanceof HashError) return !/^E[A-Z]+$/.test(err.code);
   const code = errnoOf(err);
-  // zlib's codes for a truncated or corrupt gzip stream.
-  return code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR';
+  // zlib's codes for a truncated or corrupt gzip stream; a stream that inflates past the cap.
+  return code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE';
 }
 
 /** A bounded, ordered, crash-safe queue of reports in one folder. */
@@ -110,7 +132,7 @@ export class Spool {
   private async blobOf(e: Listed): Promise<string | null> {
     if (e.blob !== null) return e.blob;
     try {
-      return EntryFileSchema.parse(JSON.parse(await readFile(join(this.dir, e.name), 'utf8'))).blob;
+      return EntryFileSchema.parse(JSON.parse(readSpoolFile(join(this.dir, e.name), ENTRY_CAP_BYTES).toString('utf8'))).blob;
     } catch {
       return null;
     }
@@ -187,15 +209,54 @@ export class Spool {
     const e = (await this.list()).find((x) => x.seq === seq);
     if (!e) return null;
     let path = join(this.dir, e.name);
+    let blobFile: string | null = null;
     try {
-      const file = EntryFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      const file = EntryFileSchema.parse(JSON.parse(readSpoolFile(path, ENTRY_CAP_BYTES).toString('utf8')));
       path = join(this.dir, blobName(file.blob));
-      const blob = JSON.parse(gunzipSync(await readFile(path)).toString('utf8')) as Record<string, unknown>;
+      blobFile = blobName(file.blob);
+      const blob = JSON.parse(gunzipSync(readSpoolFile(path, BLOB_CAP_BYTES), { maxOutputLength: BLOB_CAP_BYTES }).toString('utf8')) as Record<string, unknown>;
       const manifest = ManifestSchema.parse({ ...blob, host: file.host, collectedAt: file.collectedAt });
       return { seq: file.seq, collectedAt: file.collectedAt, host: file.host, role: file.role, manifest };
     } catch (err) {
-      if (errnoOf(err) === 'ENOENT' || isParseError(err)) return null;
-      throw new DriftError('DRIFT_ERR_IO', `cannot read spooled report ${path}: ${errnoOf(err)}; it stays spooled`, { cause: err });
+      const code = err instanceof HashError ? err.code : errnoOf(err);
+      if (code === 'ENOENT') return null;
+      if (isParseError(err)) {
+        await this.quarantine([e.name, ...(blobFile !== null && path.endsWith(blobFile) ? [blobFile] : [])]);
+        return null;
+      }
+      throw new DriftError('DRIFT_ERR_IO', `cannot read spooled report ${path}: ${code}; it stays spooled`, { cause: err });
+    }
+  }
+
+  /**
+   * Move files that can never be read back into `quarantine/`, keeping the newest
+   * QUARANTINE_KEEP there. A file that cannot be moved is removed: it must not be tried again.
+   */
+  private async quarantine(names: readonly string[]): Promise<void> {
+    const dir = join(this.dir, QUARANTINE);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (err) {
+      if (errnoOf(err) !== 'EEXIST') throw new DriftError('DRIFT_ERR_IO', `cannot create ${dir}: ${errnoOf(err)}`, { cause: err });
+    }
+    const stamp = String(Date.now()).padStart(15, '0');
+    for (const name of names) {
+      try {
+        await rename(join(this.dir, name), join(dir, `${stamp}-${name}`));
+      } catch {
+        await rm(join(this.dir, name), { force: true, recursive: true });
+      }
+    }
+    const kept = (await readdir(dir)).sort();
+    for (const old of kept.slice(0, Math.max(0, kept.length - QUARANTINE_KEEP))) await rm(join(dir, old), { force: true, recursive: true });
+  }
+
+  /** Files in `quarantine/` (reports that could not be read back), oldest first. */
+  async quarantined(): Promise<string[]> {
+    try {
+      return (await readdir(join(this.dir, QUARANTINE))).sort();
+    } catch {
+      return [];
     }
   }
 

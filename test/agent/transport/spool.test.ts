@@ -2,7 +2,9 @@ import t from 'tap';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Spool, type SpoolEntry } from '../../../agent/transport/spool.js';
+import { QUARANTINE_KEEP, Spool, type SpoolEntry } from '../../../agent/transport/spool.js';
+import { execFileSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { computeDigests } from '../../../agent/manifest.js';
 import { MANIFEST_SCHEMA, type Manifest } from '../../../agent/protocol/manifest.js';
 
@@ -103,19 +105,20 @@ t.test('the byte bound drops the oldest reports while the manifests are too larg
   t.ok(await tiny.get(17));
 });
 
-t.test('get: null for a missing or unparsable report, an error for a disk failure', async (t) => {
+t.test('get: null for a missing or unparsable report, which is quarantined', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const spool = new Spool(dir, 10);
   t.equal(await spool.get(1), null, 'no report under that seq');
   await spool.put(entry(1));
   await spool.put(entry(2, 'other'));
-  // Entry 2's file becomes a folder: reading it fails with EISDIR, which is not "bad data".
+  // Entry 2's file becomes a folder: it can never be read as a report.
   const name = (await readdir(dir)).find((n) => n.startsWith(`r-${'2'.padStart(20, '0')}`)) as string;
   await rm(join(dir, name));
   await mkdir(join(dir, name));
-  await t.rejects(spool.get(2), { code: 'DRIFT_ERR_IO', message: /EISDIR/ });
-  t.same(await spool.seqs(), [1, 2], 'the report is still there');
+  t.equal(await spool.get(2), null);
+  t.same(await spool.seqs(), [1], 'it is out of the queue');
+  t.match(await spool.quarantined(), [new RegExp(`^\\d{15}-${name}$`)], 'and kept aside in quarantine/');
   // Entry 1's blob is missing: that report can never be read back.
   const blob = (await readdir(dir)).filter((n) => n.startsWith('m-'));
   for (const b of blob) await rm(join(dir, b));
@@ -150,4 +153,45 @@ t.test('collectGarbage removes manifests no report needs and temporary files', a
   const left = (await readdir(dir)).sort();
   t.equal(left.length, 2, 'one entry and its manifest');
   t.ok(await spool.get(1));
+});
+
+t.test('hostile spool files: a gzip bomb, a corrupt blob and a FIFO are quarantined and never block the reports after them', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10);
+  for (const seq of [1, 2, 3, 4]) await spool.put(entry(seq, `content-${seq}`));
+  const blobOf = async (seq: number): Promise<string> => {
+    const name = (await readdir(dir)).find((n) => n.startsWith(`r-${String(seq).padStart(20, '0')}-`)) as string;
+    return join(dir, `m-${name.slice(23, 87)}.json.gz`);
+  };
+  // 4 GiB of zeros in 4 MB: 4097 gzip members of 1 MiB each, which gunzip joins.
+  const member = gzipSync(Buffer.alloc(1024 * 1024));
+  await writeFile(await blobOf(1), Buffer.concat(Array.from({ length: 4097 }, () => member)));
+  await writeFile(await blobOf(2), 'not gzip at all');
+  const fifo = await blobOf(3);
+  await rm(fifo);
+  execFileSync('mkfifo', [fifo]);
+  const read: (number | null)[] = [];
+  for (const seq of await spool.seqs()) {
+    const got = await spool.get(seq);
+    read.push(got === null ? null : got.seq);
+    if (got === null) await spool.remove(seq);
+  }
+  t.same(read, [null, null, null, 4], 'each bad report answers null at once; the next one is read');
+  t.same(await spool.seqs(), [4]);
+  t.equal((await spool.quarantined()).length, 6, 'the three entries and their blobs are kept aside');
+  t.ok((await spool.quarantined()).length <= QUARANTINE_KEEP);
+});
+
+t.test('quarantine keeps only the newest files', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 100);
+  for (let seq = 1; seq <= QUARANTINE_KEEP + 4; seq++) {
+    await spool.put(entry(seq, `c${seq}`));
+    const name = (await readdir(dir)).find((n) => n.startsWith(`r-${String(seq).padStart(20, '0')}-`)) as string;
+    await writeFile(join(dir, name), '{ torn');
+    t.equal(await spool.get(seq), null);
+  }
+  t.equal((await spool.quarantined()).length, QUARANTINE_KEEP);
 });
