@@ -6,6 +6,7 @@ import { CHANGES, FINDING_KINDS, ACTIONS, SEVERITIES } from '../protocol/rules.j
 import { fetchFleet, fetchHost, fetchHosts } from '../transport/client.js';
 import { buildReport } from '../engine/report.js';
 import { mapLimit } from '../limit.js';
+import { visible } from './format/common.js';
 
 /**
  * The collector's view of hosts, turned into the same reports a local scan prints
@@ -105,5 +106,5 @@ export function fleetSummary(hosts: HostSummary[], cohorts: CohortView[], markdo
       out.push(`${markdown ? '- ' : '  '}snowflake: ${s.hostname} (${s.hostId}) score ${s.score.toFixed(2)}: ${s.why}`);
     }
   }
-  return `${out.join('\n')}\n`;
+  return `${out.map((line) => visible(line)).join('\n')}\n`;
 }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { formatProblem, verifyDpkg } from '../../verify/dpkg.js';
 import { exit } from '../exit.js';
+import { visible } from '../format/common.js';
 
 const HELP_AFTER = `
 Checks every file dpkg installed (info/*.list) against the md5 it recorded
@@ -54,6 +55,6 @@ export interface VerifyPackagesOptions {
 export async function runVerifyPackages(opts: VerifyPackagesOptions, write: (s: string) => void): Promise<number> {
   const report = await verifyDpkg(opts.root, { concurrency: opts.concurrency });
   if (opts.format === 'json') write(`${JSON.stringify(report.problems, null, 2)}\n`);
-  else for (const p of report.problems) write(`${formatProblem(p)}\n`);
+  else for (const p of report.problems) write(`${visible(formatProblem(p))}\n`);
   return report.problems.length > 0 ? 1 : 0;
 }

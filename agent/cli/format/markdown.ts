@@ -1,10 +1,11 @@
-import { changeSymbol, countPhrase, findingsOf, judgedBy, SEVERITY_ORDER } from './common.js';
+import { changeSymbol, countPhrase, findingsOf, judgedBy, SEVERITY_ORDER, visible } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
  * The report as GitHub-flavoured Markdown (a pull-request comment, a ticket): a
  * heading, a summary table of every severity, a section per severity with findings,
- * diffs in ```diff fences, and the unread paths.
+ * diffs in ```diff fences, and the unread paths. Control characters from the host
+ * are shown escaped (see `visible`), in code spans, fences and text alike.
  */
 export function formatMarkdown(report: Report): string {
   const out: string[] = [
@@ -24,7 +25,7 @@ export function formatMarkdown(report: Report): string {
       out.push(`- ${code(changeSymbol(f.change))} **${f.change}** ${f.kind} ${code(f.key)}: ${escapeText(f.explanation)} _(${escapeText(judgedBy(f))})_`);
       if (f.diff !== undefined) {
         const fence = '`'.repeat(Math.max(3, longestRun(f.diff, '`') + 1));
-        out.push('', `  ${fence}diff`, ...f.diff.replace(/\n$/, '').split('\n').map((l) => `  ${l}`), `  ${fence}`, '');
+        out.push('', `  ${fence}diff`, ...f.diff.replace(/\n$/, '').split('\n').map((l) => `  ${visible(l, true)}`), `  ${fence}`, '');
       }
     }
   }
@@ -49,7 +50,8 @@ function longestRun(s: string, ch: string): number {
 }
 
 /** An inline code span that survives backticks inside it (CommonMark: a longer fence). */
-function code(s: string): string {
+function code(raw: string): string {
+  const s = visible(raw);
   const fence = '`'.repeat(longestRun(s, '`') + 1);
   const pad = s.startsWith('`') || s.endsWith('`') ? ' ' : '';
   return `${fence}${pad}${s}${pad}${fence}`;
@@ -57,5 +59,5 @@ function code(s: string): string {
 
 /** Backslash-escape what Markdown would read as markup (emphasis, links, HTML, tables). */
 function escapeText(s: string): string {
-  return s.replace(/[\\`*_[\]<>|#]/g, (c) => `\\${c}`).replace(/\n/g, ' ');
+  return visible(s).replace(/[\\`*_[\]<>|#]/g, (c) => `\\${c}`).replace(/\n/g, ' ');
 }

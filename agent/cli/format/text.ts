@@ -1,29 +1,30 @@
 import type { Severity } from '../../protocol/rules.js';
-import { changeSymbol, findingsOf, judgedBy, SEVERITY_ORDER, summaryLine } from './common.js';
+import { changeSymbol, findingsOf, judgedBy, SEVERITY_ORDER, summaryLine, visible } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
  * The report for a person at a terminal: a summary line, findings grouped by severity
  * (critical first) with their change symbol and explanation, the unified diff under a
  * content change, and the paths that could not be read. ANSI colour only when
- * `color` is true (see `useColor`).
+ * `color` is true (see `useColor`). Every string from the host or a rule file is
+ * printed through `visible`: control characters never reach the terminal.
  */
 export function formatText(report: Report, color: boolean): string {
   const paint = (code: string, s: string): string => (color ? `\u001b[${code}m${s}\u001b[0m` : s);
   const severityStyle: Record<Severity, string> = { critical: '1;31', high: '31', medium: '33', low: '36' };
   const symbolStyle = { added: '32', removed: '31', modified: '33' } as const;
-  const out: string[] = [paint('1', summaryLine(report))];
+  const out: string[] = [paint('1', visible(summaryLine(report)))];
 
   for (const severity of SEVERITY_ORDER) {
     const findings = findingsOf(report, severity);
     if (findings.length === 0) continue;
     out.push('', paint(severityStyle[severity], `${severity.toUpperCase()} (${findings.length})`));
     for (const f of findings) {
-      out.push(`  ${paint(symbolStyle[f.change], changeSymbol(f.change))} ${f.kind} ${f.key}`);
-      out.push(`    ${f.explanation}`);
-      out.push(`    ${paint('2', judgedBy(f))}`);
+      out.push(`  ${paint(symbolStyle[f.change], changeSymbol(f.change))} ${visible(`${f.kind} ${f.key}`)}`);
+      out.push(`    ${visible(f.explanation)}`);
+      out.push(`    ${paint('2', visible(judgedBy(f)))}`);
       if (f.diff !== undefined) {
-        for (const line of f.diff.replace(/\n$/, '').split('\n')) out.push(`      ${paintDiffLine(line, paint)}`);
+        for (const line of f.diff.replace(/\n$/, '').split('\n')) out.push(`      ${paintDiffLine(visible(line, true), paint)}`);
       }
     }
   }
@@ -31,7 +32,7 @@ export function formatText(report: Report, color: boolean): string {
   const unread = report.unread;
   if (unread.length > 0) {
     out.push('', paint('35', `UNREAD (${unread.length}): not compared, drift there would go unseen`));
-    for (const u of unread) out.push(`  ${u.path}: ${u.reason}`);
+    for (const u of unread) out.push(`  ${visible(`${u.path}: ${u.reason}`)}`);
   }
   return `${out.join('\n')}\n`;
 }
