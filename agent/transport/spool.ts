@@ -7,7 +7,7 @@ import { canonicalJson } from '../protocol/canonical.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { HostInfoSchema, ManifestSchema, type HostInfo, type Manifest } from '../protocol/manifest.js';
 import { writeFileAtomic } from '../atomic.js';
-import { HashError, readFileChecked } from '../hash.js';
+import { HashError, REASONS, readFileChecked } from '../hash.js';
 
 /**
  * The on-disk spool: reports collected but not yet accepted by the collector.
@@ -44,9 +44,18 @@ export const BLOB_CAP_BYTES = 256 * 1024 * 1024;
 export const QUARANTINE_KEEP = 16;
 const QUARANTINE = 'quarantine';
 
-/** Read a spool file: no-follow, regular, at most `cap` bytes (HashError otherwise). */
+/**
+ * Read a spool file: no-follow, regular, at most `cap` bytes (HashError otherwise).
+ * A folder in its place answers EISDIR, as a plain read would: that is an error of
+ * the disk or of a person, and the report stays spooled.
+ */
 function readSpoolFile(path: string, cap: number): Buffer {
-  return readFileChecked(path, cap, { checkPath: false });
+  try {
+    return readFileChecked(path, cap, { checkPath: false });
+  } catch (err) {
+    if (err instanceof HashError && err.code === REASONS.notRegular('a folder')) throw new HashError('EISDIR');
+    throw err;
+  }
 }
 
 /** One spooled report: what the daemon needs to send it again. */

@@ -105,17 +105,22 @@ t.test('the byte bound drops the oldest reports while the manifests are too larg
   t.ok(await tiny.get(17));
 });
 
-t.test('get: null for a missing or unparsable report, which is quarantined', async (t) => {
+t.test('get: null for a missing or unparsable report (quarantined), an error for a disk failure', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const spool = new Spool(dir, 10);
   t.equal(await spool.get(1), null, 'no report under that seq');
   await spool.put(entry(1));
   await spool.put(entry(2, 'other'));
-  // Entry 2's file becomes a folder: it can never be read as a report.
+  // Entry 2's file becomes a folder: reading it fails with EISDIR, which is not "bad data".
   const name = (await readdir(dir)).find((n) => n.startsWith(`r-${'2'.padStart(20, '0')}`)) as string;
   await rm(join(dir, name));
   await mkdir(join(dir, name));
+  await t.rejects(spool.get(2), { code: 'DRIFT_ERR_IO', message: /EISDIR/ });
+  t.same(await spool.seqs(), [1, 2], 'the report is still there');
+  // Entry 2 is torn: it can never be read as a report.
+  await rm(join(dir, name), { recursive: true });
+  await writeFile(join(dir, name), '{"seq":');
   t.equal(await spool.get(2), null);
   t.same(await spool.seqs(), [1], 'it is out of the queue');
   t.match(await spool.quarantined(), [new RegExp(`^\\d{15}-${name}$`)], 'and kept aside in quarantine/');
