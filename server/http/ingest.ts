@@ -363,7 +363,7 @@ export class Ingest {
   /**
    * The cohort role and flags of a report. A host chooses neither its cohort nor its
    * image: a role outside the collector's `roles` list is flagged and the host kept in
-   * its image's default cohort (role null), and an image without a stored baseline is
+   * the role it held while trusted, else its image's default cohort (role null), and an image without a stored baseline is
    * flagged (the host is unknown-image, compared with nothing).
    */
   private claims(host: HostRow, env: ReportEnvelope, imageId: string | null, baseline: StoredBaseline | null): { role: string | null; flags: HostFlag[] } {
@@ -374,7 +374,8 @@ export class Ingest {
         claim: 'role', value: role,
         why: `role ${JSON.stringify(role)} is not one of the collector's roles (${[...this.roles].map((r) => JSON.stringify(r)).join(', ') || 'none'}); the host stays in its image's default cohort: add the role to the collector's roles list, or fix the agent's --role`,
       });
-      role = null;
+      // The role it held while trusted, else the image's default cohort; never the claim.
+      role = host.role !== null && this.roles.has(host.role) ? host.role : null;
     }
     if (imageId !== null && !baseline) {
       flags.push({ claim: 'image', value: imageId, why: `no baseline of image ${JSON.stringify(imageId)} is stored on the collector: the host is unknown-image and compared with nothing; push the image's baseline (drift baseline --push) or check the host's image stamp` });
