@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -24,6 +24,8 @@ export interface ServerConfig {
   readonly silentAfterMs: number;
   readonly fleetWideShare: number;
   readonly rareShare: number;
+  /** Cohort roles hosts may claim; null: any role (docs/api.md, cohort claims). */
+  readonly roles: readonly string[] | null;
 }
 
 /** The flags as commander hands them over (every value a string, repeatables arrays). */
@@ -43,6 +45,7 @@ export interface ServerFlags {
   silentAfter?: string;
   fleetWideShare?: string;
   rareShare?: string;
+  roles?: string[];
 }
 
 export const DEFAULTS = Object.freeze({
@@ -76,6 +79,7 @@ export const ServerFileSchema = z.strictObject({
   'silent-after': z.string().optional(),
   'fleet-wide-share': scalar.optional(),
   'rare-share': scalar.optional(),
+  roles: z.array(z.string().min(1).max(128)).max(1000).optional(),
 });
 export type ServerFile = z.infer<typeof ServerFileSchema>;
 
@@ -142,6 +146,7 @@ export function resolveServerConfig(flags: ServerFlags, file: ServerFile = {}, w
     silentAfterMs: parseDuration(flags.silentAfter ?? file['silent-after'] ?? DEFAULTS.silentAfter, '--silent-after'),
     fleetWideShare: parseShare(flags.fleetWideShare ?? file['fleet-wide-share'] ?? '0.5', '--fleet-wide-share'),
     rareShare: parseShare(flags.rareShare ?? file['rare-share'] ?? '0.1', '--rare-share'),
+    roles: flags.roles?.length ? Object.freeze([...flags.roles]) : file.roles ? Object.freeze([...file.roles]) : null,
   };
   return Object.freeze(cfg);
 }
@@ -149,7 +154,7 @@ export function resolveServerConfig(flags: ServerFlags, file: ServerFile = {}, w
 /** Read and validate the YAML config file; errors name the file and the key. */
 export async function readServerFile(path: string): Promise<ServerFile> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
+  try { text = await readSmall(path, 1024 * 1024); } catch (err) {
     throw new DriftError('DRIFT_ERR_CONFIG', `cannot read config file ${path}: ${errnoOf(err)}`, { cause: err });
   }
   let data: unknown;
@@ -172,17 +177,55 @@ export async function loadServerConfig(flags: ServerFlags): Promise<ServerConfig
   return resolveServerConfig(flags, file, flags.config ?? '--config');
 }
 
+/** Read at most `max` bytes of a file as UTF-8 (a config or secret file is small; a huge one is an error). */
+async function readSmall(path: string, max: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(max + 1);
+    const { bytesRead } = await fh.read(buf, 0, max + 1, 0);
+    if (bytesRead > max) throw Object.assign(new Error(`larger than ${max} bytes`), { code: 'EFBIG' });
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally { await fh.close(); }
+}
+
+/** Fewest characters of an enrollment secret or admin token. */
+export const SECRET_MIN_CHARS = 16;
+
 /**
- * Read a secret file (enrollment secret, admin token): trimmed, non-empty. Throws
- * DRIFT_ERR_CONFIG (exit 2) naming the flag and the file.
+ * Read a secret file (enrollment secret, admin token): trimmed, at least
+ * SECRET_MIN_CHARS characters, and not readable or writable by others (mode
+ * `o-rwx`: every host holds the enrollment secret, so a copy others on the collector
+ * can read is one more way in). Throws DRIFT_ERR_CONFIG (exit 2) naming the flag and
+ * the file.
  */
 export async function readSecret(path: string, flag: string): Promise<string> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
+  let mode: number;
+  try {
+    const fh = await open(path, 'r');
+    try { mode = (await fh.stat()).mode; } finally { await fh.close(); }
+    text = await readSmall(path, 4096);
+  } catch (err) {
     throw new DriftError('DRIFT_ERR_CONFIG', `cannot read ${flag} ${path}: ${errnoOf(err)}; create it (e.g. head -c 32 /dev/urandom | base64 > ${path}; chmod 600 ${path}) or point ${flag} at the right file`, { cause: err });
+  }
+  if ((mode & 0o007) !== 0) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is accessible to others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod o-rwx ${path} (e.g. chmod 600 ${path})`);
   }
   const secret = text.trim();
   if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is empty; write the secret into it`);
-  if (secret.length < 16) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} holds a secret of ${secret.length} characters; use at least 16 (e.g. head -c 32 /dev/urandom | base64)`);
+  if (secret.length < SECRET_MIN_CHARS) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} holds a secret of ${secret.length} characters; use at least ${SECRET_MIN_CHARS} (e.g. head -c 32 /dev/urandom | base64)`);
   return secret;
+}
+
+/**
+ * Read the enrollment secret and the admin token; refuses one value for both (every
+ * host holds the enrollment secret: it must never be the admin token).
+ */
+export async function readSecrets(cfg: Pick<ServerConfig, 'enrollSecretFile' | 'adminTokenFile'>): Promise<{ enrollSecret: string; adminToken: string }> {
+  const enrollSecret = await readSecret(cfg.enrollSecretFile, '--enroll-secret-file');
+  const adminToken = await readSecret(cfg.adminTokenFile, '--admin-token-file');
+  if (enrollSecret === adminToken) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `--enroll-secret-file ${cfg.enrollSecretFile} and --admin-token-file ${cfg.adminTokenFile} hold the same value; every host holds the enrollment secret, so the admin token must differ: write a new one (head -c 32 /dev/urandom | base64)`);
+  }
+  return { enrollSecret, adminToken };
 }

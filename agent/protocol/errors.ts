@@ -14,6 +14,7 @@ export const ERRORS = {
   DRIFT_ERR_NOT_FOUND: { status: 404, exit: 2 },
   DRIFT_ERR_CONFLICT: { status: 409, exit: 2 },
   DRIFT_ERR_TOO_LARGE: { status: 413, exit: 2 },
+  DRIFT_ERR_RATE_LIMITED: { status: 429, exit: 2 },
   DRIFT_ERR_UNREACHABLE: { status: 502, exit: 2 },
 } as const;
 

@@ -10,22 +10,58 @@ export const MANIFEST_SCHEMA = 'drift.manifest/v1';
 /** The schema name of an agent's report to the collector (docs/api.md, POST /v1/reports). */
 export const REPORT_REQUEST_SCHEMA = 'drift.report-request/v1';
 
+/**
+ * Bounds of every string and list a manifest carries. Manifests come from hosts
+ * where users can write, so a collector must never trust their sizes: each bound is
+ * well above what a real host sends (a live Debian host watches ~80,000 files) and
+ * far below what would stall a parser. docs/api.md lists them.
+ */
+export const LIMITS = Object.freeze({
+  /** A path (file key, symlink target, unread path): Linux PATH_MAX. */
+  path: 4096,
+  /** Any other short text: package keys and versions, process and port keys, reasons, owners. */
+  text: 1024,
+  /** A hostname (RFC 1035: 253 characters, with some slack). */
+  hostname: 255,
+  /** Host, machine, instance and image ids. */
+  id: 256,
+  /** Kept file content: 64 KiB of bytes, twice that for escapes. */
+  content: 128 * 1024,
+  /** Entries per section. */
+  packages: 100_000,
+  files: 1_000_000,
+  processes: 100_000,
+  ports: 100_000,
+  /** Entries of `unread`. */
+  unread: 100_000,
+});
+
+/**
+ * A record of at most `max` entries with keys of at most `keyMax` characters; the
+ * entries are counted before any is parsed, so an oversized one costs one count.
+ */
+function boundedRecord<V extends z.ZodType>(max: number, keyMax: number, value: V) {
+  return z.unknown()
+    .refine((v) => v === null || typeof v !== 'object' || Object.keys(v).length <= max, { message: `more than ${max} entries (the collector's bound)` })
+    .pipe(z.record(z.string().max(keyMax), value));
+}
+
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a 64-character lowercase hex sha256');
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256:<hex> digest');
 
 /** The image a host was baked from, as stamped in `etc/drift/image.json`. */
 export const ImageRefSchema = z.object({
-  id: z.string().min(1),
-  version: z.string().optional(),
+  id: z.string().min(1).max(LIMITS.id),
+  version: z.string().max(LIMITS.text).optional(),
   baselineDigest: digest.optional(),
 });
 export type ImageRef = z.infer<typeof ImageRefSchema>;
 
 /** Who the manifest describes. */
 export const HostInfoSchema = z.object({
-  hostname: z.string(),
-  machineId: z.string(),
-  instanceId: z.string().optional(),
+  hostname: z.string().max(LIMITS.hostname),
+  machineId: z.string().max(LIMITS.id),
+  instanceId: z.string().max(LIMITS.id).optional(),
   image: ImageRefSchema.optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
@@ -35,9 +71,9 @@ export type HostInfo = z.infer<typeof HostInfoSchema>;
  * `rpm:bash:x86_64`, `apk:musl:x86_64`).
  */
 export const PackageEntrySchema = z.object({
-  version: z.string(),
+  version: z.string().max(LIMITS.text),
   /** The source package it was built from, where the manager records one. */
-  source: z.string().optional(),
+  source: z.string().max(LIMITS.text).optional(),
 });
 export type PackageEntry = z.infer<typeof PackageEntrySchema>;
 
@@ -59,11 +95,11 @@ export const FileEntrySchema = z.object({
   /** Content hash, regular files only. */
   sha256: sha256Hex.optional(),
   /** Symlink target as stored in the link; links are never followed. */
-  target: z.string().optional(),
+  target: z.string().max(LIMITS.path).optional(),
   /** Small text content, only where a rule asks for it and never for secrets. */
-  content: z.string().optional(),
+  content: z.string().max(LIMITS.content).optional(),
   /** The package that installed the path: `dpkg:openssh-server`. */
-  owner: z.string().optional(),
+  owner: z.string().max(LIMITS.text).optional(),
   /** True when the owning package declares the path a conffile. */
   conffile: z.boolean().optional(),
 });
@@ -71,7 +107,7 @@ export type FileEntry = z.infer<typeof FileEntrySchema>;
 
 /** Running processes of one identity, keyed `executable|user` (`/usr/sbin/sshd|root`). */
 export const ProcessEntrySchema = z.object({
-  count: z.number().int().positive(),
+  count: z.number().int().positive().max(4_194_304),
   /** sha256 of the executable image the process runs (read through /proc/PID/exe). */
   exeSha256: sha256Hex.optional(),
   /** The executable was deleted from disk after the process started. */
@@ -84,14 +120,14 @@ export type ProcessEntry = z.infer<typeof ProcessEntrySchema>;
 /** A listening socket, keyed `proto:address:port` (`tcp:0.0.0.0:22`, `tcp6:[::]:22`, `udp:127.0.0.1:323`). */
 export const PortEntrySchema = z.object({
   /** Executable path of the owning process, when it could be found. */
-  process: z.string().optional(),
+  process: z.string().max(LIMITS.path).optional(),
 });
 export type PortEntry = z.infer<typeof PortEntrySchema>;
 
 /** A path or source that could not be read, and why (an errno code or a short reason). */
 export const UnreadSchema = z.object({
-  path: z.string(),
-  reason: z.string(),
+  path: z.string().max(LIMITS.path),
+  reason: z.string().max(LIMITS.text),
 });
 export type Unread = z.infer<typeof UnreadSchema>;
 
@@ -114,15 +150,15 @@ export type Digests = z.infer<typeof DigestsSchema>;
 export const ManifestSchema = z.object({
   schema: z.literal(MANIFEST_SCHEMA),
   host: HostInfoSchema,
-  collectedAt: z.string(),
-  agent: z.object({ version: z.string() }),
+  collectedAt: z.string().max(64),
+  agent: z.object({ version: z.string().max(LIMITS.text) }),
   digests: DigestsSchema,
-  packages: z.record(z.string(), PackageEntrySchema).optional(),
-  files: z.record(z.string(), FileEntrySchema).optional(),
+  packages: boundedRecord(LIMITS.packages, LIMITS.text, PackageEntrySchema).optional(),
+  files: boundedRecord(LIMITS.files, LIMITS.path, FileEntrySchema).optional(),
   /** Absent when not collected (an offline root without `--proc`). */
-  processes: z.record(z.string(), ProcessEntrySchema).optional(),
-  ports: z.record(z.string(), PortEntrySchema).optional(),
-  unread: z.array(UnreadSchema),
+  processes: boundedRecord(LIMITS.processes, LIMITS.path + 64, ProcessEntrySchema).optional(),
+  ports: boundedRecord(LIMITS.ports, LIMITS.text, PortEntrySchema).optional(),
+  unread: z.array(UnreadSchema).max(LIMITS.unread),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 
@@ -140,7 +176,7 @@ export const SignatureSchema = z.object({
   /** First 16 hex characters of the sha256 of the public key (SPKI DER). */
   keyId: z.string().regex(/^[0-9a-f]{16}$/),
   /** Base64 signature. */
-  value: z.string().min(1),
+  value: z.string().min(1).max(1024),
 });
 export type Signature = z.infer<typeof SignatureSchema>;
 

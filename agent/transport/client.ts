@@ -42,6 +42,8 @@ export interface EnrollRequest {
   hostId: string;
   hostname: string;
   imageId: string | null;
+  /** The host's current node key, when it has one: the collector re-enrolls an enrolled host id only with it (or an operator's approval). */
+  nodeKey?: string;
 }
 
 /** What became of one request, in terms the daemon acts on. */
@@ -176,6 +178,8 @@ function classify<T>(res: RawResponse, parse: (json: unknown) => T | null, what:
   }
   const e = errorOf(res);
   if (res.status === 401) return { kind: 'unauthorized', message: e.message };
+  // Too many failed enrollments from this address: worth trying again after the window.
+  if (res.status === 429) return { kind: 'unreachable', message: `${what}: HTTP 429: ${e.message}` };
   if (res.status >= 400 && res.status < 500) return { kind: 'refused', status: res.status, code: e.code, message: e.message };
   return { kind: 'unreachable', message: `${what}: HTTP ${res.status}: ${e.message}` };
 }

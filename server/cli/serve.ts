@@ -4,7 +4,7 @@ import { DriftError, errnoOf } from '../../agent/protocol/errors.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { loadPublicKey } from '../../agent/sign.js';
 import { compare } from '../../agent/engine/compare.js';
-import { readSecret, type ServerConfig } from '../config.js';
+import { readSecrets, type ServerConfig } from '../config.js';
 import { buildApp } from '../http/app.js';
 import { BatchedStdout } from '../http/log.js';
 import { Store } from '../store/store.js';
@@ -24,8 +24,7 @@ export interface RunningServer {
  * and log the bound address as a JSON line `{"msg":"listening","address":...}`.
  */
 export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
-  const enrollSecret = await readSecret(cfg.enrollSecretFile, '--enroll-secret-file');
-  const adminToken = await readSecret(cfg.adminTokenFile, '--admin-token-file');
+  const { enrollSecret, adminToken } = await readSecrets(cfg);
   const baselineKeys: KeyObject[] = [];
   for (const f of cfg.baselinePubkeys) baselineKeys.push(await loadPublicKey(f));
   const rules = await loadRuleSet(cfg.rules);
@@ -42,7 +41,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const logStream = new BatchedStdout();
   const app = buildApp({
     store, enrollSecret, adminToken, baselineKeys, rules, compare, maxBody: cfg.maxBody, silentAfterMs: cfg.silentAfterMs,
-    cohorts: { fleetWideShare: cfg.fleetWideShare, rareShare: cfg.rareShare },
+    cohorts: { fleetWideShare: cfg.fleetWideShare, rareShare: cfg.rareShare }, roles: cfg.roles,
     logger: { level: 'info', base: { service: 'drift-server' }, stream: logStream },
     ...(https ? { https } : {}),
   });

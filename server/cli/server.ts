@@ -21,7 +21,8 @@ export function register(program: Command): void {
     .option('--silent-after <duration>', `a host with no report for this long is silent (default ${DEFAULTS.silentAfter})`)
     .option('--fleet-wide-share <share>', 'a finding shared by more than this share of a cohort is fleet-wide (default 0.5)')
     .option('--rare-share <share>', 'a finding shared by at most this share of a cohort is rare: its hosts are snowflakes (default 0.1)')
-    .addHelpText('after', '\nSIGTERM or SIGINT: stop accepting, finish the requests in flight, close the database, exit 0.\nSecrets: each file holds one token (at least 16 characters); a missing or unreadable file exits 2.')
+    .option('--roles <name>', 'a cohort role hosts may claim (agent --role); repeatable; when given, a host claiming another role is flagged and kept in its image\'s default cohort', collect)
+    .addHelpText('after', '\nSIGTERM or SIGINT: stop accepting, finish the requests in flight, close the database, exit 0.\nSecrets: each file holds one token of at least 16 characters, not accessible to others (chmod 600), and the two differ; otherwise exit 2.\nRe-enrolling an enrolled host id needs its node key or POST /v1/hosts/{id}/reenroll (docs/api.md).')
     .action(async (flags: ServerFlags) => {
       const cfg = await loadServerConfig(flags);
       // Loaded only when the collector runs: host commands never load fastify or SQLite.

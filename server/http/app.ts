@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createHash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { gunzipSync } from 'node:zlib';
+import { gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
 import { DriftError } from '../../agent/protocol/errors.js';
 import { BaselineSchema, type Baseline, type SectionName } from '../../agent/protocol/manifest.js';
 import type { RuleSet } from '../../agent/protocol/rules.js';
@@ -12,7 +13,8 @@ import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
 import { sameDigests } from '../../agent/protocol/digests.js';
 import { Metrics } from './metrics.js';
-import { locateManifestSections } from './sections.js';
+import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH } from './sections.js';
+import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
 import { EnrollRequestSchema, firstIssue } from './wire.js';
 
@@ -37,7 +39,20 @@ export interface AppDeps {
   https?: { key: Buffer; cert: Buffer };
   /** Clock (ms since epoch), injectable for tests. */
   now?: () => number;
+  /**
+   * The cohort roles hosts may claim (`roles:` in the server config); a claim of
+   * another role is flagged and the host kept in its image's default cohort.
+   * Absent or null: every role is accepted.
+   */
+  roles?: readonly string[] | null;
+  /** Failed enrollments per client address before it is refused for the window (default 10 per minute). */
+  enrollFailures?: { max: number; windowMs: number };
 }
+
+/** How long an operator's approval of a re-enrollment (POST /v1/hosts/{id}/reenroll) stays valid. */
+export const REENROLL_APPROVAL_MS = 3_600_000;
+
+const gunzipAsync = promisify(gunzip);
 
 /** A host's status, as GET /v1/hosts says it. */
 export type HostStatus = 'clean' | 'drifted' | 'silent' | 'unknown-image';
@@ -90,6 +105,10 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxBody,
     ...(deps.https ? { https: deps.https } : {}),
+    // Malformed URLs (bad percent-encoding) answer the documented error body, not fastify's.
+    frameworkErrors: (err, req, reply) => {
+      void (reply as FastifyReply).code(400).send(errorBody('DRIFT_ERR_USAGE', `malformed URL ${JSON.stringify(req.url.slice(0, 200))} (${err.message}); see docs/api.md`));
+    },
   }) as unknown as FastifyInstance;
   const metrics = new Metrics();
   /** The host of a node key, read once no write of that host is queued (its seq and state are current). */
@@ -101,29 +120,34 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     return deps.store.hostByKey(rowid, keyHash(m[2] as string));
   };
   const commit = new GroupCommit(deps.store);
-  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r) });
+  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r), roles: deps.roles ?? null });
+  const enrollLimiter = new FailureLimiter({ max: deps.enrollFailures?.max ?? 10, windowMs: deps.enrollFailures?.windowMs ?? 60_000, maxKeys: 100_000 });
 
   ingest.preload();
   const locatedSections = new WeakMap<object, Map<SectionName, Buffer>>();
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(['application/json', 'application/*+json'], { parseAs: 'buffer', bodyLimit: deps.maxBody }, (req, raw: Buffer, done) => {
+  // Runs only after the route's onRequest hook accepted the credential (from the
+  // headers alone): nothing is inflated, scanned or parsed for an unauthenticated caller.
+  app.addContentTypeParser(['application/json', 'application/*+json'], { parseAs: 'buffer', bodyLimit: deps.maxBody }, async (req: FastifyRequest, raw: Buffer) => {
     let bytes = raw;
     const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
     if (encoding === 'gzip' || encoding === 'x-gzip') {
       try {
-        // maxOutputLength stops inflation at the limit: a gzip bomb costs maxBody bytes, not its full size.
-        bytes = gunzipSync(raw, { maxOutputLength: deps.maxBody });
+        // On the thread pool, not the event loop; maxOutputLength stops inflation at
+        // the limit: a gzip bomb costs maxBody bytes, not its full size.
+        bytes = await gunzipAsync(raw, { maxOutputLength: deps.maxBody });
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-          done(new HttpError('DRIFT_ERR_TOO_LARGE', `request body inflates to more than ${deps.maxBody} bytes (the --max-body limit); send a smaller report or raise --max-body`, 413), undefined);
-        } else {
-          done(new HttpError('DRIFT_ERR_USAGE', `request body is not valid gzip (${(err as Error).message})`, 400), undefined);
+          throw new HttpError('DRIFT_ERR_TOO_LARGE', `request body inflates to more than ${deps.maxBody} bytes (the --max-body limit); send a smaller report or raise --max-body`, 413);
         }
-        return;
+        throw new HttpError('DRIFT_ERR_USAGE', `request body is not valid gzip (${(err as Error).message})`, 400);
       }
     } else if (encoding !== 'identity') {
-      done(new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415), undefined);
-      return;
+      throw new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415);
+    }
+    const deep = await jsonDepthExceeded(bytes);
+    if (deep >= 0) {
+      throw new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); drift's protocol never nests deeper than 5`, 400);
     }
     if (req.url === '/v1/reports') {
       const located = locateManifestSections(bytes, ingest.knownSections());
@@ -132,16 +156,15 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
           const body: unknown = JSON.parse(located.rest.toString('utf8'));
           if (body !== null && typeof body === 'object') {
             locatedSections.set(body, located.sections);
-            done(null, body);
-            return;
+            return body;
           }
         } catch { /* parse it whole below, for the exact error */ }
       }
     }
     try {
-      done(null, JSON.parse(bytes.toString('utf8')));
+      return JSON.parse(bytes.toString('utf8')) as unknown;
     } catch (err) {
-      done(new HttpError('DRIFT_ERR_USAGE', `request body is not valid JSON (${(err as Error).message})`, 400), undefined);
+      throw new HttpError('DRIFT_ERR_USAGE', `request body is not valid JSON (${(err as Error).message})`, 400);
     }
   });
 
@@ -178,6 +201,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ...(req.driftHost ? { host: req.driftHost } : {}) }, 'request');
   });
 
+  /** onRequest hook of the admin routes: the token is checked before any body is read. */
   const admin = async (req: FastifyRequest): Promise<void> => {
     const token = bearer(req);
     if (token === null || !sameSecret(token, deps.adminToken)) {
@@ -185,41 +209,83 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     }
   };
 
-  app.post('/v1/enroll', async (req) => {
-    const token = bearer(req);
-    if (token === null || !sameSecret(token, deps.enrollSecret)) {
-      throw new HttpError('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <enrollment secret>' : 'enrollment secret refused; use the secret in the collector\'s --enroll-secret-file');
-    }
+  const enrollRefused = (req: FastifyRequest, reason: string, err: HttpError, fields: Record<string, unknown> = {}): HttpError => {
+    enrollLimiter.fail(req.ip, now());
+    metrics.refuseEnroll(reason);
+    req.log.warn({ reason, ip: req.ip, ...fields }, 'enrollment refused');
+    return err;
+  };
+
+  app.post('/v1/enroll', {
+    onRequest: async (req, reply) => {
+      const wait = enrollLimiter.retryAfter(req.ip, now());
+      if (wait > 0) {
+        metrics.refuseEnroll('rate-limited');
+        void reply.header('retry-after', String(Math.ceil(wait / 1000)));
+        throw new HttpError('DRIFT_ERR_RATE_LIMITED', `too many failed enrollments from ${req.ip}; try again in ${Math.ceil(wait / 1000)} s`, 429);
+      }
+      const token = bearer(req);
+      if (token === null || !sameSecret(token, deps.enrollSecret)) {
+        throw enrollRefused(req, 'unauthorized', new HttpError('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <enrollment secret>' : 'enrollment secret refused; use the secret in the collector\'s --enroll-secret-file'));
+      }
+    },
+  }, async (req) => {
     const parsed = EnrollRequestSchema.safeParse(req.body);
-    if (!parsed.success) throw new HttpError('DRIFT_ERR_USAGE', `enroll body is not { hostId, hostname, imageId }: ${firstIssue(parsed.error)}`, 400);
+    if (!parsed.success) throw enrollRefused(req, 'malformed', new HttpError('DRIFT_ERR_USAGE', `enroll body is not { hostId, hostname, imageId, nodeKey? }: ${firstIssue(parsed.error)}`, 400));
+    const { hostId } = parsed.data;
+    const existing = deps.store.hostById(hostId);
+    let proof: 'first' | 'node-key' | 'operator' = 'first';
+    if (existing) {
+      // A host id is bound to its first enrollment: the shared secret alone never re-keys it.
+      const m = parsed.data.nodeKey === undefined ? null : NODE_KEY.exec(parsed.data.nodeKey);
+      if (m && Number(m[1]) === existing.rowid && deps.store.hostByKey(existing.rowid, keyHash(m[2] as string))) proof = 'node-key';
+      else if (deps.store.takeReenrollApproval(existing.rowid, now())) proof = 'operator';
+      else {
+        throw enrollRefused(req, 'unproven-reenroll', new HttpError('DRIFT_ERR_FORBIDDEN', `host ${hostId} is already enrolled; enrolling it again needs its current node key (nodeKey in the body) or an operator's approval (POST /v1/hosts/${encodeURIComponent(hostId)}/reenroll with the admin token)`, 403), { host: hostId, nodeKeyGiven: parsed.data.nodeKey !== undefined });
+      }
+    }
     const secret = randomBytes(32).toString('base64url');
     commit.flush(); // queued reports of the old key are stored before the re-enrollment resets the seq
-    const host = deps.store.enroll({ id: parsed.data.hostId, hostname: parsed.data.hostname, imageId: parsed.data.imageId ?? null, keyHash: keyHash(secret), now: now() });
-    req.driftHost = parsed.data.hostId;
-    return { hostId: parsed.data.hostId, nodeKey: `${host.rowid}.${secret}` };
+    const host = deps.store.enroll({ id: hostId, hostname: parsed.data.hostname, imageId: parsed.data.imageId ?? null, keyHash: keyHash(secret), now: now() });
+    req.driftHost = hostId;
+    if (existing) req.log.info({ host: hostId, proof }, 'host re-enrolled');
+    return { hostId, nodeKey: `${host.rowid}.${secret}` };
   });
 
-  app.post('/v1/reports', async (req) => {
-    metrics.reportsReceived++;
+  app.post('/v1/reports', {
+    onRequest: async (req) => {
+      metrics.reportsReceived++;
+      const token = bearer(req);
+      const m = token === null ? null : NODE_KEY.exec(token);
+      // Authentication only (a primary-key read); the handler reads the host's current state.
+      const host = m ? deps.store.hostByKey(Number(m[1]), keyHash(m[2] as string)) : undefined;
+      if (!host) {
+        const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <node key>' : 'node key unknown or revoked; the agent must enroll again', 401);
+        r.reason = 'unauthorized';
+        throw r;
+      }
+      req.driftHost = host.id;
+    },
+  }, async (req) => {
     const token = bearer(req);
     const host = token === null ? undefined : await hostOfKey(token);
     if (!host) {
-      const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', token === null ? 'missing Authorization: Bearer <node key>' : 'node key unknown or revoked; the agent must enroll again', 401);
+      const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', 'node key revoked while the report was read; the agent must enroll again', 401);
       r.reason = 'unauthorized';
       throw r;
     }
-    req.driftHost = host.id;
     const result = await ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
     if (result.accepted) {
       metrics.reportsAccepted++;
       const dropped = (req.body as { spoolDropped?: unknown } | null)?.spoolDropped;
+      // Bounded by the envelope schema (SPOOL_DROPPED_MAX per report).
       if (typeof dropped === 'number' && dropped > 0) metrics.agentSpoolDropped += dropped;
     }
     else metrics.reportsNeedSections++;
     return result;
   });
 
-  app.put<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { preHandler: admin }, async (req) => {
+  app.put<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { onRequest: admin }, async (req) => {
     const { imageId } = req.params;
     const parsed = BaselineSchema.safeParse(req.body);
     if (!parsed.success) throw new HttpError('DRIFT_ERR_MANIFEST', `baseline fails drift.manifest/v1 at ${firstIssue(parsed.error)}`, 422);
@@ -232,7 +298,10 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     if (!sameDigests(digestsOf(baseline), baseline.digests)) {
       throw new HttpError('DRIFT_ERR_MANIFEST', `baseline of ${imageId}: its digests do not match its sections (edited after collection?); make it again with drift baseline`, 422);
     }
-    let keyId: string | null = baseline.signature?.keyId ?? null;
+    // A key id is recorded only for a signature this collector verified: without
+    // --baseline-pubkey keys a signature is "unverified" and its claimed key id is not kept.
+    let keyId: string | null = null;
+    const signature = deps.baselineKeys.length > 0 ? 'verified' : baseline.signature ? 'unverified' : 'none';
     if (deps.baselineKeys.length > 0) {
       try { keyId = verifyBaseline(baseline, deps.baselineKeys, `baseline of ${imageId}`); } catch (err) {
         throw new HttpError('DRIFT_ERR_SIGNATURE', err instanceof Error ? err.message : String(err), 422, { cause: err });
@@ -242,10 +311,10 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     commit.flush(); // reports compared against the old baseline are stored before it is replaced
     deps.store.putBaseline({ imageId, digest, keyId, baseline, now: now() });
     ingest.invalidate(imageId);
-    return { imageId, digest, keyId };
+    return { imageId, digest, keyId, signature };
   });
 
-  app.get<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { preHandler: admin }, async (req) => {
+  app.get<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { onRequest: admin }, async (req) => {
     const b = ingest.baseline(req.params.imageId);
     if (!b) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no baseline stored for image ${req.params.imageId}; push one with drift baseline --push`);
     return b.baseline;
@@ -273,16 +342,17 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
   const hostView = (h: HostRow, t: number, score: number | undefined) => ({
     id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, status: statusOfHost(h, t), findings: h.findings,
     snowflake: score === undefined ? null : { score }, lastSeen: h.lastSeen === null ? null : new Date(h.lastSeen).toISOString(),
+    flags: h.flags,
   });
 
-  app.get('/v1/hosts', { preHandler: admin }, async () => {
+  app.get('/v1/hosts', { onRequest: admin }, async () => {
     const hosts = deps.store.listHosts();
     const { scores } = fleet(hosts);
     const t = now();
     return { hosts: hosts.map((h) => hostView(h, t, scores.get(h.id))) };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/hosts/:id', { preHandler: admin }, async (req) => {
+  app.get<{ Params: { id: string } }>('/v1/hosts/:id', { onRequest: admin }, async (req) => {
     const h = deps.store.hostById(req.params.id);
     if (!h) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no host ${req.params.id} has enrolled; list hosts with GET /v1/hosts`);
     const { scores } = fleet(deps.store.listHosts().filter((x) => x.imageId === h.imageId));
@@ -291,14 +361,24 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     return {
       ...hostView(h, now(), scores.get(h.id)),
       findings,
+      findingsOmitted: h.omitted,
       baseline: h.imageId && digest ? { imageId: h.imageId, digest } : null,
       unread: h.unread,
     };
   });
 
-  app.get('/v1/fleet', { preHandler: admin }, async () => {
+  app.get('/v1/fleet', { onRequest: admin }, async () => {
     const { cohorts } = fleet(deps.store.listHosts());
     return { cohorts };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/hosts/:id/reenroll', { onRequest: admin }, async (req) => {
+    const h = deps.store.hostById(req.params.id);
+    if (!h) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no host ${req.params.id} has enrolled; it can enroll without approval`);
+    const until = now() + REENROLL_APPROVAL_MS;
+    deps.store.approveReenroll(h.rowid, until);
+    req.log.info({ host: h.id }, 're-enrollment approved');
+    return { hostId: h.id, approvedUntil: new Date(until).toISOString() };
   });
 
   app.get('/metrics', async (_req, reply) => {

@@ -3,11 +3,58 @@ import { createHash } from 'node:crypto';
 import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import type { Finding } from '../../agent/protocol/finding.js';
 import { MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionName, type Sections } from '../../agent/protocol/manifest.js';
-import type { RuleSet } from '../../agent/protocol/rules.js';
-import type { HostRow, SaveReport, Store, StoredBaseline } from '../store/store.js';
+import { SEVERITIES, type RuleSet } from '../../agent/protocol/rules.js';
+import type { HostFlag, HostRow, OmittedFindings, SaveReport, Store, StoredBaseline } from '../store/store.js';
 import { HttpError } from './errors.js';
 import type { KnownSection } from './sections.js';
-import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, type ReportEnvelope } from './wire.js';
+import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, SEQ_AHEAD_MAX_MS, type ReportEnvelope } from './wire.js';
+
+/**
+ * Findings of one host stored in full, most severe first; the rest are counted by
+ * severity and kind (GET /v1/hosts/{id} says how many were left out). A host that
+ * adds 200,000 files is as drifted with 1,000 stored findings, and costs no more.
+ */
+export const MAX_STORED_FINDINGS = 1000;
+
+/** Bytes (estimated) of findings the compare cache holds; the oldest results go first. */
+export const COMPARE_CACHE_BYTES = 64 * 1024 * 1024;
+
+/** One compare's findings as stored: at most MAX_STORED_FINDINGS, and a summary of the rest. */
+interface Compared {
+  findings: Finding[];
+  omitted: OmittedFindings | null;
+  /** Estimated bytes, for the cache bound. */
+  bytes: number;
+}
+
+const SEVERITY_RANK = new Map<string, number>(SEVERITIES.map((s, i) => [s, i]));
+
+/** Rough heap bytes of a finding: its strings (UTF-16) plus a fixed overhead. */
+function findingBytes(f: Finding): number {
+  const content = (e: unknown): number => {
+    const c = (e as { content?: unknown } | null)?.content;
+    return typeof c === 'string' ? c.length : 0;
+  };
+  return 512 + 2 * (f.key.length + f.explanation.length + (f.diff?.length ?? 0) + content(f.before) + content(f.after));
+}
+
+/** Keep the MAX_STORED_FINDINGS most severe findings (stable), count the rest. */
+export function boundFindings(all: Finding[], max = MAX_STORED_FINDINGS): Compared {
+  let findings = all;
+  let omitted: OmittedFindings | null = null;
+  if (all.length > max) {
+    const ranked = all.map((f, i) => ({ f, i })).sort((a, b) => ((SEVERITY_RANK.get(b.f.severity) ?? 0) - (SEVERITY_RANK.get(a.f.severity) ?? 0)) || a.i - b.i);
+    findings = ranked.slice(0, max).map((x) => x.f);
+    omitted = { count: all.length - max, bySeverity: {}, byKind: {} };
+    for (const { f } of ranked.slice(max)) {
+      omitted.bySeverity[f.severity] = (omitted.bySeverity[f.severity] ?? 0) + 1;
+      omitted.byKind[f.kind] = (omitted.byKind[f.kind] ?? 0) + 1;
+    }
+  }
+  let bytes = 0;
+  for (const f of findings) bytes += findingBytes(f);
+  return { findings, omitted, bytes };
+}
 
 /** The compare engine's contract (agent/engine/compare.ts), injected so the HTTP layer stays testable. */
 export type CompareFn = (input: { baseline: Manifest; manifest: Manifest; rules: RuleSet }) => Finding[];
@@ -69,7 +116,9 @@ export function digestsOf(sections: { [K in keyof Sections]?: Sections[K] | unde
  */
 export class Ingest {
   private readonly baselines = new Map<string, StoredBaseline | null>();
-  private readonly compareCache = new Map<string, Finding[]>();
+  private readonly compareCache = new Map<string, Compared>();
+  private compareCacheBytes = 0;
+  private readonly roles: ReadonlySet<string> | null;
 
   private readonly write: (r: SaveReport) => Promise<void>;
 
@@ -77,8 +126,9 @@ export class Ingest {
    * `write` stores an accepted report and settles once it is committed (the group
    * commit in the daemon); by default a transaction of its own.
    */
-  constructor(private readonly deps: { store: Store; rules: RuleSet; compare: CompareFn; now: () => number; write?: (r: SaveReport) => Promise<void> }) {
+  constructor(private readonly deps: { store: Store; rules: RuleSet; compare: CompareFn; now: () => number; write?: (r: SaveReport) => Promise<void>; roles?: readonly string[] | null }) {
     this.write = deps.write ?? ((r) => { deps.store.saveReport(r); return Promise.resolve(); });
+    this.roles = deps.roles ? new Set(deps.roles) : null;
   }
 
   /** The baseline of an image, from memory or the store; null when none is stored. */
@@ -120,6 +170,7 @@ export class Ingest {
     this.known = [];
     for (const b of this.baselines.values()) if (b) this.learn(b);
     this.compareCache.clear();
+    this.compareCacheBytes = 0;
   }
 
   /**
@@ -135,6 +186,9 @@ export class Ingest {
     this.checkIdentity(host, env);
     if (env.seq <= host.lastSeq) {
       throw refuse('replayed', 'DRIFT_ERR_CONFLICT', `report seq ${env.seq} of host ${host.id} was already received: the last accepted seq is ${host.lastSeq}; send a higher seq`, 409);
+    }
+    if (env.seq > this.deps.now() + SEQ_AHEAD_MAX_MS) {
+      throw refuse('seq-ahead', 'DRIFT_ERR_USAGE', `report seq ${env.seq} of host ${host.id} is more than a day ahead of the collector's clock (agents take seqs from their clock, in ms): accepting it would refuse the host's next reports; fix the host's clock`, 400);
     }
     const imageId = env.host.image?.id ?? host.imageId;
     const baseline = imageId ? this.baseline(imageId) : null;
@@ -183,10 +237,10 @@ export class Ingest {
       kind = 'partial';
     }
 
-    const findings = this.findings(baseline, sections, env.digests, env);
+    const compared = this.findings(baseline, sections, env.digests, env);
     const save = {
-      host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, role: env.role ?? host.role,
-      digests: env.digests, kind, sections, baseline, findings, machineId: env.host.machineId,
+      host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, ...this.claims(host, env, imageId ?? null, baseline),
+      digests: env.digests, kind, sections, baseline, findings: compared.findings, omitted: compared.omitted, machineId: env.host.machineId,
     };
     await this.write(unread ? { ...save, unread } : save);
     return { accepted: true, seq: env.seq, need: [] };
@@ -258,14 +312,14 @@ export class Ingest {
   /** Digests equal to the stored state: only seq and times move, unless the baseline changed. */
   private async unchanged(host: HostRow, env: ReportEnvelope, baseline: StoredBaseline | null): Promise<IngestResult> {
     const base = {
-      host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: host.imageId, role: env.role ?? host.role,
+      host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: host.imageId, ...this.claims(host, env, host.imageId, baseline),
       digests: env.digests, kind: 'digests' as const, baseline, machineId: env.host.machineId,
     };
     if ((baseline?.digest ?? null) === host.baselineDigest) {
       await this.write(base);
     } else {
-      const findings = this.findings(baseline, this.deps.store.hostSections(host), env.digests, env);
-      await this.write({ ...base, findings });
+      const compared = this.findings(baseline, this.deps.store.hostSections(host), env.digests, env);
+      await this.write({ ...base, findings: compared.findings, omitted: compared.omitted });
     }
     return { accepted: true, seq: env.seq, need: [] };
   }
@@ -276,19 +330,56 @@ export class Ingest {
    * skips compare; drifted hosts with identical state share one cached result.
    * Findings with action `ignore` are not stored.
    */
-  private findings(baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope): Finding[] {
-    if (!baseline) return [];
+  private findings(baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope): Compared {
+    const none: Compared = { findings: [], omitted: null, bytes: 0 };
+    if (!baseline) return none;
     const b = baseline.baseline;
-    if (SECTIONS.every((s) => digests[s] === undefined || b[s] === undefined || digests[s] === b.digests[s])) return [];
+    if (SECTIONS.every((s) => digests[s] === undefined || b[s] === undefined || digests[s] === b.digests[s])) return none;
     const cacheKey = `${baseline.digest}|${digests.root}`;
     const cached = this.compareCache.get(cacheKey);
     if (cached) return cached;
     const manifest: Manifest = {
       schema: MANIFEST_SCHEMA, host: env.host, collectedAt: env.collectedAt, agent: { version: '' }, digests, ...sections, unread: [],
     };
-    const findings = this.deps.compare({ baseline: b, manifest, rules: this.deps.rules }).filter((f) => f.action !== 'ignore');
-    if (this.compareCache.size >= 1024) this.compareCache.clear();
-    this.compareCache.set(cacheKey, findings);
-    return findings;
+    const compared = boundFindings(this.deps.compare({ baseline: b, manifest, rules: this.deps.rules }).filter((f) => f.action !== 'ignore'));
+    if (compared.bytes <= COMPARE_CACHE_BYTES / 4) {
+      // Oldest first out (Map order) until the new result fits the byte bound.
+      for (const [k, v] of this.compareCache) {
+        if (this.compareCacheBytes + compared.bytes <= COMPARE_CACHE_BYTES) break;
+        this.compareCache.delete(k);
+        this.compareCacheBytes -= v.bytes;
+      }
+      this.compareCache.set(cacheKey, compared);
+      this.compareCacheBytes += compared.bytes;
+    }
+    return compared;
+  }
+
+  /** Bytes (estimated) the compare cache holds now; never above COMPARE_CACHE_BYTES. */
+  cacheBytes(): number {
+    return this.compareCacheBytes;
+  }
+
+  /**
+   * The cohort role and flags of a report. A host chooses neither its cohort nor its
+   * image: a role outside the collector's `roles` list is flagged and the host kept in
+   * the role it held while trusted, else its image's default cohort (role null), and an image without a stored baseline is
+   * flagged (the host is unknown-image, compared with nothing).
+   */
+  private claims(host: HostRow, env: ReportEnvelope, imageId: string | null, baseline: StoredBaseline | null): { role: string | null; flags: HostFlag[] } {
+    const flags: HostFlag[] = [];
+    let role = env.role ?? host.role;
+    if (role !== null && this.roles && !this.roles.has(role)) {
+      flags.push({
+        claim: 'role', value: role,
+        why: `role ${JSON.stringify(role)} is not one of the collector's roles (${[...this.roles].map((r) => JSON.stringify(r)).join(', ') || 'none'}); the host stays in its image's default cohort: add the role to the collector's roles list, or fix the agent's --role`,
+      });
+      // The role it held while trusted, else the image's default cohort; never the claim.
+      role = host.role !== null && this.roles.has(host.role) ? host.role : null;
+    }
+    if (imageId !== null && !baseline) {
+      flags.push({ claim: 'image', value: imageId, why: `no baseline of image ${JSON.stringify(imageId)} is stored on the collector: the host is unknown-image and compared with nothing; push the image's baseline (drift baseline --push) or check the host's image stamp` });
+    }
+    return { role, flags };
   }
 }

@@ -12,11 +12,18 @@ export class Metrics {
   /** Reports agents dropped from their spools (the `spoolDropped` they announce). */
   agentSpoolDropped = 0;
   readonly refused = new Map<string, number>();
+  /** Refused enrollments by reason (a re-enrollment without proof among them). */
+  readonly enrollRefused = new Map<string, number>();
   private readonly durations = new Map<string, { buckets: number[]; sum: number; count: number }>();
 
   /** Count a refused report under a short reason (`unauthorized`, `replayed`, ...). */
   refuse(reason: string): void {
     this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
+  }
+
+  /** Count a refused enrollment under a short reason (`unauthorized`, `unproven-reenroll`, `rate-limited`, `malformed`). */
+  refuseEnroll(reason: string): void {
+    this.enrollRefused.set(reason, (this.enrollRefused.get(reason) ?? 0) + 1);
   }
 
   /** Record one request's duration (seconds) under its route pattern. */
@@ -37,6 +44,8 @@ export class Metrics {
     out.push('# HELP drift_agent_spool_dropped_total Reports agents dropped from a full spool, as they announce them.', '# TYPE drift_agent_spool_dropped_total counter', `drift_agent_spool_dropped_total ${this.agentSpoolDropped}`);
     out.push('# HELP drift_reports_refused_total Reports refused, by reason.', '# TYPE drift_reports_refused_total counter');
     for (const [reason, n] of [...this.refused].sort()) out.push(`drift_reports_refused_total{reason="${reason}"} ${n}`);
+    out.push('# HELP drift_enroll_refused_total Enrollments refused, by reason.', '# TYPE drift_enroll_refused_total counter');
+    for (const [reason, n] of [...this.enrollRefused].sort()) out.push(`drift_enroll_refused_total{reason="${reason}"} ${n}`);
     out.push('# HELP drift_hosts Hosts by status.', '# TYPE drift_hosts gauge');
     for (const [status, n] of Object.entries(hostsByStatus)) out.push(`drift_hosts{status="${status}"} ${n}`);
     out.push('# HELP drift_http_request_duration_seconds Request durations by route.', '# TYPE drift_http_request_duration_seconds histogram');

@@ -32,17 +32,21 @@ const BACKSLASH = 0x5c;
  * given twice. Never throws; the rest is JSON-parsed by the caller, which catches
  * any malformation the scan let through.
  */
-export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = []): LocatedSections | null {
+export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: { hashedBytes: number } = { hashedBytes: 0 }): LocatedSections | null {
   const n = buf.length;
   /**
    * End of a section value that is byte for byte a known canonical section, else -1.
    * Sound without scanning: bytes whose sha256 is a known canonical section's digest
-   * are that complete JSON value.
+   * are that complete JSON value. The bytes hashed in all tries stay below the body's
+   * length (a body naming many sections, or sections of many images, costs no more
+   * than one pass): past that budget the section is scanned instead.
    */
   const knownEnd = (i: number): number => {
     for (const k of known) {
       const e = i + k.length;
       if (e >= n || buf[e - 1] !== 0x7d || (buf[e] !== 0x2c && buf[e] !== 0x7d && !WS.has(buf[e] as number))) continue;
+      if (stats.hashedBytes + k.length > n) return -1;
+      stats.hashedBytes += k.length;
       if (createHash('sha256').update(buf.subarray(i, e)).digest('hex') === k.sha256) return e;
     }
     return -1;
@@ -104,7 +108,8 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
   let manifests = 0;
   let broken = false;
   function manifest(start: number): number {
-    manifests++;
+    // A second manifest key makes the body ambiguous: stop here, before walking it.
+    if (++manifests > 1) return -1;
     const e = members(start, true, (k, s, e) => {
       if (!(SECTIONS as readonly string[]).includes(k)) return true;
       if (spans.some(([name]) => name === k)) return false;
@@ -114,7 +119,7 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
     if (e < 0) broken = true;
     return e;
   }
-  const end = members(ws(0), false, () => true);
+  const end = members(ws(0), false, () => !broken);
   if (end < 0 || broken || manifests !== 1 || spans.length === 0) return null;
   const parts: Buffer[] = [];
   const sections = new Map<SectionName, Buffer>();
@@ -126,4 +131,41 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
   }
   parts.push(buf.subarray(at));
   return { rest: Buffer.concat(parts), sections };
+}
+
+/**
+ * Deepest nesting a request body may have. The protocol needs 5 (report → manifest →
+ * files → entry, an unread list's entry); anything deeper is refused before
+ * JSON.parse, whose cost and memory grow with depth (30 million brackets in a
+ * 58 KB gzip cost seconds and gigabytes).
+ */
+export const MAX_JSON_DEPTH = 16;
+
+/** Bytes checked per turn of the event loop by `jsonDepth`: ~1 ms of work. */
+const DEPTH_SLICE = 1 << 20;
+
+/**
+ * The index of the first byte of `buf` where JSON nesting (outside strings) goes
+ * deeper than `max`, or -1. One linear pass whatever the content; it yields to the
+ * event loop every DEPTH_SLICE bytes, so a large body does not hold other requests
+ * (or /healthz) for the whole scan.
+ */
+export async function jsonDepthExceeded(buf: Buffer, max = MAX_JSON_DEPTH): Promise<number> {
+  let depth = 0;
+  let inString = false;
+  let i = 0;
+  while (i < buf.length) {
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const end = Math.min(buf.length, i + DEPTH_SLICE);
+    for (; i < end; i++) {
+      const c = buf[i] as number;
+      if (inString) {
+        if (c === BACKSLASH) i++;
+        else if (c === QUOTE) inString = false;
+      } else if (c === QUOTE) inString = true;
+      else if (c === 0x7b || c === 0x5b) { if (++depth > max) return i; }
+      else if (c === 0x7d || c === 0x5d) depth--;
+    }
+  }
+  return -1;
 }

@@ -113,4 +113,13 @@ CREATE TABLE history (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 2,
+    name: 'untrusted claims, omitted findings, re-enrollment approvals',
+    sql: `
+ALTER TABLE hosts ADD COLUMN flags TEXT;           -- JSON list of claims the collector did not trust (role, image); NULL when none
+ALTER TABLE hosts ADD COLUMN omitted TEXT;         -- JSON summary of the findings beyond the stored bound; NULL when all are stored
+ALTER TABLE hosts ADD COLUMN reenroll_until INTEGER; -- ms since epoch: an operator approved one re-enrollment until then
+`,
+  },
 ];

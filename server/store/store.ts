@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalJson } from '../../agent/protocol/canonical.js';
 import { DriftError, errnoOf } from '../../agent/protocol/errors.js';
@@ -9,6 +9,22 @@ import type { Finding } from '../../agent/protocol/finding.js';
 import { SECTIONS, type Baseline, type Digests, type SectionName, type Sections, type Unread } from '../../agent/protocol/manifest.js';
 import { MIGRATIONS } from './migrations.js';
 import { applyDelta, sectionDelta, type SectionDelta } from './delta.js';
+
+/** A claim of a host the collector did not trust: kept visible, never acted on. */
+export interface HostFlag {
+  /** What was claimed: a cohort role or an image id. */
+  claim: 'role' | 'image';
+  value: string;
+  /** Why it was not trusted, and what the operator can do. */
+  why: string;
+}
+
+/** What a report's findings beyond the stored bound were: counted, not stored. */
+export interface OmittedFindings {
+  count: number;
+  bySeverity: Record<string, number>;
+  byKind: Record<string, number>;
+}
 
 /** One enrolled host as the store keeps it. */
 export interface HostRow {
@@ -35,6 +51,10 @@ export interface HostRow {
   machineId: string | null;
   /** What the last full manifest could not read. */
   unread: Unread[];
+  /** Claims of its last report that the collector did not trust. */
+  flags: HostFlag[];
+  /** Findings of its last compare beyond the stored bound; null when all are stored. */
+  omitted: OmittedFindings | null;
 }
 
 /** A baseline as stored: its digest (what image stamps name) and signing key. */
@@ -84,6 +104,10 @@ export interface SaveReport {
   machineId: string;
   /** The manifest's unread list; absent to keep the stored one. */
   unread?: Unread[];
+  /** Untrusted claims of this report; absent: none. */
+  flags?: HostFlag[];
+  /** With `findings`: those beyond the stored bound; null when all are stored. */
+  omitted?: OmittedFindings | null;
 }
 
 type Row = Record<string, unknown>;
@@ -161,7 +185,13 @@ export class Store {
   static open(file: string): Store {
     let db: Database.Database;
     try {
-      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+      if (file !== ':memory:') {
+        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        // The database holds every host's state and key hashes: owner-only. SQLite
+        // creates its -wal and -shm files with the database file's permissions.
+        closeSync(openSync(file, 'a', 0o600));
+        chmodSync(file, 0o600);
+      }
       db = new Database(file);
       db.pragma('journal_mode = WAL');
       // WAL + synchronous=NORMAL: a commit is in the WAL file (in the OS page cache)
@@ -192,14 +222,16 @@ export class Store {
 
   private prepare() {
     const db = this.db;
-    const hostCols = 'rowid, id, epoch, hostname, image, role, key_hash, enrolled_at, last_seq, last_seen, baseline, state, findings, machine_id, unread';
+    const hostCols = 'rowid, id, epoch, hostname, image, role, key_hash, enrolled_at, last_seq, last_seen, baseline, state, findings, machine_id, unread, flags, omitted';
     return {
       hostByRowid: db.prepare(`SELECT ${hostCols} FROM hosts WHERE rowid = ?`),
       hostById: db.prepare(`SELECT ${hostCols} FROM hosts WHERE id = ?`),
       hostsAll: db.prepare(`SELECT ${hostCols} FROM hosts`),
       enroll: db.prepare(`INSERT INTO hosts (id, hostname, image, key_hash, enrolled_at) VALUES (@id, @hostname, @image, @hash, @now)
         ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname, image = COALESCE(excluded.image, hosts.image),
-          key_hash = excluded.key_hash, enrolled_at = excluded.enrolled_at, last_seq = 0, epoch = hosts.epoch + 1`),
+          key_hash = excluded.key_hash, enrolled_at = excluded.enrolled_at, last_seq = 0, epoch = hosts.epoch + 1, reenroll_until = NULL`),
+      reenrollApprove: db.prepare('UPDATE hosts SET reenroll_until = ? WHERE rowid = ?'),
+      reenrollTake: db.prepare('UPDATE hosts SET reenroll_until = NULL WHERE rowid = ? AND reenroll_until >= ?'),
       stringGet: db.prepare('SELECT id FROM strings WHERE text = ?').pluck(),
       stringById: db.prepare('SELECT text FROM strings WHERE id = ?').pluck(),
       stringPut: db.prepare('INSERT INTO strings (text) VALUES (?)'),
@@ -220,11 +252,12 @@ export class Store {
       deltaDel: db.prepare('DELETE FROM host_deltas WHERE host = ? AND section = ?'),
       hostUpdate: db.prepare(`UPDATE hosts SET last_seq = @seq, last_seen = @now, hostname = @hostname, image = @image, role = @role,
         baseline = @baseline, state = @state, findings = @findings, machine_id = COALESCE(machine_id, @machineId),
-        unread = CASE WHEN @setUnread THEN @unread ELSE unread END
+        unread = CASE WHEN @setUnread THEN @unread ELSE unread END, flags = @flags,
+        omitted = CASE WHEN @setOmitted THEN @omitted ELSE omitted END
         WHERE rowid = @rowid`),
       hostTouch: db.prepare(`UPDATE hosts SET last_seq = @seq, last_seen = @now, hostname = @hostname, role = @role,
-        machine_id = COALESCE(machine_id, @machineId) WHERE rowid = @rowid`),
-      hostFindings: db.prepare('UPDATE hosts SET findings = ?, baseline = ? WHERE rowid = ?'),
+        machine_id = COALESCE(machine_id, @machineId), flags = @flags WHERE rowid = @rowid`),
+      hostFindings: db.prepare('UPDATE hosts SET findings = ?, baseline = ?, omitted = ? WHERE rowid = ?'),
       findingsOf: db.prepare('SELECT data, first_seen, last_seen FROM findings WHERE host = ? ORDER BY kind, key, change'),
       findingKeysOf: db.prepare('SELECT kind, key, change FROM findings WHERE host = ?'),
       findingUpsert: db.prepare(`INSERT INTO findings (host, kind, key, change, data, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -254,6 +287,16 @@ export class Store {
         return row;
       })();
     } catch (err) { this.dropCaches(); throw err; }
+  }
+
+  /** Approve one re-enrollment of host `rowid` until `until` (ms since epoch). */
+  approveReenroll(rowid: number, until: number): void {
+    this.st.reenrollApprove.run(until, rowid);
+  }
+
+  /** Use up an operator's approval of a re-enrollment of host `rowid`; false when none is valid at `now`. */
+  takeReenrollApproval(rowid: number, now: number): boolean {
+    return this.st.reenrollTake.run(rowid, now).changes === 1;
   }
 
   /** The host of `rowid` if its stored key hash equals `keyHash` (constant-time), else undefined. */
@@ -360,14 +403,16 @@ export class Store {
     const hist = { host: rowid, epoch: r.host.epoch, seq: r.seq, now: r.now, state, prev: r.seq - 1 };
     if (this.st.historyExtend.run(hist).changes === 0) this.st.historyPut.run(hist);
     let findingCount = r.host.findings;
-    if (r.findings) findingCount = this.writeFindings(rowid, r.findings, r.now);
+    if (r.findings) findingCount = this.writeFindings(rowid, r.findings, r.now) + (r.omitted?.count ?? 0);
     else if (r.host.findings > 0) this.st.findingsTouch.run(r.now, rowid);
     const baseline = r.baseline ? this.stringId(r.baseline.digest) : null;
     const role = r.role === null ? null : this.stringId(r.role);
     const machineId = r.machineId === r.host.id ? '' : r.machineId;
+    const flags = r.flags === undefined || r.flags.length === 0 ? null : JSON.stringify(r.flags);
+    const omitted = r.omitted ? JSON.stringify(r.omitted) : null;
     if (!r.sections) {
-      this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role, machineId });
-      if (r.findings) this.st.hostFindings.run(findingCount, baseline, rowid);
+      this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role, machineId, flags });
+      if (r.findings) this.st.hostFindings.run(findingCount, baseline, omitted, rowid);
       return;
     }
     for (const name of SECTIONS) {
@@ -393,6 +438,7 @@ export class Store {
     this.st.hostUpdate.run({
       rowid, seq: r.seq, now: r.now, hostname: r.hostname, image: r.imageId === null ? null : this.stringId(r.imageId), role,
       baseline, state, findings: findingCount, machineId, setUnread: r.unread === undefined ? 0 : 1, unread,
+      flags, setOmitted: r.findings ? 1 : 0, omitted,
     });
   }
 
@@ -580,6 +626,8 @@ export class Store {
       findings: Number(r['findings']),
       machineId: mid === null ? null : mid === '' ? id : String(mid),
       unread: typeof r['unread'] === 'string' ? (JSON.parse(r['unread']) as Unread[]) : [],
+      flags: typeof r['flags'] === 'string' ? (JSON.parse(r['flags']) as HostFlag[]) : [],
+      omitted: typeof r['omitted'] === 'string' ? (JSON.parse(r['omitted']) as OmittedFindings) : null,
     };
   }
 

@@ -32,8 +32,8 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Partial<App
 
 const auth = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
 
-async function enroll(ctx: Ctx, hostId: string, imageId: string | null = 'ami-1'): Promise<string> {
-  const r = await ctx.app.inject({ method: 'POST', url: '/v1/enroll', headers: auth(ENROLL), payload: { hostId, hostname: `host-${hostId}`, imageId } });
+async function enroll(ctx: Ctx, hostId: string, imageId: string | null = 'ami-1', nodeKey?: string): Promise<string> {
+  const r = await ctx.app.inject({ method: 'POST', url: '/v1/enroll', headers: auth(ENROLL), payload: { hostId, hostname: `host-${hostId}`, imageId, ...(nodeKey ? { nodeKey } : {}) } });
   if (r.statusCode !== 200) throw new Error(`enroll ${hostId}: ${r.statusCode} ${r.body}`);
   return (r.json() as { nodeKey: string }).nodeKey;
 }
@@ -77,7 +77,7 @@ t.test('healthz and metrics need no credentials', async (t) => {
   t.equal(nf.json().error.code, 'DRIFT_ERR_NOT_FOUND');
 });
 
-t.test('enroll: the secret is checked, the body validated, re-enrolling revokes the old key', async (t) => {
+t.test('enroll: the secret is checked, the body validated, re-enrolling with the node key revokes the old key', async (t) => {
   const ctx = await setup(t);
   const before = snapshot(ctx.store);
   const none = await ctx.app.inject({ method: 'POST', url: '/v1/enroll', payload: { hostId: 'h1', hostname: 'a', imageId: null } });
@@ -93,7 +93,7 @@ t.test('enroll: the secret is checked, the body validated, re-enrolling revokes 
 
   const k1 = await enroll(ctx, 'h1');
   t.match(k1, /^[1-9]\d*\.[A-Za-z0-9_-]{43}$/, 'host number, then 32 random bytes, base64url');
-  const k2 = await enroll(ctx, 'h1');
+  const k2 = await enroll(ctx, 'h1', 'ami-1', k1);
   t.not(k1, k2);
   const m = manifestOf(imageSections(), { hostname: 'a', machineId: 'h1' });
   t.equal((await report(ctx, k1, fullReport(1, m))).statusCode, 401, 'old key revoked');
@@ -126,7 +126,7 @@ t.test('baselines: admin token, image id, signatures', async (t) => {
   t.equal(ctx.store.counts()['baselines'], 0, 'nothing stored for refused baselines');
   const ok = await ctx.app.inject({ method: 'PUT', url: '/v1/baselines/ami-1', headers: auth(ADMIN), payload: signed });
   t.equal(ok.statusCode, 200);
-  t.same(ok.json(), { imageId: 'ami-1', digest, keyId: signed.signature?.keyId });
+  t.same(ok.json(), { imageId: 'ami-1', digest, keyId: signed.signature?.keyId, signature: 'verified' });
   const got = await ctx.app.inject({ url: '/v1/baselines/ami-1', headers: auth(ADMIN) });
   t.same(got.json(), signed, 'GET returns the stored baseline with its signature');
   const missing = await ctx.app.inject({ url: '/v1/baselines/ami-9', headers: auth(ADMIN) });
