@@ -92,7 +92,7 @@ export function createProcessesCollector(options: ProcessesCollectorOptions = {}
         try {
           cache.save(ctx.stateDir);
         } catch (err) {
-          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${errnoOf(err)}); running images will be hashed again next time`);
+          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${err instanceof DriftError ? err.message : errnoOf(err)}); running images will be hashed again next time`);
         }
       }
 
