@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
+import { ByteBudget, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_SCAN_BYTES } from './hash.js';
 
 /**
  * Configuration of `drift agent`. Every setting is a flag and, with the same name, a
@@ -17,6 +18,8 @@ import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
  * splay: 30s
  * role: web
  * rules: [/etc/drift/rules.d]
+ * max-file-bytes: 2GiB      # larger files are listed unread, not read
+ * max-scan-bytes: 32GiB     # bytes one collection may read in all
  * ```
  *
  * Flags given on the command line win over the file; the file wins over defaults.
@@ -38,12 +41,37 @@ export function parseDuration(text: string): number | null {
   return matched === t.length && t.length > 0 ? Math.round(total) : null;
 }
 
-/** Parse a size: `268435456`, `512KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, binary). */
+/** Parse a size: `268435456`, `512KiB`, `256MiB`, `1GiB`, `2TiB` (also `K`, `M`, `G`, `T`, binary). */
 export function parseSize(text: string): number | null {
-  const m = /^(\d+)\s*(B|K|KiB|M|MiB|G|GiB)?$/i.exec(text.trim());
+  const m = /^(\d+)\s*(B|K|KiB|M|MiB|G|GiB|T|TiB)?$/i.exec(text.trim());
   if (!m?.[1]) return null;
-  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g';
-  return Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit];
+  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g' | 't';
+  const n = Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit];
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** A size setting (number of bytes or text for parseSize) of at least 1 byte; `name` is its flag/key name. */
+const sizeSetting = (name: string, example: string) => z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = typeof v === 'number' ? v : parseSize(v);
+  if (n === null || !Number.isInteger(n) || n < 1) {
+    ctx.addIssue({ code: 'custom', message: `${name}: ${JSON.stringify(v)} is not a size of at least 1 byte (use ${example})` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+/**
+ * The byte budgets of one collection from `--max-file-bytes` and `--max-scan-bytes`
+ * (text for parseSize; undefined: the default). A bad size is a DRIFT_ERR_USAGE naming the flag.
+ */
+export function byteBudget(maxFile: string | number | undefined, maxScan: string | number | undefined): ByteBudget {
+  const read = (v: string | number | undefined, flag: string, fallback: number): number => {
+    if (v === undefined) return fallback;
+    const n = typeof v === 'number' ? v : parseSize(v);
+    if (n === null || !Number.isInteger(n) || n < 1) throw new DriftError('DRIFT_ERR_USAGE', `--${flag}: ${JSON.stringify(v)} is not a size of at least 1 byte (use 2GiB, 512MiB, 1073741824)`);
+    return n;
+  };
+  return new ByteBudget(read(maxFile, 'max-file-bytes', DEFAULT_MAX_FILE_BYTES), read(maxScan, 'max-scan-bytes', DEFAULT_MAX_SCAN_BYTES));
 }
 
 const duration = (what: string) => z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -67,14 +95,9 @@ export const AgentConfigInputSchema = z.strictObject({
   role: z.string().min(1).optional(),
   rules: z.array(z.string().min(1)).optional(),
   'spool-max': z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1, 'spool-max must be at least 1')).optional(),
-  'spool-max-bytes': z.union([z.number(), z.string()]).transform((v, ctx) => {
-    const n = typeof v === 'number' ? v : parseSize(v);
-    if (n === null || !Number.isInteger(n) || n < 1) {
-      ctx.addIssue({ code: 'custom', message: `spool-max-bytes: ${JSON.stringify(v)} is not a size of at least 1 byte (use 268435456, 512MiB, 1GiB)` });
-      return z.NEVER;
-    }
-    return n;
-  }).optional(),
+  'spool-max-bytes': sizeSetting('spool-max-bytes', '268435456, 512MiB, 1GiB').optional(),
+  'max-file-bytes': sizeSetting('max-file-bytes', '2GiB, 512MiB, 1073741824').optional(),
+  'max-scan-bytes': sizeSetting('max-scan-bytes', '32GiB, 1TiB').optional(),
   'ca-file': z.string().min(1).optional(),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInputSchema>;
@@ -98,6 +121,10 @@ export interface AgentConfig {
   readonly spoolMax: number;
   /** The most bytes of manifests the spool keeps (default 256 MiB). */
   readonly spoolMaxBytes: number;
+  /** Per-file byte budget: larger files are unread, not read (default 2 GiB). */
+  readonly maxFileBytes: number;
+  /** Per-collection byte budget of everything read (default 32 GiB). */
+  readonly maxScanBytes: number;
   readonly caFile: string | null;
 }
 
@@ -197,6 +224,8 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
     rules: Object.freeze(rules),
     spoolMax: pick('spool-max') ?? 1000,
     spoolMaxBytes: pick('spool-max-bytes') ?? DEFAULT_SPOOL_MAX_BYTES,
+    maxFileBytes: pick('max-file-bytes') ?? DEFAULT_MAX_FILE_BYTES,
+    maxScanBytes: pick('max-scan-bytes') ?? DEFAULT_MAX_SCAN_BYTES,
     caFile: pickPath('ca-file') ?? null,
   });
 }

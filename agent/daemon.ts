@@ -10,6 +10,7 @@ import type { RuleSet } from './protocol/rules.js';
 import { StateDir } from './state.js';
 import { backoffDelay, CollectorClient, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from './transport/client.js';
 import { Spool, type SpoolEntry } from './transport/spool.js';
+import { ByteBudget } from './hash.js';
 
 /**
  * The agent loop (`drift agent`): collect a manifest, spool it, deliver the spool in
@@ -149,7 +150,10 @@ export class AgentDaemon {
       throw new DriftError('DRIFT_ERR_CONFIG', `${this.cfg.root}: no etc/machine-id to identify this host; create it (systemd-machine-id-setup) or pass --host-id`);
     }
     this.rules ??= await this.deps.loadRules(this.cfg.rules);
-    const ctx: CollectContext = { root: this.cfg.root, proc: this.cfg.proc, rules: this.rules, stateDir: this.cfg.stateDir, forceRehash: false };
+    const ctx: CollectContext = {
+      root: this.cfg.root, proc: this.cfg.proc, rules: this.rules, stateDir: this.cfg.stateDir, forceRehash: false,
+      budget: new ByteBudget(this.cfg.maxFileBytes, this.cfg.maxScanBytes),
+    };
     const started = this.now();
     const manifest = await this.deps.collect(ctx, host, new Date(started));
     const seq = await this.state.nextSeq(this.now());

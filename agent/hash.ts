@@ -70,7 +70,9 @@ export class HashError {
  * The byte budgets of one collection. `maxFileBytes`: a file larger than this (its
  * apparent size: a sparse file costs its holes too, since they are read as zeros)
  * is not read. `maxScanBytes`: the bytes all collectors of one scan may read;
- * `take` reserves them before a file is read.
+ * `take` reserves them before a file is read. The files collector takes in walk
+ * order; the processes collector runs beside it, so once the budget runs out,
+ * which of the two got the last bytes may differ from one scan to the next.
  */
 export class ByteBudget {
   private spent = 0;

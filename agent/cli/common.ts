@@ -25,3 +25,13 @@ export async function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: 
   }
   return parsed.data;
 }
+
+/** The `--help` of the byte budgets, shared by every command that collects. */
+export const BUDGET_HELP = {
+  file: 'per-file byte budget: a larger file (or process image) is listed unread, not read, e.g. 4GiB (default 2GiB)',
+  scan: 'per-collection byte budget of everything read; files past it are listed unread, e.g. 64GiB (default 32GiB)',
+  after: `Budgets: a file's apparent size counts (a sparse file's holes are read as zeros), so
+a 15 TiB sparse file is listed unread ("over the per-file byte budget: ... bytes (0
+allocated, sparse)") at once instead of being hashed for hours; unchanged files answered
+from the stat cache cost nothing.`,
+} as const;

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, realpathSync, type BigIntStats, type Dirent } f
 import { compareUnread } from '../protocol/unread.js';
 import { availableParallelism } from 'node:os';
 import { isUtf8 } from 'node:buffer';
-import { errnoOf } from '../protocol/errors.js';
+import { DriftError, errnoOf } from '../protocol/errors.js';
 import type { FileEntry, FileType, Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
@@ -481,7 +481,7 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
           cache.save(ctx.stateDir);
         } catch (err) {
           // The cache only saves work; a state folder that cannot be written must not fail the collection.
-          process.emitWarning(`drift: could not write the stat cache in ${ctx.stateDir} (${errnoOf(err)}); every file will be hashed again next time`);
+          process.emitWarning(`drift: could not write the stat cache in ${ctx.stateDir} (${err instanceof DriftError ? err.message : errnoOf(err)}); every file will be hashed again next time`);
         }
       }
       const unread = walk.unread.sort(compareUnread);

@@ -17,7 +17,7 @@ import {
   readExe,
   vanished,
 } from './proc.js';
-import { ByteBudget, CHUNK_BYTES, HashError, REASONS, hashOpened, openChecked, type OpenedFile } from '../hash.js';
+import { ByteBudget, CHUNK_BYTES, HashError, REASONS, hashOpened, openChecked, readFileChecked, type OpenedFile } from '../hash.js';
 import { EXE_CACHE_FILE, StatCache } from '../statcache.js';
 
 /** One user-space process as read from /proc, before grouping. */
@@ -92,7 +92,7 @@ export function createProcessesCollector(options: ProcessesCollectorOptions = {}
         try {
           cache.save(ctx.stateDir);
         } catch (err) {
-          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${errnoOf(err)}); running images will be hashed again next time`);
+          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${err instanceof DriftError ? err.message : errnoOf(err)}); running images will be hashed again next time`);
         }
       }
 
@@ -156,12 +156,16 @@ async function listProc(proc: string): Promise<number[]> {
   }
 }
 
+/** Largest etc/passwd read for user names. */
+const PASSWD_CAP_BYTES = 16 * 1024 * 1024;
+
 async function readUsers(root: string, unread: Unread[]): Promise<Map<number, string>> {
   try {
-    return parsePasswd(await readFile(join(root, 'etc', 'passwd'), 'utf8'));
+    // An image's passwd may be a symlink, a FIFO or a device: read like any untrusted file.
+    return parsePasswd(readFileChecked(join(root, 'etc', 'passwd'), PASSWD_CAP_BYTES, { checkPath: false }).toString('utf8'));
   } catch (err) {
     // No passwd (a minimal image): users are shown by number, which is still a fact.
-    if (!vanished(err)) unread.push({ path: '/etc/passwd', reason: errnoOf(err) });
+    if (!vanished(err)) unread.push({ path: '/etc/passwd', reason: err instanceof HashError ? err.code : errnoOf(err) });
     return new Map();
   }
 }

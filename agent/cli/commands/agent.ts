@@ -5,12 +5,13 @@ import { collectManifest } from '../../manifest.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { collect } from '../common.js';
 import { exit } from '../exit.js';
+import { BUDGET_HELP } from '../common.js';
 
 /** Commander's camelCase option names → the config's flag/file key names. */
 const KEYS: Record<string, string> = {
   collector: 'collector', enrollSecretFile: 'enroll-secret-file', root: 'root', proc: 'proc', stateDir: 'state-dir',
   interval: 'interval', splay: 'splay', timeout: 'timeout', once: 'once', hostId: 'host-id', role: 'role', rules: 'rules',
-  spoolMax: 'spool-max', spoolMaxBytes: 'spool-max-bytes', caFile: 'ca-file', config: 'config',
+  spoolMax: 'spool-max', spoolMaxBytes: 'spool-max-bytes', maxFileBytes: 'max-file-bytes', maxScanBytes: 'max-scan-bytes', caFile: 'ca-file', config: 'config',
 };
 
 /** `drift agent`: the per-host daemon that reports to the collector. */
@@ -32,6 +33,8 @@ export function register(program: Command): void {
     .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable; added to those of --config)', collect)
     .option('--spool-max <n>', 'most reports kept on disk while the collector is away; the oldest are dropped first (default 1000)')
     .option('--spool-max-bytes <size>', 'most bytes of manifests kept in the spool, e.g. 512MiB; the oldest reports are dropped first (default 256MiB)')
+    .option('--max-file-bytes <size>', BUDGET_HELP.file)
+    .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
     .option('--ca-file <file>', 'extra CA certificates (PEM) to trust for an HTTPS collector')
     .option('--config <file>', 'YAML file with the same settings, keys named like the flags (collector, enroll-secret-file, interval, ...); flags win')
     .addHelpText('after', `
@@ -46,6 +49,8 @@ that seq, the answer was lost) counts as delivered. The spool keeps at most
 --spool-max reports and --spool-max-bytes of manifests, dropping the oldest first
 (the drops are counted and announced to the collector). Logs are JSON lines on
 standard error.
+
+${BUDGET_HELP.after}
 
 Stopping: SIGTERM or SIGINT never interrupts a collection in progress (a first run
 of a live host takes tens of seconds): the agent finishes it, spools the report in

@@ -8,8 +8,8 @@ import { writeFileAtomic } from '../../atomic.js';
 import { loadPrivateKey } from '../../sign.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
-import { defaultStateDir, resolveRootAndProc } from '../../config.js';
-import { collect } from '../common.js';
+import { byteBudget, defaultStateDir, resolveRootAndProc } from '../../config.js';
+import { BUDGET_HELP, collect } from '../common.js';
 import { pushBaseline, readSecretFile } from '../../transport/client.js';
 
 interface BaselineOptions {
@@ -23,6 +23,8 @@ interface BaselineOptions {
   stamp: boolean;
   stateDir?: string;
   forceRehash: boolean;
+  maxFileBytes?: string;
+  maxScanBytes?: string;
   push?: string;
   adminTokenFile?: string;
 }
@@ -41,9 +43,13 @@ export function register(program: Command): void {
     .option('--stamp', 'write the image identity to etc/drift/image.json under the root', false)
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
+    .option('--max-file-bytes <size>', BUDGET_HELP.file)
+    .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
     .option('--push <url>', 'upload the baseline to this collector (drift server)')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --push)')
     .addHelpText('after', `
+${BUDGET_HELP.after}
+
 Examples:
   drift keygen --out /secure/bake
   drift baseline --image-id ami-0abc --image-version 2026.11.1 --sign-key /secure/bake.key --out baseline.json --stamp
@@ -61,6 +67,7 @@ Examples:
         root, proc, rules,
         stateDir: resolve(opts.stateDir ?? defaultStateDir()),
         forceRehash: opts.forceRehash,
+        budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
       }, host);
       const image = opts.imageVersion !== undefined ? { id: opts.imageId, version: opts.imageVersion } : { id: opts.imageId };
       const baseline = makeBaseline(manifest, image, key);

@@ -15,8 +15,8 @@ import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
 import { exit } from '../exit.js';
-import { defaultStateDir, resolveRootAndProc } from '../../config.js';
-import { collect, readJsonFile } from '../common.js';
+import { byteBudget, defaultStateDir, resolveRootAndProc } from '../../config.js';
+import { BUDGET_HELP, collect, readJsonFile } from '../common.js';
 
 interface ScanOptions {
   baseline?: string;
@@ -28,6 +28,8 @@ interface ScanOptions {
   format: string;
   stateDir?: string;
   forceRehash: boolean;
+  maxFileBytes?: string;
+  maxScanBytes?: string;
   collector?: string;
   adminTokenFile?: string;
   host?: string;
@@ -47,13 +49,19 @@ export function register(program: Command): void {
     .option('--format <format>', `output format: ${FORMATS.join(', ')}`, 'text')
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
+    .option('--max-file-bytes <size>', BUDGET_HELP.file)
+    .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
     .option('--collector <url>', 'ask this collector (drift server) instead of scanning here; with --host or --fleet')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --collector)')
     .option('--host <id>', 'with --collector: the collector\'s view of this host')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
     .addHelpText('after', `
 Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature).
-Colour is used only on a terminal, and never when NO_COLOR is set.
+Colour is used only on a terminal, and never when NO_COLOR is set. Names, content
+and every other string from the host are printed with control characters and bidi
+overrides escaped (\\x1b, \\u202e) in text and markdown.
+
+${BUDGET_HELP.after}
 
 Examples:
   drift scan --baseline /etc/drift/baseline.json --pubkey /etc/drift/bake.pub
@@ -87,6 +95,7 @@ Examples:
           root, proc, rules,
           stateDir: resolve(opts.stateDir ?? defaultStateDir()),
           forceRehash: opts.forceRehash,
+          budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
         }, await readHostInfo(root));
         target = root === '/' ? manifest.host.hostname : root;
       }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProcessesCollector } from '../../../agent/collectors/processes.js';
@@ -57,4 +57,19 @@ t.test('process images: cached by their stat across scans, and within the scan b
   const over = tight.unread.filter((u) => u.reason === REASONS.overScan(20));
   t.ok(over.length > 0, 'images past the scan budget are unread');
   t.equal(Object.values(tight.entries).filter((e) => e.exeSha256 !== undefined).length > 0, true, 'those within it are hashed');
+});
+
+t.test("the root's etc/passwd as a FIFO or a symlink: unread, no hang, users by number", async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  const passwd = join(tree.root, 'etc/passwd');
+  rmSync(passwd);
+  execFileSync('mkfifo', [passwd]);
+  const fifo = await createProcessesCollector().collect(procContext(tree.root, tree.proc));
+  t.same(fifo.unread.find((u) => u.path === '/etc/passwd'), { path: '/etc/passwd', reason: REASONS.notRegular('a FIFO') });
+  t.ok('/usr/sbin/sshd|0' in fifo.entries, 'users shown by number');
+  rmSync(passwd);
+  symlinkSync('/etc/shadow', passwd);
+  const link = await createProcessesCollector().collect(procContext(tree.root, tree.proc));
+  t.same(link.unread.find((u) => u.path === '/etc/passwd'), { path: '/etc/passwd', reason: 'ELOOP' });
 });
