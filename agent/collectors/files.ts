@@ -203,7 +203,7 @@ interface FlagJob {
   dev: number;
 }
 
-/** errno codes of a file system that has no inode flags (tmpfs, some FUSE and network file systems). */
+/** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
 const NO_FLAGS_HERE = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
 
 /** The device numbers of a device node as `c MAJOR:MINOR` / `b MAJOR:MINOR` (glibc's major/minor split). */
@@ -561,7 +561,7 @@ class Walk {
     }
     if (result.missing !== null) this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
     for (const key of unsupported.values()) {
-      this.unread.push({ path: key, reason: 'flags: the file system of this path has no inode flags (EOPNOTSUPP); none of its paths were read' });
+      this.unread.push({ path: key, reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' });
     }
   }
 

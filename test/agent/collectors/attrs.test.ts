@@ -185,3 +185,33 @@ t.test('the collector records every attribute, and a warm scan equals a cold one
   t.match(link, { type: 'symlink', target: 'plain' });
   t.notOk(link && ('acl' in link || 'xattrs' in link), 'the symlink carries nothing of its target');
 });
+
+t.test('a file system without inode flags is reported once, lsattr missing once, and nothing else is lost', async (t) => {
+  const dir = tempDir(t);
+  const root = join(dir, 'root');
+  mkdirSync(join(root, 'run'), { recursive: true });
+  // ramfs has no inode flags (tmpfs has them since Linux 6.0).
+  execFileSync('mount', ['-t', 'ramfs', 'drift-test', join(root, 'run')]);
+  t.teardown(() => spawnSync('umount', [join(root, 'run')]));
+  writeFileSync(join(root, 'run/b'), 'b');
+  writeFileSync(join(root, 'run/a'), 'a');
+  const rules = emptyRuleSet();
+  rules.watch = [{ path: '/run/**' }];
+  const collector = createFilesCollector({ clock: later });
+  const state = join(dir, 'state');
+  const collect = (stateDir: string | null) => collector.collect({ root, proc: null, rules, stateDir, forceRehash: false });
+  const first = await collect(state);
+  t.same(first.unread, [{ path: '/run', reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' }], 'once, at the first path by name');
+  t.same(Object.keys(first.entries).sort(), ['/run', '/run/a', '/run/b'], 'every path is still recorded');
+  t.same(await collect(state), first, 'a warm scan reads them again and says the same');
+
+  const path = process.env['PATH'];
+  process.env['PATH'] = join(dir, 'empty-bin');
+  t.teardown(() => {
+    process.env['PATH'] = path;
+  });
+  const without = await collect(null);
+  process.env['PATH'] = path;
+  t.same(without.unread, [{ path: '/', reason: 'flags: lsattr not found (install e2fsprogs to record inode flags)' }]);
+  t.same(without.entries, first.entries, 'the rest of the collection is whole');
+});
