@@ -1,26 +1,32 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { AtomicFile, privateDirProblem } from './atomic.js';
 import { DriftError } from './protocol/errors.js';
 
 /**
- * The stat cache: the sha256 of a regular file, valid while the file's device,
- * inode, size, mtime and ctime (nanoseconds) are those it had when it was hashed.
- * An unchanged file is then not read again. ctime cannot be set from user space,
- * so a content change that restores mtime (touch -d, tar -x) is still seen.
+ * The stat cache: the sha256 of a regular file, and the attributes of any path
+ * that take more than its lstat to read (inode flags, whether it has extended
+ * attributes), valid while the path's device, inode, size, mtime and ctime
+ * (nanoseconds) are those it had when it was read. An unchanged file is then not
+ * read again. ctime cannot be set from user space, and every attribute change
+ * (content, setxattr, setfacl, setcap, chattr, a new hard link) moves it, so a
+ * change that restores mtime (touch -d, tar -x) is still seen.
  *
  * Records are keyed by the file itself (device + inode) rather than by its path:
  * a path whose file was replaced has a new inode and misses, the links of one
  * hard-linked file are stored once (a cold scan still hashes every link path; an
- * incremental one hits the cache for each), and the cache holds no path strings — 72 bytes a file on disk and
+ * incremental one hits the cache for each), and the cache holds no path strings — 80 bytes a path on disk and
  * in memory, which keeps the agent's peak memory low on large trees.
  *
- * One file in the state folder, `statcache.v1`, binary and compact:
+ * One file in the state folder, `statcache.v2`, binary and compact:
  *
- *   "DRIFTSC1"  u32 rootLength  root (UTF-8)  u32 count
- *   count × ( u64 dev  u64 ino  u64 size  u64 mtimeNs  u64 ctimeNs  32 bytes sha256 )
- *   little-endian
+ *   "DRIFTSC2"  u32 rootLength  root (UTF-8)  u32 count
+ *   count × ( u64 dev  u64 ino  u64 size  u64 mtimeNs  u64 ctimeNs  32 bytes sha256  u32 flags  u32 bits )
+ *   little-endian; `flags` is the inode flag mask (see agent/collectors/flags.ts),
+ *   `bits` says whether the flags were read, whether the path has extended
+ *   attributes (read again on a hit: few paths have any), and the file type; the
+ *   sha256 is zero for anything but a regular file.
  *
  * It is replaced atomically (agent/atomic.ts), only in a folder no other user can
  * write (else it is neither read nor written), and a file that is missing,
@@ -28,14 +34,22 @@ import { DriftError } from './protocol/errors.js';
  * a cache never decides a result, it only saves work.
  */
 
-export const STAT_CACHE_FILE = 'statcache.v1';
+export const STAT_CACHE_FILE = 'statcache.v2';
 /** The same format, for the images of running processes (keyed by the image's own stat). */
-export const EXE_CACHE_FILE = 'execache.v1';
-const MAGIC = Buffer.from('DRIFTSC1', 'latin1');
+export const EXE_CACHE_FILE = 'execache.v2';
+const MAGIC = Buffer.from('DRIFTSC2', 'latin1');
 const STAT_BYTES = 40;
 const SHA_BYTES = 32;
-const RECORD_BYTES = STAT_BYTES + SHA_BYTES;
-/** Staged records per chunk (576 KiB). */
+const ATTR_BYTES = 8;
+const RECORD_BYTES = STAT_BYTES + SHA_BYTES + ATTR_BYTES;
+
+/** `bits` of a record: the inode flags were read (else they are read again on a hit). */
+export const ATTR_FLAGS_READ = 1;
+/** `bits` of a record: the path has extended attributes (read again on a hit). */
+export const ATTR_HAS_XATTRS = 2;
+/** `bits` of a record: the file type (mode >> 12) sits in bits 4-7, so a hit is of the same type. */
+export const attrType = (mode: number): number => ((mode >>> 12) & 0xf) << 4;
+/** Staged records per chunk (640 KiB). */
 const CHUNK_RECORDS = 8192;
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 
@@ -85,6 +99,8 @@ export class StatCache {
   private stagedCount = 0;
   /** Staged records that got their sha256 this collection. */
   private readonly added: number[] = [];
+  /** Staged records not to save (see `forget`). */
+  private readonly forgotten = new Set<number>();
   /** dev:ino of hard-linked files staged this collection. */
   private readonly linked = new Set<string>();
   private readonly racyAfterNs: bigint;
@@ -139,6 +155,41 @@ export class StatCache {
   }
 
   /**
+   * The record of the path whose stat fields (see lookupStamp) are at `at` in
+   * `stamp`, or -1; read it with `shaOf`, `flagsOf` and `bitsOf`. A hit is kept for
+   * the next save.
+   */
+  find(stamp: DataView, at: number): number {
+    const off = this.index.get(u64At(stamp, at))?.get(u64At(stamp, at + 8));
+    if (off === undefined) return -1;
+    const d = this.dataView;
+    for (let k = 0; k < STAT_BYTES; k += 4) {
+      if (d.getUint32(off + k, true) !== stamp.getUint32(at + k, true)) return -1;
+    }
+    const n = (off - this.first) / RECORD_BYTES;
+    if (this.kept[n] === 0) {
+      this.kept[n] = 1;
+      this.keptCount += 1;
+    }
+    return off;
+  }
+
+  /** The sha256 (hex) of a hit of `find`. */
+  shaOf(hit: number): string {
+    return this.data.toString('hex', hit + STAT_BYTES, hit + STAT_BYTES + SHA_BYTES);
+  }
+
+  /** The inode flag mask of a hit of `find`. */
+  flagsOf(hit: number): number {
+    return this.dataView.getUint32(hit + STAT_BYTES + SHA_BYTES, true);
+  }
+
+  /** The `bits` of a hit of `find` (ATTR_*). */
+  bitsOf(hit: number): number {
+    return this.dataView.getUint32(hit + STAT_BYTES + SHA_BYTES + 4, true);
+  }
+
+  /**
    * The cached sha256 (hex) of the file whose lstat (bigint) is `st`, if its
    * device, inode, size, mtime and ctime are unchanged; undefined otherwise.
    * A hit is kept for the next save.
@@ -152,18 +203,8 @@ export class StatCache {
    * `dev ino size mtimeNs ctimeNs` (u64 LE) at `at` in `stamp`.
    */
   lookupStamp(stamp: DataView, at: number): string | undefined {
-    const off = this.index.get(u64At(stamp, at))?.get(u64At(stamp, at + 8));
-    if (off === undefined) return undefined;
-    const d = this.dataView;
-    for (let k = 0; k < STAT_BYTES; k += 4) {
-      if (d.getUint32(off + k, true) !== stamp.getUint32(at + k, true)) return undefined;
-    }
-    const n = (off - this.first) / RECORD_BYTES;
-    if (this.kept[n] === 0) {
-      this.kept[n] = 1;
-      this.keptCount += 1;
-    }
-    return this.data.toString('hex', off + STAT_BYTES, off + RECORD_BYTES);
+    const hit = this.find(stamp, at);
+    return hit < 0 ? undefined : this.shaOf(hit);
   }
 
   /**
@@ -189,15 +230,35 @@ export class StatCache {
     if (slot === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK_RECORDS * RECORD_BYTES));
     const b = this.chunks[this.chunks.length - 1] as Buffer;
     b.set(new Uint8Array(stamp.buffer, stamp.byteOffset + at, STAT_BYTES), slot * RECORD_BYTES);
+    b.fill(0, slot * RECORD_BYTES + STAT_BYTES, (slot + 1) * RECORD_BYTES);
     return this.stagedCount++;
   }
 
-  /** Remember that the file staged as `stage` hashed to `sha256` (hex). */
-  record(stage: number, sha256: string): void {
+  /** Set the inode flag mask and `bits` (ATTR_*) of the path staged as `stage` (before or after `record`). */
+  setAttrs(stage: number, flags: number, bits: number): void {
     if (stage < 0) return;
     const chunk = this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer;
-    chunk.write(sha256, (stage % CHUNK_RECORDS) * RECORD_BYTES + STAT_BYTES, 'hex');
+    const at = (stage % CHUNK_RECORDS) * RECORD_BYTES + STAT_BYTES + SHA_BYTES;
+    chunk.writeUInt32LE(flags >>> 0, at);
+    chunk.writeUInt32LE(bits >>> 0, at + 4);
+  }
+
+  /**
+   * Remember that the path staged as `stage` was read: a regular file hashed to
+   * `sha256` (hex), anything else with `null`.
+   */
+  record(stage: number, sha256: string | null): void {
+    if (stage < 0) return;
+    if (sha256 !== null) {
+      const chunk = this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer;
+      chunk.write(sha256, (stage % CHUNK_RECORDS) * RECORD_BYTES + STAT_BYTES, 'hex');
+    }
     this.added.push(stage);
+  }
+
+  /** Do not save the record of `stage` after all (an attribute of the path could not be read). */
+  forget(stage: number): void {
+    if (stage >= 0) this.forgotten.add(stage);
   }
 
   /** True when saving would change the file: a record was added or one was not hit again. */
@@ -232,14 +293,15 @@ export class StatCache {
       o += MAGIC.copy(buffer, o);
       o = buffer.writeUInt32LE(rootLength, o);
       o += buffer.write(this.root, o, 'utf8');
-      o = buffer.writeUInt32LE(this.keptCount + this.added.length, o);
+      const added = this.forgotten.size === 0 ? this.added : this.added.filter((stage) => !this.forgotten.has(stage));
+      o = buffer.writeUInt32LE(this.keptCount + added.length, o);
       for (let n = 0; n < this.count; n++) {
         if (this.kept[n] === 0) continue;
         const off = this.first + n * RECORD_BYTES;
         room(RECORD_BYTES);
         o += this.data.copy(buffer, o, off, off + RECORD_BYTES);
       }
-      for (const stage of this.added) {
+      for (const stage of added) {
         room(RECORD_BYTES);
         const from = (stage % CHUNK_RECORDS) * RECORD_BYTES;
         o += (this.chunks[Math.floor(stage / CHUNK_RECORDS)] as Buffer).copy(buffer, o, from, from + RECORD_BYTES);
@@ -250,6 +312,8 @@ export class StatCache {
       throw err;
     }
     out.commit();
+    // The previous layout's file (`….v1`) is of no use once this one is written.
+    rmSync(join(stateDir, this.file.replace(/\.v2$/, '.v1')), { force: true });
   }
 }
 

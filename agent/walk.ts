@@ -20,8 +20,8 @@ import { errnoOf } from './protocol/errors.js';
 
 /** Bytes of the stat key of one path: dev, ino, size, mtimeNs, ctimeNs (u64 LE). */
 export const STAMP_BYTES = 40;
-/** Numbers kept per path: mode, uid, gid, nlink, size. */
-const META = 5;
+/** Numbers kept per path: mode, uid, gid, nlink, size, mtime (whole seconds). */
+const META = 6;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -85,6 +85,7 @@ function statInto(block: StatBlock, i: number, path: string): void {
   m[o + 2] = Number(st.gid);
   m[o + 3] = Number(st.nlink);
   m[o + 4] = Number(st.size);
+  m[o + 5] = Number(st.mtimeNs / 1_000_000_000n);
   if ((mode & S_IFMT) === S_IFLNK) {
     try {
       block.targets.set(i, readlinkSync(path));
@@ -101,6 +102,8 @@ export interface StatView {
   gid: number;
   nlink: number;
   size: number;
+  /** Last modification, whole seconds since the epoch (toward zero). */
+  mtime: number;
   /** A view of the block's stamp bytes, and the offset of this path's STAMP_BYTES in it. */
   view: DataView;
   stampAt: number;
@@ -247,6 +250,9 @@ export class StatPool {
     out.gid = small(m[o + 2] as number);
     out.nlink = small(m[o + 3] as number);
     out.size = small(m[o + 4] as number);
+    const mtime = m[o + 5] as number;
+    // Seconds fit an int32 until 2038: kept as a small integer where V8 allows (see `small`).
+    out.mtime = mtime >= -0x80000000 && mtime < 0x80000000 ? mtime | 0 : mtime;
     out.view = block.view;
     out.stampAt = slot * STAMP_BYTES;
     return out;

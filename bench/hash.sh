@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Files collector and hashing benchmark (issue #2), side by side in one run over
-# /etc and /usr with sha256:
+# Files collector and hashing benchmark, side by side in one run over /etc and /usr,
+# collecting the same attributes on both sides: sha256, type, mode, owner, size,
+# mtime, link count, symlink target, ACLs, extended attributes, file capabilities
+# and inode flags (AIDE: p+u+g+s+m+n+l+sha256+acl+xattrs+caps+e2fsattrs):
 #   full scan, warm page cache, forced re-hash  vs  find | xargs -P2 sha256sum  and  aide --check --workers=2
 #   incremental scan (warm stat cache)          vs  find -printf '%i %s %T@ %C@\n'
 #   peak RSS of the full scan (GNU time -v)
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 command -v hyperfine >/dev/null || apt-get install -y hyperfine
 command -v aide >/dev/null || apt-get install -y aide
+command -v lsattr >/dev/null || apt-get install -y e2fsprogs
 # Other unfinished files may not type-check; the bench entry only needs its own files compiled.
 npx tsc -p . >/dev/null 2>&1 || true
 test -f dist/bench/collect-files.js || { echo "dist/bench/collect-files.js missing: build failed" >&2; exit 2; }
@@ -26,7 +29,7 @@ database_in=file:$work/aide.db
 database_out=file:$work/aide.db.new
 gzip_dbout=no
 report_url=file:/dev/null
-H = sha256
+H = p+u+g+s+m+n+l+sha256+acl+xattrs+caps+e2fsattrs
 /etc H
 /usr H
 CONF

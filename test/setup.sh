@@ -8,6 +8,11 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# File attributes: the tools a test uses to change them, and lsattr, which the files collector runs.
+command -v setcap >/dev/null || need+=(libcap2-bin)
+command -v setfattr >/dev/null || need+=(attr)
+command -v setfacl >/dev/null || need+=(acl)
+command -v chattr >/dev/null || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test setup: needs root to install: ${need[*]}" >&2; exit 1

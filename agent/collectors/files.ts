@@ -8,8 +8,10 @@ import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
 import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, type HashJob, type HashOptions } from '../hash.js';
-import { StatCache } from '../statcache.js';
+import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
+import { readXattrs, type XattrFacts } from './attrs.js';
+import { flagsText, readFlags } from './flags.js';
 
 /**
  * The files collector: every path the watch globs of the rules match, minus the
@@ -53,6 +55,10 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+/** The type bits of a stat cache record's `bits`. */
+const TYPE_BITS = 0xf0;
 
 /** `0000`…`7777`, indexed by permission bits: formatting a mode is a hot-path lookup. */
 const MODE_STRINGS = Array.from({ length: 0o10000 }, (_, m) => m.toString(8).padStart(4, '0'));
@@ -172,11 +178,43 @@ interface Job extends HashJob {
   stage: number;
 }
 
+/** A path whose inode flags lsattr reads after the walk. */
+interface FlagJob {
+  key: string;
+  entry: FileEntry;
+  /** Its stat cache record (or -1), and the record's `bits` so far. */
+  stage: number;
+  bits: number;
+  /** Its device number, to report a file system without inode flags once. */
+  dev: number;
+}
+
+/** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
+const NO_FLAGS_HERE = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
+
+/** The device numbers of a device node as `c MAJOR:MINOR` / `b MAJOR:MINOR` (glibc's major/minor split). */
+export function deviceText(mode: number, rdev: bigint): string | undefined {
+  const kind = (mode & S_IFMT) === S_IFCHR ? 'c' : (mode & S_IFMT) === S_IFBLK ? 'b' : undefined;
+  if (kind === undefined) return undefined;
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
+  return `${kind} ${major}:${minor}`;
+}
+
+/** Copy the decoded extended attributes onto an entry (only those present). */
+function assignXattrs(entry: FileEntry, facts: XattrFacts): void {
+  if (facts.caps !== undefined) entry.caps = facts.caps;
+  if (facts.acl !== undefined) entry.acl = facts.acl;
+  if (facts.defaultAcl !== undefined) entry.defaultAcl = facts.defaultAcl;
+  if (facts.xattrs !== undefined) entry.xattrs = facts.xattrs;
+}
+
 /** One collection: the walk state, kept together so the recursive walk stays allocation-light. */
 class Walk {
   readonly entries: Record<string, FileEntry> = {};
   readonly unread: Unread[] = [];
   readonly jobs: Job[] = [];
+  readonly flagJobs: FlagJob[] = [];
   /**
    * Every path visited, in walk order (a folder before what it holds): its key,
    * the watch rule that records it (null: visited only to go through it), and
@@ -189,7 +227,7 @@ class Walk {
   private readonly visitRefs: number[] = [];
   /** Visits before this one have been recorded. */
   private cursor = 0;
-  private readonly view: StatView = { mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, view: new DataView(new ArrayBuffer(0)), stampAt: 0 };
+  private readonly view: StatView = { mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, mtime: 0, view: new DataView(new ArrayBuffer(0)), stampAt: 0 };
 
   constructor(
     private readonly prefix: string,
@@ -352,14 +390,24 @@ class Walk {
   private record(key: string, ref: number, st: StatView, rule: WatchRule): void {
     const mode = st.mode;
     const type = fileType(mode);
+    const cache = this.cache;
+    // A record of this path's stat: its attributes hold while the stat does (any change moves ctime).
+    let hit = cache !== null && type !== 'other' ? cache.find(st.view, st.stampAt) : -1;
+    let bits = hit >= 0 ? (cache as StatCache).bitsOf(hit) : 0;
+    // A record of another type (an inode number reused with equal times) is no hit.
+    if (hit >= 0 && (bits & TYPE_BITS) !== attrType(mode)) hit = -1;
     let cached: string | undefined;
     let wantsContent = false;
     if (type === 'file') {
-      cached = this.cache?.lookupStamp(st.view, st.stampAt);
+      cached = hit >= 0 ? (cache as StatCache).shaOf(hit) : undefined;
       wantsContent = rule.content !== undefined && rule.content !== false && st.size <= CONTENT_CAP_BYTES;
-      if (cached !== undefined && !wantsContent) {
+      if (cached !== undefined && !wantsContent && bits === (ATTR_FLAGS_READ | attrType(mode))) {
         // The common case of an incremental scan, made in one literal (one object shape, no transitions).
-        this.entries[key] = { type, mode: MODE_STRINGS[mode & 0o7777] as string, uid: st.uid, gid: st.gid, size: st.size, sha256: cached };
+        const entry: FileEntry = { type, mode: MODE_STRINGS[mode & 0o7777] as string, uid: st.uid, gid: st.gid, size: st.size, sha256: cached, mtime: st.mtime };
+        this.entries[key] = entry;
+        if (st.nlink !== 1) entry.nlink = st.nlink;
+        const flags = (cache as StatCache).flagsOf(hit);
+        if (flags !== 0) entry.flags = flagsText(flags);
         return;
       }
     }
@@ -370,17 +418,58 @@ class Walk {
       gid: st.gid,
     };
     this.entries[key] = entry;
+    if (type !== 'dir') entry.mtime = st.mtime;
+    if (type === 'file' && st.nlink !== 1) entry.nlink = st.nlink;
+    const disk = this.prefix + key;
+    if (type === 'other') {
+      this.recordOther(key, disk, entry);
+      return;
+    }
+
+    // Attributes beyond the stat: from the cache on a hit, read otherwise (the
+    // stage is taken before reading, so that a change during the read is seen next time).
+    const stage = hit < 0 && cache !== null ? cache.stageStamp(st.view, st.stampAt, type === 'file' ? st.nlink : 1) : -1;
+    if (hit < 0) bits = attrType(mode);
+    if (hit < 0 || (bits & ATTR_HAS_XATTRS) !== 0) {
+      const { facts, problems } = readXattrs(disk);
+      assignXattrs(entry, facts);
+      if (facts.caps !== undefined || facts.acl !== undefined || facts.defaultAcl !== undefined || facts.xattrs !== undefined) bits |= ATTR_HAS_XATTRS;
+      if (problems.length > 0) {
+        for (const p of problems) this.unread.push({ path: key, reason: p.reason });
+        cache?.forget(stage);
+      }
+    }
+    if (type !== 'symlink') {
+      if (hit >= 0 && (bits & ATTR_FLAGS_READ) !== 0) {
+        const flags = (cache as StatCache).flagsOf(hit);
+        if (flags !== 0) entry.flags = flagsText(flags);
+      } else {
+        const v = st.view;
+        const dev = v.getUint32(st.stampAt, true) + v.getUint32(st.stampAt + 4, true) * 0x1_0000_0000;
+        this.flagJobs.push({ key, entry, stage, bits, dev });
+      }
+    }
+    cache?.setAttrs(stage, 0, bits);
+
     if (type === 'symlink') {
       entry.size = st.size;
       const target = this.pool.target(ref);
       if (target !== undefined) entry.target = target;
-      else this.unread.push({ path: key, reason: this.pool.linkError(ref) ?? 'EIO' });
+      else {
+        this.unread.push({ path: key, reason: this.pool.linkError(ref) ?? 'EIO' });
+        cache?.forget(stage);
+      }
+      cache?.record(stage, null);
       return;
     }
-    if (type !== 'file') return;
+    if (type !== 'file') {
+      cache?.record(stage, null);
+      return;
+    }
     entry.size = st.size;
     if (!wantsContent) {
-      this.queue(key, st, entry);
+      if (cached !== undefined) entry.sha256 = cached;
+      else this.queue(key, st, entry, stage);
       return;
     }
     if (!this.budget.take(st.size)) {
@@ -389,7 +478,7 @@ class Walk {
     }
     let bytes: Buffer;
     try {
-      bytes = readFileChecked(this.prefix + key, CONTENT_CAP_BYTES, { expect: { id: idOf(st), size: st.size } });
+      bytes = readFileChecked(disk, CONTENT_CAP_BYTES, { expect: { id: idOf(st), size: st.size } });
     } catch (err) {
       this.failed(key, err instanceof HashError ? err.code : errnoOf(err));
       return;
@@ -400,15 +489,65 @@ class Walk {
     } else {
       entry.sha256 = sha256Hex(bytes);
       this.onHash?.(key);
-      if (this.cache) this.cache.record(this.cache.stageStamp(st.view, st.stampAt, st.nlink), entry.sha256);
+      cache?.record(stage, entry.sha256);
     }
     const content = contentFor(rule.content, key, mode, bytes);
     if (content !== undefined) entry.content = content;
   }
 
-  private queue(key: string, st: StatView, entry: FileEntry): void {
-    const stage = this.cache ? this.cache.stageStamp(st.view, st.stampAt, st.nlink) : -1;
+  /** A device node, FIFO or socket: its device numbers and extended attributes (never cached: they are few). */
+  private recordOther(key: string, disk: string, entry: FileEntry): void {
+    let st: BigIntStats | undefined;
+    try {
+      st = lstatSync(disk, { bigint: true, throwIfNoEntry: false });
+    } catch (err) {
+      this.unread.push({ path: key, reason: errnoOf(err) });
+      return;
+    }
+    if (!st) {
+      this.failed(key, 'ENOENT');
+      return;
+    }
+    const device = deviceText(Number(st.mode), st.rdev);
+    if (device !== undefined) entry.device = device;
+    const { facts, problems } = readXattrs(disk);
+    assignXattrs(entry, facts);
+    for (const p of problems) this.unread.push({ path: key, reason: p.reason });
+  }
+
+  private queue(key: string, st: StatView, entry: FileEntry, stage: number): void {
     this.jobs.push({ key, path: this.prefix + key, size: st.size, id: idOf(st), entry, stage });
+  }
+
+  /**
+   * Read the inode flags of the paths queued during the walk (with lsattr) and put
+   * them on their entries and stat cache records. A file system that has none is
+   * reported once, at the first of its paths by name; lsattr missing, once for the scan.
+   */
+  async readFlags(): Promise<void> {
+    const jobs = this.flagJobs;
+    if (jobs.length === 0) return;
+    const result = await readFlags(jobs.map((j) => this.prefix + j.key));
+    const unsupported = new Map<number, string>();
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i] as FlagJob;
+      const mask = result.flags.get(i);
+      if (mask !== undefined) {
+        if (mask !== 0) job.entry.flags = flagsText(mask);
+        this.cache?.setAttrs(job.stage, mask, job.bits | ATTR_FLAGS_READ);
+        continue;
+      }
+      const reason = result.errors.get(i) ?? 'not read by lsattr';
+      if (result.missing !== null) continue;
+      if (NO_FLAGS_HERE.has(reason)) {
+        const first = unsupported.get(job.dev);
+        if (first === undefined || job.key < first) unsupported.set(job.dev, job.key);
+      } else this.unread.push({ path: job.key, reason: `flags: ${reason}` });
+    }
+    if (result.missing !== null) this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
+    for (const key of unsupported.values()) {
+      this.unread.push({ path: key, reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' });
+    }
   }
 
   /**
@@ -464,7 +603,8 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
         if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs.push(job);
         else walk.failed(job.key, REASONS.overScan(budget.maxScanBytes));
       }
-      const hashes = await hashFiles(jobs, hashOptions);
+      // lsattr runs in its own process while this one hashes.
+      const [hashes] = await Promise.all([hashFiles(jobs, hashOptions), walk.readFlags()]);
       hashes.forEach((hash, i) => {
         const job = jobs[i] as Job;
         if (hash instanceof HashError) {

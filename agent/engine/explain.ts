@@ -104,8 +104,84 @@ function specialBits(mode: string): string[] {
 function describeEntry(e: FileEntry): string {
   if (e.type === 'symlink') return `symlink → ${e.target ?? '?'}`;
   const special = specialBits(e.mode);
-  return `${e.type}, mode ${e.mode}${special.length ? ` ${special.join('+')}` : ''}, uid ${e.uid}, gid ${e.gid}`;
+  const extra: string[] = [];
+  if (e.device !== undefined) extra.push(`device ${e.device}`);
+  if (e.caps !== undefined) extra.push(`capabilities ${e.caps}`);
+  if (e.acl !== undefined) extra.push(`ACL ${e.acl.join(',')}`);
+  if (e.defaultAcl !== undefined) extra.push(`default ACL ${e.defaultAcl.join(',')}`);
+  if (e.flags !== undefined) extra.push(`inode flags ${describeFlags(e.flags)}`);
+  if (e.nlink !== undefined) extra.push(`${e.nlink} hard links`);
+  if (e.xattrs !== undefined) extra.push(`xattrs ${Object.keys(e.xattrs).sort().join(',')}`);
+  return `${e.type}, mode ${e.mode}${special.length ? ` ${special.join('+')}` : ''}, uid ${e.uid}, gid ${e.gid}${extra.map((x) => `, ${x}`).join('')}`;
 }
+
+/** What the inode flags that matter most do, for a person who has not met chattr. */
+const FLAG_MEANINGS: Record<string, string> = {
+  i: 'immutable: no one, root included, may change, rename or delete it until chattr -i',
+  a: 'append-only: it can only grow, which hides nothing but keeps tampered logs from being cut',
+  u: 'undeletable',
+  s: 'secure deletion',
+  d: 'left out of dump backups',
+  A: 'no atime updates',
+  S: 'synchronous writes',
+  j: 'data journalling',
+};
+
+function describeFlags(flags: string): string {
+  return flags === '' ? 'none' : flags;
+}
+
+/** `inode flags none → i (i immutable: …)`: the flags set and cleared, by meaning. */
+export function describeFlagsChange(before: string | undefined, after: string | undefined): string {
+  const b = before ?? '';
+  const a = after ?? '';
+  const set = [...a].filter((c) => !b.includes(c));
+  const cleared = [...b].filter((c) => !a.includes(c));
+  const notes = [
+    ...set.map((c) => `${c} set${FLAG_MEANINGS[c] ? `: ${FLAG_MEANINGS[c]}` : ''}`),
+    ...cleared.map((c) => `${c} cleared${FLAG_MEANINGS[c] ? ` (was ${(FLAG_MEANINGS[c] ?? '').split(':')[0]})` : ''}`),
+  ];
+  return `inode flags ${describeFlags(b)} → ${describeFlags(a)} (${notes.join('; ')}; lsattr shows them, chattr sets them)`;
+}
+
+/** `capabilities none → cap_setuid=ep`, with what the gain means. */
+function describeCapsChange(before: string | undefined, after: string | undefined): string {
+  const text = `file capabilities ${before ?? 'none'} → ${after ?? 'none'}`;
+  if (after === undefined) return `${text} (removed)`;
+  return `${text} (it runs with these privileges whoever starts it, as a setuid binary would; getcap shows them, setcap -r removes them)`;
+}
+
+/** Entries added and removed between two ACLs: `+user:1000:rwx -mask::r-x`. */
+function describeAclChange(label: string, before: readonly string[] | undefined, after: readonly string[] | undefined): string {
+  const b = new Set(before ?? []);
+  const a = new Set(after ?? []);
+  const added = [...a].filter((e) => !b.has(e)).map((e) => `+${e}`);
+  const removed = [...b].filter((e) => !a.has(e)).map((e) => `-${e}`);
+  const named = [...a].filter((e) => /^(user|group):[^:]+:/.test(e) && !b.has(e));
+  const grant = named.length > 0 ? `; grants ${named.join(', ')} beyond what the mode bits say (getfacl shows it, setfacl -b removes it)` : '';
+  if (before === undefined) return `${label} added: ${(after ?? []).join(',')}${grant}`;
+  if (after === undefined) return `${label} removed (was ${before.join(',')})`;
+  return `${label} changed: ${[...removed, ...added].join(' ')}${grant}`;
+}
+
+/** Extended attributes added, removed and changed, by name; the SELinux label by value. */
+function describeXattrsChange(before: Record<string, string> | undefined, after: Record<string, string> | undefined): string {
+  const b = before ?? {};
+  const a = after ?? {};
+  const notes: string[] = [];
+  for (const name of [...new Set([...Object.keys(b), ...Object.keys(a)])].sort()) {
+    const x = b[name];
+    const y = a[name];
+    if (x === y) continue;
+    if (name === 'security.selinux' && x !== undefined && y !== undefined) notes.push(`SELinux label ${x} → ${y}`);
+    else if (x === undefined) notes.push(`${name} added`);
+    else if (y === undefined) notes.push(`${name} removed`);
+    else notes.push(`${name} changed`);
+  }
+  return `extended attributes: ${notes.join(', ')} (getfattr -d -m - shows them)`;
+}
+
+const isoSeconds = (s: number | undefined): string => (s === undefined ? '?' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
 
 /** Who changed a package-owned path: the package manager (with versions) or someone else. */
 function provenance(d: FileDifference, packages: PackageIndex): string | null {
@@ -149,7 +225,9 @@ export function contentDiff(d: FileDifference): string | undefined {
 
 /**
  * A file finding: added/removed with what it is; modified with what changed (content,
- * mode naming setuid/setgid/sticky, owner, type, symlink target) and, for a
+ * mode naming setuid/setgid/sticky, owner, type, symlink target, capabilities, ACL
+ * entries, extended attributes, inode flags by meaning, hard links, device
+ * numbers, a modification time alone) and, for a
  * package-owned path, whether the package manager did it. `note` (from an expect
  * rule that did not cover the change) is appended.
  */
@@ -171,6 +249,25 @@ export function explainFile(d: FileDifference, packages: PackageIndex, note: str
       if (has('mode')) details.push(describeModeChange(b.mode, a.mode));
       if (has('uid')) details.push(`owner uid ${b.uid} → ${a.uid}`);
       if (has('gid')) details.push(`group gid ${b.gid} → ${a.gid}`);
+      if (has('caps')) details.push(describeCapsChange(b.caps, a.caps));
+      if (has('acl')) details.push(describeAclChange('ACL', b.acl, a.acl));
+      if (has('defaultAcl')) details.push(describeAclChange('default ACL', b.defaultAcl, a.defaultAcl));
+      if (has('xattrs')) details.push(describeXattrsChange(b.xattrs, a.xattrs));
+      if (has('flags')) details.push(describeFlagsChange(b.flags, a.flags));
+      if (has('nlink')) {
+        const bn = b.nlink ?? 1;
+        const an = a.nlink ?? 1;
+        details.push(
+          an > bn
+            ? `hard links ${bn} → ${an}: another name for this file was made, possibly outside the watched folders (find / -xdev -samefile ${d.key})`
+            : `hard links ${bn} → ${an}: a name of this file was removed`,
+        );
+      }
+      if (has('device')) details.push(`device ${b.device ?? 'none'} → ${a.device ?? 'none'}`);
+      if (has('mtime')) {
+        const alone = d.changed.length === 1;
+        details.push(`modification time ${isoSeconds(b.mtime)} → ${isoSeconds(a.mtime)}${alone ? ' with the content unchanged: touched, or rewritten with the same bytes' : ''}`);
+      }
     }
     parts.push(`${d.key}: ${details.join(', ')}`);
   }

@@ -43,8 +43,10 @@ interface CompiledPolicy {
   change: PolicyRule['match']['change'];
   path: Matcher | undefined;
   name: Matcher | undefined;
-  /** Mode bit the file must gain (octal value of setuid 0o4000, setgid 0o2000). */
-  gains: number | undefined;
+  /** Mode bit the file must gain (octal value of setuid 0o4000, setgid 0o2000), or `capability`. */
+  gains: number | 'capability' | undefined;
+  /** The changed attributes must all be among these. */
+  only: ReadonlySet<string> | undefined;
   severity: Severity;
   action: PolicyAction;
   ref: string | null;
@@ -92,7 +94,8 @@ export function compileRules(rules: RuleSet): CompiledRules {
       change: rule.match.change,
       path: rule.match.path !== undefined ? glob(rule.match.path) : undefined,
       name: rule.match.name !== undefined ? glob(rule.match.name) : undefined,
-      gains: rule.match.gains === undefined ? undefined : MODE_BITS[rule.match.gains],
+      gains: rule.match.gains === undefined ? undefined : rule.match.gains === 'capability' ? ('capability' as const) : MODE_BITS[rule.match.gains],
+      only: rule.match.only === undefined ? undefined : new Set<string>(rule.match.only),
       severity: rule.severity,
       action: rule.action,
       ref: ruleRef(rule),
@@ -152,6 +155,43 @@ function gainsBit(finding: Pick<Finding, 'kind' | 'before' | 'after'>, bit: numb
   return (modeOf(finding.after) & bit) !== 0 && (modeOf(finding.before) & bit) === 0;
 }
 
+/**
+ * The capabilities of a getcap text as `name:flag` pairs (`cap_setuid=ep` →
+ * cap_setuid:e, cap_setuid:p); a value drift could not decode (`invalid …`) is one
+ * pair of its own, so that it counts as a gain wherever it appears.
+ */
+export function capabilityGrants(text: string | undefined): Set<string> {
+  const grants = new Set<string>();
+  if (text === undefined) return grants;
+  if (text.startsWith('invalid ')) {
+    grants.add(text);
+    return grants;
+  }
+  for (const clause of text.replace(/ \[rootid=\d+\]$/, '').split(' ')) {
+    const m = /^([^=+]*)[=+]([eip]*)$/.exec(clause);
+    if (!m) continue;
+    for (const name of (m[1] ?? '').split(',')) {
+      if (name === '') continue;
+      for (const flag of m[2] ?? '') grants.add(`${name}:${flag}`);
+    }
+  }
+  return grants;
+}
+
+/** True when a file finding's capabilities grant something they did not before (a new file with any counts). */
+function gainsCapability(finding: Pick<Finding, 'kind' | 'before' | 'after'>): boolean {
+  if (finding.kind !== 'file') return false;
+  const capsOf = (entry: Finding['before']): string | undefined => (entry !== null && 'mode' in entry ? entry.caps : undefined);
+  const before = capabilityGrants(capsOf(finding.before));
+  for (const grant of capabilityGrants(capsOf(finding.after))) if (!before.has(grant)) return true;
+  return false;
+}
+
+/** True for a modified finding whose changed attributes are all in `only`. */
+function onlyAmong(finding: Pick<Finding, 'change' | 'changed'>, only: ReadonlySet<string>): boolean {
+  return finding.change === 'modified' && finding.changed.length > 0 && finding.changed.every((c) => only.has(c));
+}
+
 /** The severity, action and rule reference a policy gives a finding. */
 export interface Judgement {
   severity: Severity;
@@ -165,16 +205,18 @@ export const DEFAULT_JUDGEMENT: Judgement = Object.freeze({ severity: 'medium', 
 /**
  * Judge a finding: the LAST policy rule whose every given key matches wins (site
  * rules come after shipped ones, so they override them). `path` and `gains` match files only;
+ * `only` matches a modified finding whose changed attributes are all among its list;
  * `name` matches packages, processes and ports (see `nameOf`). No match gives
  * medium / report / rule null.
  */
-export function judge(compiled: CompiledRules, finding: Pick<Finding, 'kind' | 'key' | 'change' | 'before' | 'after'>): Judgement {
+export function judge(compiled: CompiledRules, finding: Pick<Finding, 'kind' | 'key' | 'change' | 'changed' | 'before' | 'after'>): Judgement {
   for (const p of compiled.policyLastFirst) {
     if (p.kind !== undefined && p.kind !== finding.kind) continue;
     if (p.change !== undefined && p.change !== finding.change) continue;
     if (p.path !== undefined && (finding.kind !== 'file' || !p.path(finding.key))) continue;
     if (p.name !== undefined && (finding.kind === 'file' || !p.name(nameOf(finding.kind, finding.key)))) continue;
-    if (p.gains !== undefined && !gainsBit(finding, p.gains)) continue;
+    if (p.gains !== undefined && !(p.gains === 'capability' ? gainsCapability(finding) : gainsBit(finding, p.gains))) continue;
+    if (p.only !== undefined && !onlyAmong(finding, p.only)) continue;
     return { severity: p.severity, action: p.action, rule: p.ref };
   }
   return DEFAULT_JUDGEMENT;

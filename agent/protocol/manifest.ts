@@ -102,6 +102,29 @@ export const FileEntrySchema = z.object({
   owner: z.string().max(LIMITS.text).optional(),
   /** True when the owning package declares the path a conffile. */
   conffile: z.boolean().optional(),
+  /**
+   * Last modification, whole seconds since the epoch (toward zero), for every type
+   * but folders (whose mtime moves with every entry added or removed, each of which
+   * is its own finding).
+   */
+  mtime: z.number().int().optional(),
+  /** Hard links of a regular file, when not 1 (a link made anywhere else shows here). */
+  nlink: z.number().int().min(2).optional(),
+  /** Device numbers of a device node: `c 1:3` (character) or `b 8:0` (block). */
+  device: z.string().regex(/^[bc] \d{1,10}:\d{1,10}$/, 'b|c MAJOR:MINOR').optional(),
+  /** File capabilities (`security.capability`) in getcap's text form: `cap_net_raw=ep`. */
+  caps: z.string().max(4096).optional(),
+  /** Extended POSIX access ACL as getfacl prints it, numeric ids: `user::rwx`, `user:1000:r-x`, `mask::r-x`. */
+  acl: z.array(z.string().max(32)).max(256).optional(),
+  /** Default POSIX ACL of a folder, same form. */
+  defaultAcl: z.array(z.string().max(32)).max(256).optional(),
+  /** Other extended attributes: name → `sha256:<hex>` of the value; `security.selinux` → its label. */
+  xattrs: z
+    .record(z.string().max(255), z.string().max(300))
+    .refine((r) => Object.keys(r).length <= 64, 'at most 64 extended attributes')
+    .optional(),
+  /** Inode flags set, as lsattr letters (`i` immutable, `a` append-only); absent: none, or not readable (then in `unread`). */
+  flags: z.string().regex(/^[A-Za-z]{1,32}$/, 'lsattr letters').optional(),
 });
 export type FileEntry = z.infer<typeof FileEntrySchema>;
 

@@ -58,14 +58,31 @@ export const ExpectRuleSchema = z.strictObject({
   why: z.string().min(1),
 });
 
+/** The attribute names a finding's `changed` lists, by kind (what `match.only` may name). */
+export const CHANGED_ATTRIBUTES = [
+  // files
+  'type', 'target', 'mode', 'uid', 'gid', 'size', 'sha256', 'content', 'caps', 'acl', 'defaultAcl', 'xattrs', 'flags', 'nlink', 'device', 'mtime',
+  // packages
+  'version', 'source',
+  // processes
+  'exeSha256', 'deleted', 'replaced',
+  // ports
+  'process',
+] as const;
+
 export const PolicyMatchSchema = z.strictObject({
   kind: z.enum(FINDING_KINDS).optional(),
   change: z.enum(CHANGES).optional(),
   /** Glob over the finding key's path (files) or name (packages, processes, ports). */
   path: z.string().min(1).optional(),
   name: z.string().min(1).optional(),
-  /** Files only: the mode gains this bit (a new file that has it counts as a gain). */
-  gains: z.enum(['setuid', 'setgid']).optional(),
+  /**
+   * Files only: the mode gains this bit, or the file gains a capability (a new file
+   * that has it counts as a gain).
+   */
+  gains: z.enum(['setuid', 'setgid', 'capability']).optional(),
+  /** A modified finding whose changed attributes are all among these (`[mtime]`: touched, nothing else). */
+  only: z.array(z.enum(CHANGED_ATTRIBUTES)).min(1).optional(),
 });
 
 export const PolicyRuleSchema = z.strictObject({

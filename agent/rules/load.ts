@@ -209,8 +209,8 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
     const m = raw['match'];
     if (m === null || typeof m !== 'object' || Array.isArray(m)) return;
     const match = m as Record<string, unknown>;
-    if (match['kind'] === undefined && match['change'] === undefined && match['path'] === undefined && match['name'] === undefined && match['gains'] === undefined) {
-      report(posOf(['policy', i, 'match']), 'match must name at least one of kind, change, path, name, gains (an empty match would judge every finding)');
+    if (match['kind'] === undefined && match['change'] === undefined && match['path'] === undefined && match['name'] === undefined && match['gains'] === undefined && match['only'] === undefined) {
+      report(posOf(['policy', i, 'match']), 'match must name at least one of kind, change, path, name, gains, only (an empty match would judge every finding)');
     }
     if (match['gains'] !== undefined && match['kind'] !== undefined && match['kind'] !== 'file') {
       report(posOf(['policy', i, 'match', 'gains']), `gains matches files only, but this match has kind: ${String(match['kind'])}`);

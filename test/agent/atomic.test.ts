@@ -4,7 +4,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AtomicFile, privateDirProblem, writeFileAtomicSync } from '../../agent/atomic.js';
-import { STAT_CACHE_FILE, StatCache } from '../../agent/statcache.js';
+import { ATTR_FLAGS_READ, STAT_CACHE_FILE, StatCache, attrType } from '../../agent/statcache.js';
 import { StateDir } from '../../agent/state.js';
 import { createFilesCollector } from '../../agent/collectors/files.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
@@ -97,14 +97,15 @@ t.test('a stat cache planted in a folder others can write is not believed', asyn
   // Another user writes a cache that says the edited file still has its old hash.
   const st = lstatSync(file, { bigint: true });
   const rootText = Buffer.from(root);
-  const rec = Buffer.alloc(72);
+  const rec = Buffer.alloc(80);
   [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].forEach((v, i) => rec.writeBigUInt64LE(v, i * 8));
   Buffer.from('cd'.repeat(32), 'hex').copy(rec, 40);
+  rec.writeUInt32LE(attrType(Number(st.mode)) | ATTR_FLAGS_READ, 76);
   const head = Buffer.alloc(8);
   head.writeUInt32LE(rootText.length, 0);
   const count = Buffer.alloc(4);
   count.writeUInt32LE(1, 0);
-  writeFileSync(join(state, STAT_CACHE_FILE), Buffer.concat([Buffer.from('DRIFTSC1'), head.subarray(0, 4), rootText, count, rec]));
+  writeFileSync(join(state, STAT_CACHE_FILE), Buffer.concat([Buffer.from('DRIFTSC2'), head.subarray(0, 4), rootText, count, rec]));
   const rules = emptyRuleSet();
   rules.watch = [{ path: '/etc/**' }];
   const warnings: string[] = [];

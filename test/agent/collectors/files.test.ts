@@ -121,9 +121,10 @@ t.test('a built root is collected with correct types, modes, owners, hashes and 
   t.match(entries['/etc/empty'], { type: 'file', size: 0, content: '' });
   t.match(entries['/etc/dir'], { type: 'dir', mode: '0755', uid: 0, gid: 0 });
   t.notOk('size' in (entries['/etc/dir'] ?? {}), 'no size for folders');
-  t.same(entries['/etc/link'], { type: 'symlink', mode: '0777', uid: 0, gid: 0, size: 5, target: 'hosts' });
+  const mtime = (rel: string): number => Math.trunc(lstatSync(join(root, rel)).mtimeMs / 1000);
+  t.same(entries['/etc/link'], { type: 'symlink', mode: '0777', uid: 0, gid: 0, size: 5, target: 'hosts', mtime: mtime('etc/link') });
   t.match(entries['/etc/dangling'], { type: 'symlink', target: '/nonexistent/target', size: 19 });
-  t.same(entries['/etc/fifo'], { type: 'other', mode: '0644', uid: 0, gid: 0 });
+  t.same(entries['/etc/fifo'], { type: 'other', mode: '0644', uid: 0, gid: 0, mtime: mtime('etc/fifo') });
   t.match(entries['/usr/bin/suid'], { type: 'file', mode: '4755' });
   t.match(entries['/usr/share'], { type: 'dir', mode: '2755' });
   t.match(entries['/tmp'], { type: 'dir', mode: '1777' });
@@ -246,8 +247,10 @@ t.test('as a non-root user, an unreadable folder and file are unread EACCES (set
   const result = JSON.parse(run.stdout) as { entries: Record<string, { sha256?: string; mode: string }>; unread: { path: string; reason: string }[] };
   t.same(result.unread, [
     { path: '/srv/closed', reason: 'EACCES' },
+    { path: '/srv/closed', reason: 'flags: EACCES' },
     { path: '/srv/secret', reason: 'EACCES' },
-  ]);
+    { path: '/srv/secret', reason: 'flags: EACCES' },
+  ], 'neither content nor inode flags could be read');
   t.match(result.entries['/srv/closed'], { mode: '0700' }, 'the folder itself is still recorded');
   t.match(result.entries['/srv/secret'], { mode: '0600' }, 'what lstat told is kept');
   t.equal(result.entries['/srv/secret']?.sha256, undefined, 'without a hash');

@@ -36,7 +36,7 @@ t.test('every kind of error is reported at its file:line:col', async (t) => {
       `${bad('ignore-subjects.yaml')}:2:5: an ignore rule names exactly one of path, process, package, port; this one names path and process (write one rule for each)`,
       `${bad('ignore-subjects.yaml')}:5:5: an ignore rule names exactly one of path, process, package, port; this one names none`,
     ]],
-    ['empty-match.yaml', [`${bad('empty-match.yaml')}:2:12: match must name at least one of kind, change, path, name, gains (an empty match would judge every finding)`]],
+    ['empty-match.yaml', [`${bad('empty-match.yaml')}:2:12: match must name at least one of kind, change, path, name, gains, only (an empty match would judge every finding)`]],
     ['gains-kind.yaml', [`${bad('gains-kind.yaml')}:2:36: gains matches files only, but this match has kind: process`]],
   ];
   for (const [name, expected] of cases) t.same(await problemsOf(name), expected, name);
