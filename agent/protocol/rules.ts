@@ -43,6 +43,12 @@ export const IgnoreRuleSchema = z.strictObject({
   package: z.string().min(1).optional(),
   port: z.string().min(1).optional(),
   why: z.string().min(1),
+  /**
+   * The acknowledgement a broad rule needs: one that ignores everything, or
+   * everything under a top-level folder (`/**`, `/usr/**`, `package: "*"`), is
+   * refused without `broad: true`, since it blinds drift to a whole area.
+   */
+  broad: z.literal(true).optional(),
 });
 
 /**
@@ -56,6 +62,8 @@ export const ExpectRuleSchema = z.strictObject({
   change: z.enum(CHANGES).optional(),
   lines: z.array(z.string()).optional(),
   why: z.string().min(1),
+  /** See IgnoreRuleSchema.broad: an expect rule without `lines` drops as much as an ignore rule. */
+  broad: z.literal(true).optional(),
 });
 
 export const PolicyMatchSchema = z.strictObject({
@@ -72,6 +80,8 @@ export const PolicyRuleSchema = z.strictObject({
   match: PolicyMatchSchema,
   severity: z.enum(SEVERITIES),
   action: z.enum(ACTIONS),
+  /** See IgnoreRuleSchema.broad: a policy rule with action `ignore` drops as much as an ignore rule. */
+  broad: z.literal(true).optional(),
 });
 
 export const RuleFileSchema = z.strictObject({
