@@ -187,7 +187,7 @@ export function isUnder(path: string, base: string): boolean {
   return base === '/' || path === base || (path.startsWith(base) && path.charCodeAt(base.length) === 47);
 }
 
-function compile<R>(pattern: string, rule: R & { source?: RuleSource }, index: number, what: string): CompiledGlob<R> {
+function compile<R>(pattern: string, rule: R & { source?: RuleSource | undefined }, index: number, what: string): CompiledGlob<R> {
   if (!pattern.startsWith('/')) {
     const where = rule.source ? `${rule.source.file}:${rule.source.line}` : 'a rule made in code';
     throw new DriftError('DRIFT_ERR_RULES', `${where}: ${what} path "${pattern}" is not absolute; write it from the root, e.g. /etc/${pattern.replace(/^\.?\/*/, '')}`);

@@ -1,4 +1,4 @@
-import type { Sections, Unread } from '../protocol/manifest.js';
+import type { SectionName, Sections, Unread } from '../protocol/manifest.js';
 import type { RuleSet } from '../protocol/rules.js';
 
 /** What every collector is given. Collectors report facts; they never judge. */
@@ -13,6 +13,13 @@ export interface CollectContext {
   stateDir: string | null;
   /** Re-hash every file even where the stat cache says it is unchanged. */
   forceRehash: boolean;
+  /** The sections to collect (`--sections`); all of them when absent. */
+  sections?: readonly SectionName[] | undefined;
+  /**
+   * Which processes (and the ports they hold) to record: `services` (the default)
+   * leaves out login sessions and what they start; `all` records every process.
+   */
+  processScope?: 'services' | 'all' | undefined;
 }
 
 /** Who installed a path, as the package database records it. */

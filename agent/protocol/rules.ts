@@ -12,7 +12,12 @@ export type Severity = (typeof SEVERITIES)[number];
 export const ACTIONS = ['report', 'replace', 'ignore'] as const;
 export type PolicyAction = (typeof ACTIONS)[number];
 
-export const FINDING_KINDS = ['package', 'file', 'process', 'port'] as const;
+/**
+ * `coverage`: a path the baseline recorded that this collection could not read
+ * (a folder it cannot list, a file it cannot hash): drift there would go unseen,
+ * so the loss of sight is itself a finding.
+ */
+export const FINDING_KINDS = ['package', 'file', 'process', 'port', 'coverage'] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
 export const CHANGES = ['added', 'removed', 'modified'] as const;
@@ -94,10 +99,10 @@ export const RuleFileSchema = z.strictObject({
 });
 export type RuleFile = z.infer<typeof RuleFileSchema>;
 
-export type WatchRule = z.infer<typeof WatchRuleSchema> & { source?: RuleSource };
-export type IgnoreRule = z.infer<typeof IgnoreRuleSchema> & { source?: RuleSource };
-export type ExpectRule = z.infer<typeof ExpectRuleSchema> & { source?: RuleSource };
-export type PolicyRule = z.infer<typeof PolicyRuleSchema> & { source?: RuleSource };
+export type WatchRule = z.infer<typeof WatchRuleSchema> & { source?: RuleSource | undefined };
+export type IgnoreRule = z.infer<typeof IgnoreRuleSchema> & { source?: RuleSource | undefined };
+export type ExpectRule = z.infer<typeof ExpectRuleSchema> & { source?: RuleSource | undefined };
+export type PolicyRule = z.infer<typeof PolicyRuleSchema> & { source?: RuleSource | undefined };
 
 /** Rule files merged in order: shipped `rules/` first, then each `--rules` folder. */
 export interface RuleSet {
@@ -113,6 +118,6 @@ export function emptyRuleSet(): RuleSet {
 }
 
 /** `file:line` of a rule, as findings name it; `null` for a rule made in code. */
-export function ruleRef(rule: { source?: RuleSource }): string | null {
+export function ruleRef(rule: { source?: RuleSource | undefined }): string | null {
   return rule.source ? `${rule.source.file}:${rule.source.line}` : null;
 }

@@ -43,3 +43,25 @@ export function summaryLine(report: Report): string {
 export function judgedBy(f: Finding): string {
   return `action ${f.action}, ${f.rule ? `rule ${f.rule}` : 'default policy'}`;
 }
+
+/**
+ * A path or text from a host as one line a terminal shows as it is: control
+ * characters (newline, CR, ESC ...), U+2028 and U+2029 and backslashes escaped
+ * (`\n`, `\r`, `\x1b`, `\u2028`), so that a file named `evil\n` can neither hide
+ * nor forge a line of the report.
+ */
+export function escapeShown(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    switch (c) {
+      case '\\': return '\\\\';
+      case '\n': return '\\n';
+      case '\r': return '\\r';
+      case '\t': return '\\t';
+      default: {
+        const code = c.charCodeAt(0);
+        return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+      }
+    }
+  });
+}

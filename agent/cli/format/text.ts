@@ -1,5 +1,5 @@
 import type { Severity } from '../../protocol/rules.js';
-import { changeSymbol, findingsOf, judgedBy, SEVERITY_ORDER, summaryLine } from './common.js';
+import { changeSymbol, escapeShown, findingsOf, judgedBy, SEVERITY_ORDER, summaryLine } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -19,8 +19,8 @@ export function formatText(report: Report, color: boolean): string {
     if (findings.length === 0) continue;
     out.push('', paint(severityStyle[severity], `${severity.toUpperCase()} (${findings.length})`));
     for (const f of findings) {
-      out.push(`  ${paint(symbolStyle[f.change], changeSymbol(f.change))} ${f.kind} ${f.key}`);
-      out.push(`    ${f.explanation}`);
+      out.push(`  ${paint(symbolStyle[f.change], changeSymbol(f.change))} ${f.kind} ${escapeShown(f.key)}`);
+      out.push(`    ${escapeShown(f.explanation)}`);
       out.push(`    ${paint('2', judgedBy(f))}`);
       if (f.diff !== undefined) {
         for (const line of f.diff.replace(/\n$/, '').split('\n')) out.push(`      ${paintDiffLine(line, paint)}`);
@@ -28,10 +28,16 @@ export function formatText(report: Report, color: boolean): string {
     }
   }
 
+  if (report.dropped && report.dropped.length > 0) {
+    const total = report.dropped.reduce((n, d) => n + d.count, 0);
+    out.push('', paint('2', `DROPPED BY RULES (${total} ${total === 1 ? 'difference' : 'differences'}, not reported)`));
+    for (const d of report.dropped) out.push(`  ${d.count} by ${d.by} rule ${escapeShown(d.rule)}`);
+  }
+
   const unread = report.unread;
   if (unread.length > 0) {
     out.push('', paint('35', `UNREAD (${unread.length}): not compared, drift there would go unseen`));
-    for (const u of unread) out.push(`  ${u.path}: ${u.reason}`);
+    for (const u of unread) out.push(`  ${escapeShown(u.path)}: ${escapeShown(u.reason)}`);
   }
   return `${out.join('\n')}\n`;
 }
