@@ -77,6 +77,7 @@ export const AgentConfigInputSchema = z.strictObject({
     return n;
   }).optional(),
   'ca-file': z.string().min(1).optional(),
+  sections: z.union([z.string(), z.array(z.string())]).transform((v) => parseSections(Array.isArray(v) ? v.join(',') : v, 'sections')).optional(),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInputSchema>;
 
@@ -100,6 +101,8 @@ export interface AgentConfig {
   /** The most bytes of manifests the spool keeps (default 256 MiB). */
   readonly spoolMaxBytes: number;
   readonly caFile: string | null;
+  /** The sections to collect (`--sections`); null for all. */
+  readonly sections: readonly SectionName[] | null;
 }
 
 /**
@@ -224,5 +227,6 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
     spoolMax: pick('spool-max') ?? 1000,
     spoolMaxBytes: pick('spool-max-bytes') ?? DEFAULT_SPOOL_MAX_BYTES,
     caFile: pickPath('ca-file') ?? null,
+    sections: pick('sections') ?? null,
   });
 }
