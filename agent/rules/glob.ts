@@ -71,7 +71,8 @@ export function broadness(subject: 'path' | 'process' | 'package' | 'port', glob
   const probe = 'drift-broad-probe';
   switch (subject) {
     case 'path': {
-      if (m(`/${probe}`) && m(`/${probe}/a/b`)) return 'every path';
+      // Every path below the top-level folders is "every path" (`/*/**` leaves out only the folders themselves).
+      if (m(`/${probe}/a`) && m(`/${probe}/a/b`)) return 'every path';
       const tops = new Set<string>();
       for (const b of basesOf(glob)) {
         const top = b.split('/')[1];

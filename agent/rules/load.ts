@@ -229,7 +229,8 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
     }
     checkGlob(['policy', i, 'match', 'path'], 'path', { absolute: 'path' });
     checkGlob(['policy', i, 'match', 'name'], 'name', {});
-    if (raw['action'] === 'ignore') {
+    const named = ['kind', 'change', 'path', 'name', 'gains'].some((k) => match[k] !== undefined);
+    if (raw['action'] === 'ignore' && named) {
       const kind = typeof match['kind'] === 'string' ? match['kind'] : undefined;
       const path = match['path'];
       const name = match['name'];
