@@ -1,4 +1,4 @@
-import { changeSymbol, countPhrase, findingsOf, judgedBy, SEVERITY_ORDER } from './common.js';
+import { changeSymbol, countPhrase, escapeShown, findingsOf, judgedBy, SEVERITY_ORDER } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -49,7 +49,9 @@ function longestRun(s: string, ch: string): number {
 }
 
 /** An inline code span that survives backticks inside it (CommonMark: a longer fence). */
-function code(s: string): string {
+function code(raw: string): string {
+  // Line terminators and control characters from a host would break the line (escapeShown).
+  const s = escapeShown(raw);
   const fence = '`'.repeat(longestRun(s, '`') + 1);
   const pad = s.startsWith('`') || s.endsWith('`') ? ' ' : '';
   return `${fence}${pad}${s}${pad}${fence}`;

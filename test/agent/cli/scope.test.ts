@@ -191,3 +191,21 @@ t.test('--sections selects what is collected and compared', async (t) => {
   t.equal(bad.code, 2);
   t.match(bad.stderr, /unknown: "users"/);
 });
+
+t.test('a hostile recorded scope is bounded: too many rules or too long a glob is refused, exit 2', async (t) => {
+  const root = await buildRoot('hostile');
+  const baseline = join(work, 'hostile.json');
+  const state = join(work, 'hostile-state');
+  await must(['baseline', '--root', root, '--image-id', 'img', '--out', baseline, '--state-dir', state]);
+  const b = JSON.parse(await readFile(baseline, 'utf8')) as { scope: { watch: Array<{ path: string }> } };
+  const many = { ...b, scope: { ...b.scope, watch: Array.from({ length: 10_001 }, (_, i) => ({ path: `/etc/f${i}` })) } };
+  await writeFile(join(work, 'many.json'), JSON.stringify(many));
+  const r1 = await drift(['scan', '--root', root, '--baseline', join(work, 'many.json'), '--state-dir', state]);
+  t.equal(r1.code, 2);
+  t.match(r1.stderr, /scope\.watch/);
+  const long = { ...b, scope: { ...b.scope, watch: [{ path: `/${'a'.repeat(5000)}` }] } };
+  await writeFile(join(work, 'long.json'), JSON.stringify(long));
+  const r2 = await drift(['scan', '--root', root, '--baseline', join(work, 'long.json'), '--state-dir', state]);
+  t.equal(r2.code, 2);
+  t.match(r2.stderr, /scope\.watch\.0\.path/);
+});
