@@ -1,10 +1,11 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
-import { canonicalJson } from './protocol/canonical.js';
+import { canonicalJson, digestOf } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
-import type { Baseline, ImageStamp, Manifest } from './protocol/manifest.js';
+import type { Baseline, ImageStamp, Manifest, Scope } from './protocol/manifest.js';
+import type { RuleSet } from './protocol/rules.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
 import { signBaseline, signedBytes } from './sign.js';
 import { writeFileAtomic } from './atomic.js';
@@ -18,10 +19,67 @@ export function baselineDigest(baseline: Manifest | Baseline): Digest {
   return `sha256:${createHash('sha256').update(signedBytes(baseline)).digest('hex')}` as Digest;
 }
 
-/** Turn a freshly collected manifest into an image's baseline, signed when a key is given. */
-export function makeBaseline(manifest: Manifest, image: { id: string; version?: string }, key: KeyObject | null): Baseline {
-  const withImage: Manifest = { ...manifest, host: { ...manifest.host, image: { ...image } } };
+/** Where a baked image keeps its baseline, relative to the root: agents read their scope from it. */
+export const BAKED_BASELINE_PATH = 'etc/drift/baseline.json';
+
+/** The digest of a scope: its rules without their sources, so that moving a rule file changes nothing. */
+export function scopeDigest(scope: Pick<Scope, 'vars' | 'watch' | 'ignore' | 'expect'>): Digest {
+  const bare = <T extends { source?: unknown }>(rules: readonly T[]): Array<Omit<T, 'source'>> => rules.map(({ source: _s, ...rest }) => rest);
+  return digestOf({ vars: scope.vars, watch: bare(scope.watch), ignore: bare(scope.ignore), expect: bare(scope.expect) });
+}
+
+/** The scope of a merged rule set: what a baseline records (everything but policy). */
+export function scopeOf(rules: RuleSet): Scope {
+  const copy = <T>(list: readonly T[]): T[] => JSON.parse(JSON.stringify(list)) as T[];
+  const body = { vars: { ...rules.vars }, watch: copy(rules.watch), ignore: copy(rules.ignore), expect: copy(rules.expect) };
+  return { digest: scopeDigest(body), ...body };
+}
+
+/**
+ * The rules to collect and compare with: the baseline's recorded scope (watch,
+ * ignore, expect, vars) with the operator's policy. A baseline without a scope
+ * (made before scopes were recorded) leaves `rules` as they are. Throws
+ * DRIFT_ERR_MANIFEST when the scope's digest does not match its rules.
+ */
+export function scopedRules(baseline: Baseline, rules: RuleSet, where: string): RuleSet {
+  const scope = baseline.scope;
+  if (!scope) return rules;
+  if (scopeDigest(scope) !== scope.digest) {
+    throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: the recorded scope does not match its digest ${scope.digest}; the baseline was altered after baking: bake it again`);
+  }
+  return { vars: { ...scope.vars }, watch: scope.watch, ignore: scope.ignore, expect: scope.expect, policy: rules.policy };
+}
+
+/** Turn a freshly collected manifest into an image's baseline with its scope, signed when a key is given. */
+export function makeBaseline(manifest: Manifest, image: { id: string; version?: string }, key: KeyObject | null, scope?: Scope): Baseline {
+  const withImage: Baseline = { ...manifest, host: { ...manifest.host, image: { ...image } } };
+  if (scope) withImage.scope = scope;
   return key ? signBaseline(withImage, key) : withImage;
+}
+
+/**
+ * The scope baked into a root: `etc/drift/baseline.json` when it exists, parses,
+ * and its digest is the one the image stamp names (so a baseline file swapped on
+ * the host is not taken for the image's). Returns null with the reason when there
+ * is none to use; the caller then falls back on the host's rules and says so.
+ */
+export async function readBakedScope(root: string, stampDigest: string | undefined, parse: (data: unknown) => Baseline | null): Promise<{ baseline: Baseline } | { none: string }> {
+  const path = join(root, BAKED_BASELINE_PATH);
+  if (stampDigest === undefined) return { none: `no image stamp with a baseline digest under ${root}` };
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch (err) {
+    return { none: `cannot read ${path}: ${errnoOf(err)}` };
+  }
+  let data: unknown;
+  try { data = JSON.parse(text); } catch {
+    return { none: `${path} is not JSON` };
+  }
+  const baseline = parse(data);
+  if (!baseline) return { none: `${path} is not a drift baseline` };
+  const digest = baselineDigest(baseline);
+  if (digest !== stampDigest) return { none: `${path} has digest ${digest}, but the image stamp names ${stampDigest}` };
+  if (!baseline.scope) return { none: `${path} records no scope (baked by an older drift)` };
+  return { baseline };
 }
 
 /** Serialise a baseline as canonical JSON with a trailing newline. */

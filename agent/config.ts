@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
 import { ByteBudget, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_SCAN_BYTES } from './hash.js';
+import { SECTIONS, type SectionName } from './protocol/manifest.js';
 
 /**
  * Configuration of `drift agent`. Every setting is a flag and, with the same name, a
@@ -99,6 +100,7 @@ export const AgentConfigInputSchema = z.strictObject({
   'max-file-bytes': sizeSetting('max-file-bytes', '2GiB, 512MiB, 1073741824').optional(),
   'max-scan-bytes': sizeSetting('max-scan-bytes', '32GiB, 1TiB').optional(),
   'ca-file': z.string().min(1).optional(),
+  sections: z.union([z.string(), z.array(z.string())]).transform((v) => parseSections(Array.isArray(v) ? v.join(',') : v, 'sections')).optional(),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInputSchema>;
 
@@ -126,6 +128,8 @@ export interface AgentConfig {
   /** Per-collection byte budget of everything read (default 32 GiB). */
   readonly maxScanBytes: number;
   readonly caFile: string | null;
+  /** The sections to collect (`--sections`); null for all. */
+  readonly sections: readonly SectionName[] | null;
 }
 
 /**
@@ -137,6 +141,31 @@ export function resolveRootAndProc(root: string | undefined, proc: string | unde
   const r = resolve(root ?? '/');
   if (proc !== undefined) return { root: r, proc: resolve(proc) };
   return { root: r, proc: r === '/' ? '/proc' : null };
+}
+
+/**
+ * Refuse a root that is not an existing folder: collecting nothing would give a
+ * signed empty baseline, or a scan in which everything was removed.
+ */
+export async function requireRootDir(root: string, flag = '--root'): Promise<void> {
+  let isDir: boolean;
+  try { isDir = (await stat(root)).isDirectory(); } catch (err) {
+    throw new DriftError('DRIFT_ERR_USAGE', `${flag} ${root} cannot be read (${errnoOf(err)}); give the folder of a mounted image, a chroot or /`, { cause: err });
+  }
+  if (!isDir) throw new DriftError('DRIFT_ERR_USAGE', `${flag} ${root} is not a folder; give the folder of a mounted image, a chroot or /`);
+}
+
+/**
+ * Parse `--sections packages,files,...`: a comma-separated subset of the manifest
+ * sections, in manifest order without duplicates. Refuses an unknown or empty list.
+ */
+export function parseSections(text: string, flag = '--sections'): SectionName[] {
+  const names = text.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new DriftError('DRIFT_ERR_USAGE', `${flag} must list sections among ${SECTIONS.join(', ')} separated by commas${unknown.length ? `; unknown: ${unknown.map((u) => JSON.stringify(u)).join(', ')}` : ''}`);
+  }
+  return SECTIONS.filter((s) => names.includes(s));
 }
 
 /**
@@ -227,5 +256,6 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
     maxFileBytes: pick('max-file-bytes') ?? DEFAULT_MAX_FILE_BYTES,
     maxScanBytes: pick('max-scan-bytes') ?? DEFAULT_MAX_SCAN_BYTES,
     caFile: pickPath('ca-file') ?? null,
+    sections: pick('sections') ?? null,
   });
 }

@@ -5,7 +5,8 @@ import type { AgentConfig } from './config.js';
 import { readHostInfo } from './identity.js';
 import { canonicalJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
-import { SECTIONS, type Digests, type HostInfo, type Manifest, type Sections } from './protocol/manifest.js';
+import { BaselineSchema, SECTIONS, type Digests, type HostInfo, type Manifest, type Sections } from './protocol/manifest.js';
+import { BAKED_BASELINE_PATH, readBakedScope, scopedRules } from './baseline.js';
 import type { RuleSet } from './protocol/rules.js';
 import { StateDir } from './state.js';
 import { backoffDelay, CollectorClient, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from './transport/client.js';
@@ -149,10 +150,10 @@ export class AgentDaemon {
     if (!this.cfg.hostId && host.machineId === '') {
       throw new DriftError('DRIFT_ERR_CONFIG', `${this.cfg.root}: no etc/machine-id to identify this host; create it (systemd-machine-id-setup) or pass --host-id`);
     }
-    this.rules ??= await this.deps.loadRules(this.cfg.rules);
+    this.rules ??= await this.scopeRules(host);
     const ctx: CollectContext = {
       root: this.cfg.root, proc: this.cfg.proc, rules: this.rules, stateDir: this.cfg.stateDir, forceRehash: false,
-      budget: new ByteBudget(this.cfg.maxFileBytes, this.cfg.maxScanBytes),
+      budget: new ByteBudget(this.cfg.maxFileBytes, this.cfg.maxScanBytes), sections: this.cfg.sections ?? undefined,
     };
     const started = this.now();
     const manifest = await this.deps.collect(ctx, host, new Date(started));
@@ -168,6 +169,26 @@ export class AgentDaemon {
       this.log.warn('spool full: oldest reports dropped', { dropped: dropped.length, seqs: dropped, spoolMax: this.cfg.spoolMax, spoolMaxBytes: this.cfg.spoolMaxBytes, droppedUnreported: this.state.spoolDropped });
     }
     return seq;
+  }
+
+  /**
+   * The rules to collect with: the scope baked into the image (its
+   * `etc/drift/baseline.json`, when its digest is the one the image stamp names),
+   * else this host's rule files, with a warning, since a rule file added on the
+   * host after baking then changes what is watched.
+   */
+  private async scopeRules(host: HostInfo): Promise<RuleSet> {
+    const local = await this.deps.loadRules(this.cfg.rules);
+    const baked = await readBakedScope(this.cfg.root, host.image?.baselineDigest, (data) => {
+      const r = BaselineSchema.safeParse(data);
+      return r.success ? r.data : null;
+    });
+    if ('none' in baked) {
+      this.log.warn('no baked scope: collecting with this host\'s rule files', { reason: baked.none, rules: this.cfg.rules });
+      return local;
+    }
+    this.log.info('collecting the scope baked into the image', { baseline: BAKED_BASELINE_PATH, scope: baked.baseline.scope?.digest });
+    return scopedRules(baked.baseline, local, BAKED_BASELINE_PATH);
   }
 
   /** Get a node key for the host, enrolling when there is none. */

@@ -148,7 +148,12 @@ function segmentBase(glob: string): string {
  * can match anything below, a segment that does not match rules the folder out.
  */
 function compileBelow(glob: string): (dir: string) => boolean {
-  const variants = expandGlob(glob).map((g) => segmentsOf(g).slice(1).map((seg) => (seg === '**' ? null : globMatcher(seg))));
+  const expanded = expandGlob(glob);
+  // A `/` inside a group (`/srv/@(foo|bar/baz)/**`, a nested brace) cannot be
+  // split into segments: such a glob may match below any folder under its bases,
+  // so the walk enters them all and the full glob decides.
+  if (expanded.some(hasSlashInGroup)) return () => true;
+  const variants = expanded.map((g) => segmentsOf(g).slice(1).map((seg) => (seg === '**' ? null : globMatcher(seg))));
   return (dir: string): boolean => {
     const parts = dir === '/' ? [] : dir.slice(1).split('/');
     for (const segs of variants) {
@@ -164,12 +169,25 @@ function compileBelow(glob: string): (dir: string) => boolean {
   };
 }
 
+/** True when a `/` of the glob sits inside parentheses, braces or brackets. */
+export function hasSlashInGroup(glob: string): boolean {
+  let depth = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '\\') { i++; continue; }
+    if (c === '(' || c === '{' || c === '[') depth++;
+    else if ((c === ')' || c === '}' || c === ']') && depth > 0) depth--;
+    else if (c === '/' && depth > 0) return true;
+  }
+  return false;
+}
+
 /** True when `path` is `base` or lies below it. */
 export function isUnder(path: string, base: string): boolean {
   return base === '/' || path === base || (path.startsWith(base) && path.charCodeAt(base.length) === 47);
 }
 
-function compile<R>(pattern: string, rule: R & { source?: RuleSource }, index: number, what: string): CompiledGlob<R> {
+function compile<R>(pattern: string, rule: R & { source?: RuleSource | undefined }, index: number, what: string): CompiledGlob<R> {
   if (!pattern.startsWith('/')) {
     const where = rule.source ? `${rule.source.file}:${rule.source.line}` : 'a rule made in code';
     throw new DriftError('DRIFT_ERR_RULES', `${where}: ${what} path "${pattern}" is not absolute; write it from the root, e.g. /etc/${pattern.replace(/^\.?\/*/, '')}`);

@@ -1,6 +1,6 @@
 import { computeDigests } from './protocol/digests.js';
 import { compareUnread } from './protocol/unread.js';
-import { MANIFEST_SCHEMA, type HostInfo, type Manifest, type Sections, type Unread } from './protocol/manifest.js';
+import { MANIFEST_SCHEMA, type HostInfo, type Manifest, type SectionName, type Sections, type Unread } from './protocol/manifest.js';
 import type { CollectContext } from './collectors/contract.js';
 import { filesCollector } from './collectors/files.js';
 import { packagesCollector } from './collectors/packages/index.js';
@@ -16,21 +16,27 @@ export { computeDigests };
  * collector. Unread paths of all collectors are kept, sorted, never dropped.
  */
 export async function collectManifest(ctx: CollectContext, host: HostInfo, now: Date = new Date()): Promise<Manifest> {
-  const [packages, files, processes, ports] = await Promise.all([
-    packagesCollector.collect(ctx),
-    filesCollector.collect(ctx),
-    ctx.proc ? processesCollector.collect(ctx) : null,
-    ctx.proc ? portsCollector.collect(ctx) : null,
+  const wanted = (s: SectionName): boolean => ctx.sections === undefined || ctx.sections.includes(s);
+  // The packages collector also names each file's owner: it runs for files alone too.
+  const [packagesRead, files, processes, ports] = await Promise.all([
+    wanted('packages') || wanted('files') ? packagesCollector.collect(ctx) : null,
+    wanted('files') ? filesCollector.collect(ctx) : null,
+    ctx.proc && wanted('processes') ? processesCollector.collect(ctx) : null,
+    ctx.proc && wanted('ports') ? portsCollector.collect(ctx) : null,
   ]);
-  if (packages.owners) {
+  const packages = packagesRead && wanted('packages') ? packagesRead : null;
+  if (packagesRead?.owners && files) {
+    const owners = packagesRead.owners;
     for (const [path, entry] of Object.entries(files.entries)) {
-      const owner = packages.owners.get(path);
+      const owner = owners.get(path);
       if (!owner) continue;
       entry.owner = owner.owner;
       if (owner.conffile) entry.conffile = true;
     }
   }
-  const sections: Partial<Sections> = { packages: packages.entries, files: files.entries };
+  const sections: Partial<Sections> = {};
+  if (packages) sections.packages = packages.entries;
+  if (files) sections.files = files.entries;
   if (processes) sections.processes = processes.entries;
   if (ports) sections.ports = ports.entries;
   const unread: Unread[] = [packages, files, processes, ports]

@@ -1,4 +1,4 @@
-import type { Sections, Unread } from '../protocol/manifest.js';
+import type { SectionName, Sections, Unread } from '../protocol/manifest.js';
 import type { RuleSet } from '../protocol/rules.js';
 import type { ByteBudget } from '../hash.js';
 
@@ -16,6 +16,13 @@ export interface CollectContext {
   forceRehash: boolean;
   /** The per-file and per-scan byte budgets shared by the collectors of one scan (default: ByteBudget's defaults). */
   budget?: ByteBudget;
+  /** The sections to collect (`--sections`); all of them when absent. */
+  sections?: readonly SectionName[] | undefined;
+  /**
+   * Which processes (and the ports they hold) to record: `services` (the default)
+   * leaves out login sessions and what they start; `all` records every process.
+   */
+  processScope?: 'services' | 'all' | undefined;
 }
 
 /** Who installed a path, as the package database records it. */

@@ -10,11 +10,13 @@ import {
   listPids,
   parseNetTable,
   parseSocketLink,
+  parseStat,
   portKey,
   readExe,
   requireProc,
   vanished,
 } from './proc.js';
+import { isServiceProcess } from './processes.js';
 
 /**
  * Listening sockets from `<ctx.proc>/net/{tcp,tcp6,udp,udp6}`, keyed
@@ -26,6 +28,9 @@ import {
  * A table that does not exist (a kernel without IPv6) is not an error; one that
  * cannot be read goes to `unread`. The tables show the network namespace of the
  * process reading them.
+ *
+ * Unless `ctx.processScope` is `all`, only sockets a service's process holds (see
+ * `isServiceProcess`) are recorded, and those whose holder is unknown.
  *
  * A socket held by several processes (a forking server, socket activation) is
  * given to the executable most of its holders run, PID 1 counted only when no
@@ -71,9 +76,25 @@ export const portsCollector: Collector<'ports'> = {
     exeUnread.sort((a, b) => a.pid - b.pid);
     for (const { pid, reason } of exeUnread) unread.push({ path: `/proc/${pid}/exe`, reason });
 
+    // Unless every process is recorded, a socket held only by processes that are not
+    // a service's (a build's test server on an ephemeral port, a login session's
+    // tool) is left out; one whose holder is unknown is kept: it cannot be judged.
+    const service = new Map<number, boolean>();
+    if (ctx.processScope !== 'all') {
+      await mapLimit([...exes.keys()], 16, async (pid) => {
+        try {
+          const st = parseStat(await readFile(join(proc, String(pid), 'stat'), 'utf8'));
+          service.set(pid, st !== null && (await isServiceProcess(proc, pid, st.ppid)));
+        } catch {
+          service.set(pid, false);
+        }
+      });
+    }
     let unowned = false;
     for (const { key, inode } of listening) {
-      const process = ownerOf(holders.get(inode) ?? [], exes);
+      const held = holders.get(inode) ?? [];
+      if (ctx.processScope !== 'all' && held.length > 0 && !held.some((pid) => service.get(pid) === true)) continue;
+      const process = ownerOf(held, exes);
       if (process === null) unowned = true;
       const current = entries[key];
       // The same address and port more than once (SO_REUSEPORT): keep the first owner in sort order.

@@ -32,12 +32,54 @@ interface RunningProcess {
 
 type ProcessRead = { kind: 'process'; process: RunningProcess } | { kind: 'skip' } | { kind: 'unread'; unread: Unread };
 
+/**
+ * Where systemd placed a process, from the text of /proc/PID/cgroup: true in the
+ * system slice (`/system.slice/...`) or init's own scope, false in a user slice
+ * or a machine slice (login sessions, user managers, containers), null where the
+ * file names no systemd cgroup (no systemd, a container, the root cgroup): then
+ * only the parent tells. Reads the v1 `name=systemd` line, else the unified
+ * (`0::`) line.
+ */
+export function systemSliceOf(cgroupText: string): boolean | null {
+  let unified: string | null = null;
+  let named: string | null = null;
+  for (const line of cgroupText.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    if (m[1] === '0' && m[2] === '') unified = m[3] ?? null;
+    else if (m[2] === 'name=systemd') named = m[3] ?? null;
+  }
+  // systemd's own hierarchy where it has one (v1 and hybrid layouts; a hybrid
+  // unified line may be left at "/"), else the unified one (v2).
+  const path = named ?? unified;
+  if (path === null) return null;
+  if (path.startsWith('/system.slice/') || path === '/init.scope') return true;
+  if (path.startsWith('/user.slice/') || path === '/user.slice' || path.startsWith('/machine.slice/')) return false;
+  return null;
+}
+
+/**
+ * Whether a process is a service's (rules/README.md, "Processes"): PID 1, a
+ * process in systemd's system slice, or any process whose parent is PID 1 (a
+ * daemon, or a backdoor that detached from its session and was re-parented to
+ * init). Login sessions, user slices and what a build pipeline starts are not.
+ * A cgroup file that cannot be read leaves the parent to decide.
+ */
+export async function isServiceProcess(proc: string, pid: number, ppid: number): Promise<boolean> {
+  if (pid === 1 || ppid === 1) return true;
+  let text: string;
+  try { text = await readFile(join(proc, String(pid), 'cgroup'), 'utf8'); } catch { return false; }
+  return systemSliceOf(text) === true;
+}
+
 const SKIP = { kind: 'skip' } as const;
 
 /**
  * Running processes from `ctx.proc`, grouped by identity `executable|user`
  * (`/usr/sbin/sshd|root`) with their count. Kernel threads and zombies are left
- * out. Each entry has the sha256 of the running image (read through
+ * out, and so, unless `ctx.processScope` is `all`, is every process that is not
+ * a service's (see `isServiceProcess`): a baseline taken while a build pipeline
+ * runs must not record the pipeline. Each entry has the sha256 of the running image (read through
  * /proc/PID/exe, once per distinct `dev:inode`), `deleted` when the kernel marks
  * the image ` (deleted)`, and `replaced: true` when `<root>/<exe>` now holds
  * another file than the one running. The user is the real uid named through
@@ -61,7 +103,8 @@ export function createProcessesCollector(options: ProcessesCollectorOptions = {}
       const users = await readUsers(ctx.root, unread);
       const pids = await listProc(proc);
 
-      const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users));
+      const services = ctx.processScope !== 'all';
+      const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users, services));
       const running: RunningProcess[] = [];
       for (const r of reads) {
         if (r.kind === 'process') running.push(r.process);
@@ -170,7 +213,7 @@ async function readUsers(root: string, unread: Unread[]): Promise<Map<number, st
   }
 }
 
-async function readProcess(proc: string, pid: number, root: string, users: Map<number, string>): Promise<ProcessRead> {
+async function readProcess(proc: string, pid: number, root: string, users: Map<number, string>, servicesOnly: boolean): Promise<ProcessRead> {
   const dir = join(proc, String(pid));
   const exePath = `/proc/${pid}/exe`;
   let reading = `/proc/${pid}/stat`;
@@ -180,6 +223,7 @@ async function readProcess(proc: string, pid: number, root: string, users: Map<n
     if (isKernelThread(stat0, null, true)) return SKIP;
     // A zombie (or a task being reaped) has no image left to describe.
     if (stat0.state === 'Z' || stat0.state === 'X') return SKIP;
+    if (servicesOnly && !(await isServiceProcess(proc, pid, stat0.ppid))) return SKIP;
     reading = `/proc/${pid}/status`;
     const status = parseStatus(await readFile(join(dir, 'status'), 'utf8'));
     if (!status) return { kind: 'unread', unread: { path: `/proc/${pid}/status`, reason: 'no Uid: line' } };

@@ -1,6 +1,6 @@
 import { diffLines } from 'diff';
-import type { Finding } from '../protocol/finding.js';
-import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry } from '../protocol/manifest.js';
+import type { CoverageEntry, Drop, Finding } from '../protocol/finding.js';
+import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry, Scope, Unread } from '../protocol/manifest.js';
 import { FINDING_KINDS, type RuleSet } from '../protocol/rules.js';
 import {
   explainFile,
@@ -12,13 +12,42 @@ import {
   type Explained,
   type FileDifference,
 } from './explain.js';
-import { compileRules, isIgnored, judge, type CompiledExpect, type CompiledRules } from './policy.js';
+import { compileRules, ignoredBy, judge, type CompiledExpect, type CompiledRules } from './policy.js';
 
 /** What `compare` judges: a host's manifest against its image's baseline, under rules. */
 export interface CompareInput {
-  baseline: Manifest;
+  /** With a recorded `scope`, its ignore and expect rules replace those of `rules` (see `rulesFor`). */
+  baseline: Manifest & { scope?: Scope | undefined };
   manifest: Manifest;
   rules: RuleSet;
+}
+
+/** Findings, and how many differences each rule dropped on the way. */
+export interface CompareResult {
+  findings: Finding[];
+  /** Sorted by count (most first), then rule; policy `ignore` drops included. */
+  dropped: Drop[];
+}
+
+const scoped = new WeakMap<Scope, WeakMap<RuleSet, RuleSet>>();
+
+/**
+ * The rules a comparison uses: the baseline's recorded scope (watch, ignore,
+ * expect and their variables: what the image was baked to watch) with the
+ * operator's policy; `rules` as they are for a baseline without a scope. Cached
+ * per (scope, rules) pair, so that a fleet compared against one baseline compiles once.
+ */
+export function rulesFor(baseline: CompareInput['baseline'], rules: RuleSet): RuleSet {
+  const scope = baseline.scope;
+  if (!scope) return rules;
+  let byRules = scoped.get(scope);
+  if (!byRules) scoped.set(scope, (byRules = new WeakMap()));
+  let merged = byRules.get(rules);
+  if (!merged) {
+    merged = { vars: { ...scope.vars }, watch: scope.watch, ignore: scope.ignore, expect: scope.expect, policy: rules.policy };
+    byRules.set(rules, merged);
+  }
+  return merged;
 }
 
 /**
@@ -38,9 +67,28 @@ export interface CompareInput {
  * `buildReport` drops them.
  */
 export function compare(input: CompareInput): Finding[] {
+  return compareWithDrops(input).findings;
+}
+
+/** `compare`, also counting the differences each ignore, expect and policy-ignore rule dropped. */
+export function compareWithDrops(input: CompareInput): CompareResult {
   const { baseline, manifest } = input;
-  const compiled = compileRules(input.rules);
+  const compiled = compileRules(rulesFor(baseline, input.rules));
   const findings: Finding[] = [];
+  const drops = new Map<string, Drop>();
+  const drop = (by: Drop['by'], ref: string | null): void => {
+    const rule = ref ?? '(a rule made in code)';
+    const k = `${by}\0${rule}`;
+    const d = drops.get(k);
+    if (d) d.count += 1;
+    else drops.set(k, { rule, by, count: 1 });
+  };
+  const ignored = (kind: Finding['kind'], key: string): boolean => {
+    const by = ignoredBy(compiled, kind, key);
+    if (by === undefined) return false;
+    drop('ignore', by);
+    return true;
+  };
   let packageIndex: PackageIndex | undefined;
   const packages = (): PackageIndex => (packageIndex ??= new PackageIndex(baseline, manifest));
 
@@ -48,42 +96,96 @@ export function compare(input: CompareInput): Finding[] {
     const j = judge(compiled, d);
     const finding = { ...d, severity: j.severity, action: j.action, rule: j.rule, explanation: explained.explanation } as F;
     if (explained.diff !== undefined) finding.diff = explained.diff;
+    if (j.action === 'ignore') drop('policy', j.rule);
     findings.push(finding);
   };
 
   if (baseline.packages && manifest.packages) {
     for (const d of differences(baseline.packages, manifest.packages, packageChanges, 'package')) {
-      if (isIgnored(compiled, 'package', d.key)) continue;
+      if (ignored('package', d.key)) continue;
       emit(d, explainPackage(d));
     }
   }
   if (baseline.files && manifest.files) {
+    const lost = coverageLoss(baseline.files, manifest.files, manifest.unread);
     for (const d of differences(baseline.files, manifest.files, fileChanges, 'file')) {
-      if (isIgnored(compiled, 'file', d.key)) continue;
+      if (ignored('file', d.key)) continue;
+      // A removal under a path this scan could not read is a loss of sight, reported once for that path.
+      if (d.change === 'removed' && lost.hidden.has(d.key)) continue;
       const verdict = checkExpectations(compiled, d);
-      if (verdict.expected) continue;
+      if (verdict.expected) { drop('expect', verdict.by); continue; }
       emit(d, explainFile(d, packages(), verdict.note));
+    }
+    for (const c of lost.coverage) {
+      if (ignored('file', c.key)) continue;
+      emit<Extract<Finding, { kind: 'coverage' }>>(c, { explanation: explainCoverage(c) });
     }
   }
   if (baseline.processes && manifest.processes) {
     for (const d of differences(baseline.processes, manifest.processes, processChanges, 'process')) {
-      if (isIgnored(compiled, 'process', d.key)) continue;
+      if (ignored('process', d.key)) continue;
       emit(d, explainProcess(d));
     }
   }
   if (baseline.ports && manifest.ports) {
     for (const d of differences(baseline.ports, manifest.ports, portChanges, 'port')) {
-      if (isIgnored(compiled, 'port', d.key)) continue;
+      if (ignored('port', d.key)) continue;
       emit(d, explainPort(d));
     }
   }
 
   const rank = new Map<string, number>(FINDING_KINDS.map((k, i) => [k, i]));
-  return findings.sort((x, y) => {
+  findings.sort((x, y) => {
     const byKind = (rank.get(x.kind) ?? 0) - (rank.get(y.kind) ?? 0);
     if (byKind !== 0) return byKind;
     return x.key < y.key ? -1 : x.key > y.key ? 1 : 0;
   });
+  const dropped = [...drops.values()].sort((a, b) => b.count - a.count || (a.rule < b.rule ? -1 : a.rule > b.rule ? 1 : 0) || (a.by < b.by ? -1 : 1));
+  return { findings, dropped };
+}
+
+type CoverageDifference = Difference<'coverage', CoverageEntry>;
+
+/**
+ * Where the baseline's files went out of sight: for each unread path of the
+ * manifest (other than one that vanished, ENOENT, which is a removal), the baseline
+ * paths at or below it that the manifest lacks, and a file at it whose content the
+ * baseline hashed and this scan could not. `hidden` holds the baseline paths whose
+ * "removed" finding the coverage finding replaces.
+ */
+function coverageLoss(before: Record<string, FileEntry>, after: Record<string, FileEntry>, unread: readonly Unread[]): { coverage: CoverageDifference[]; hidden: Set<string> } {
+  const hidden = new Set<string>();
+  const coverage: CoverageDifference[] = [];
+  const reasons = new Map<string, string>();
+  for (const u of unread) if (u.reason !== 'ENOENT' && !reasons.has(u.path)) reasons.set(u.path, u.reason);
+  if (reasons.size === 0) return { coverage, hidden };
+  const counts = new Map<string, number>();
+  for (const key in before) {
+    const a = after[key];
+    let at: string | undefined;
+    if (a === undefined) {
+      // The nearest unread ancestor (or the path itself); bounded by the path's depth.
+      for (let p = key; ; p = p.slice(0, Math.max(1, p.lastIndexOf('/')))) {
+        if (reasons.has(p)) { at = p; break; }
+        if (p === '/' || !p.includes('/')) break;
+      }
+      if (at !== undefined) hidden.add(key);
+    } else if (reasons.has(key) && (before[key] as FileEntry).sha256 !== undefined && a.sha256 === undefined) {
+      at = key;
+    }
+    if (at !== undefined) counts.set(at, (counts.get(at) ?? 0) + 1);
+  }
+  for (const [key, paths] of counts) {
+    coverage.push({ kind: 'coverage', key, change: 'modified', changed: ['paths'], before: { paths }, after: { paths: 0, reason: reasons.get(key) as string } });
+  }
+  return { coverage, hidden };
+}
+
+/** `/etc/secret: could not be read (EACCES), which hides 12 paths the baseline recorded ...`. */
+function explainCoverage(d: CoverageDifference): string {
+  const n = d.before?.paths ?? 0;
+  const what = n === 1 ? '1 path the baseline recorded' : `${n} paths the baseline recorded`;
+  return `${d.key}: could not be read (${d.after?.reason ?? 'unknown reason'}), which hides ${what}; drift there would go unseen: restore access (permissions, mounts, the agent's capabilities) and scan again`;
 }
 
 /** Attribute names that differ between two entries of one key; empty when equal. */
@@ -209,7 +311,7 @@ const CONTENT_ATTRS = new Set(['sha256', 'size', 'content', 'mtime']);
 const MAX_LINES_NAMED = 5;
 
 /** Whether expect rules cover a file finding; when they match but do not cover it, why. */
-export type ExpectVerdict = { expected: true } | { expected: false; note: string | null };
+export type ExpectVerdict = { expected: true; by: string | null } | { expected: false; note: string | null };
 
 /**
  * Expect rules matching a file finding: its path matches `path` (after `${var}`
@@ -229,7 +331,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   for (const e of compiled.expect) {
     if (e.change !== undefined && e.change !== d.change) continue;
     if (!e.path(d.key)) continue;
-    if (e.lines === undefined) return { expected: true };
+    if (e.lines === undefined) return { expected: true, by: e.ref };
     (matching ??= []).push(e);
   }
   if (!matching) return { expected: false, note: null };
@@ -239,7 +341,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   const other = d.changed.filter((c) => !CONTENT_ATTRS.has(c));
   if (other.length > 0) return { expected: false, note: `${other.join(', ')} changed, which ${by} (lines only) does not cover` };
   // Rewritten with the same content: every line is as it was, so the lines hold.
-  if (d.change === 'modified' && d.changed.every((c) => c === 'mtime')) return { expected: true };
+  if (d.change === 'modified' && d.changed.every((c) => c === 'mtime')) return { expected: true, by: refs };
 
   const before = d.change === 'added' ? '' : d.before?.content;
   const after = d.change === 'removed' ? '' : d.after?.content;
@@ -253,7 +355,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   const patterns = matching.flatMap((e) => e.lines ?? []);
   const fits = (line: string): boolean => patterns.some((re) => re.test(line));
   const unexpected = [...removed.filter((l) => !fits(l)).map((l) => `-${l}`), ...added.filter((l) => !fits(l)).map((l) => `+${l}`)];
-  if (unexpected.length === 0) return { expected: true };
+  if (unexpected.length === 0) return { expected: true, by: refs };
   const named = unexpected.slice(0, MAX_LINES_NAMED).map((l) => JSON.stringify(l)).join(', ');
   const more = unexpected.length > MAX_LINES_NAMED ? ` and ${unexpected.length - MAX_LINES_NAMED} more` : '';
   const what = unexpected.length === 1 ? 'line' : 'lines';

@@ -75,7 +75,7 @@ export function explainPackage(d: PackageDifference): Explained {
   if (before.version !== after.version) {
     const how = upOrDown(manager, before.version, after.version);
     if (how === 'reinstalled') {
-      return { explanation: `${label} version ${before.version} → ${after.version}, equal by ${manager === 'rpm' ? 'rpm' : 'dpkg'} ordering, not in image` };
+      return { explanation: `${label} version ${before.version} → ${after.version}, equal by ${manager === 'rpm' || manager === 'apk' ? manager : 'dpkg'} ordering, not in image` };
     }
     return { explanation: `${label} ${how} ${before.version} → ${after.version}, not in image` };
   }

@@ -23,6 +23,8 @@ type Matcher = (s: string) => boolean;
 /** One ignore rule, compiled: which kind it drops and how it matches a finding. */
 interface CompiledIgnore {
   kind: FindingKind;
+  /** `file:line` of the rule, or null for a rule made in code. */
+  ref: string | null;
   /** Processes: tried over the executable path and over the whole key. */
   match: Matcher;
 }
@@ -76,10 +78,11 @@ export function compileRules(rules: RuleSet): CompiledRules {
   if (hit) return hit;
   const ignore: CompiledIgnore[] = [];
   for (const rule of rules.ignore) {
-    if (rule.path !== undefined) ignore.push({ kind: 'file', match: glob(rule.path) });
-    if (rule.process !== undefined) ignore.push({ kind: 'process', match: glob(rule.process) });
-    if (rule.package !== undefined) ignore.push({ kind: 'package', match: glob(rule.package) });
-    if (rule.port !== undefined) ignore.push({ kind: 'port', match: glob(rule.port) });
+    const ref = ruleRef(rule);
+    if (rule.path !== undefined) ignore.push({ kind: 'file', ref, match: glob(rule.path) });
+    if (rule.process !== undefined) ignore.push({ kind: 'process', ref, match: glob(rule.process) });
+    if (rule.package !== undefined) ignore.push({ kind: 'package', ref, match: glob(rule.package) });
+    if (rule.port !== undefined) ignore.push({ kind: 'port', ref, match: glob(rule.port) });
   }
   const expect: CompiledExpect[] = rules.expect.map((rule) => ({
     rule,
@@ -126,6 +129,7 @@ export function nameOf(kind: FindingKind, key: string): string {
     }
     case 'port':
     case 'file':
+    case 'coverage':
       return key;
     default: {
       const never: never = kind;
@@ -136,14 +140,22 @@ export function nameOf(kind: FindingKind, key: string): string {
 
 /** True when an ignore rule of the finding's kind matches its key (see IgnoreRule). */
 export function isIgnored(compiled: CompiledRules, kind: FindingKind, key: string): boolean {
-  if (compiled.ignore.length === 0) return false;
+  return ignoredBy(compiled, kind, key) !== undefined;
+}
+
+/**
+ * The first ignore rule of the finding's kind that matches its key: its `file:line`
+ * (null for a rule made in code), or undefined when no ignore rule matches.
+ */
+export function ignoredBy(compiled: CompiledRules, kind: FindingKind, key: string): string | null | undefined {
+  if (compiled.ignore.length === 0) return undefined;
   const name = nameOf(kind, key);
   for (const rule of compiled.ignore) {
     if (rule.kind !== kind) continue;
-    if (rule.match(name)) return true;
-    if (kind === 'process' && rule.match(key)) return true;
+    if (rule.match(name)) return rule.ref;
+    if (kind === 'process' && rule.match(key)) return rule.ref;
   }
-  return false;
+  return undefined;
 }
 
 const MODE_BITS = { setuid: 0o4000, setgid: 0o2000 } as const;

@@ -191,10 +191,79 @@ export function compareRpmVersions(a: string, b: string): Ordering {
   return 0;
 }
 
+/** apk suffixes in apk-tools' order; a version without a suffix sits between `rc` and `cvs`. */
+const APK_SUFFIXES = ['alpha', 'beta', 'pre', 'rc', '', 'cvs', 'svn', 'git', 'hg', 'p'] as const;
+const APK_NO_SUFFIX = APK_SUFFIXES.indexOf('');
+
+/** A parsed apk version: `1.2.3b_rc1_p2~abc-r4`. */
+export interface ApkVersion {
+  /** The dot-separated number components, as written (leading zeros kept). */
+  numbers: string[];
+  letter: string;
+  /** Suffixes as [rank in APK_SUFFIXES, number]. */
+  suffixes: Array<[number, number]>;
+  revision: number;
+}
+
+const APK_VERSION = /^(\d+(?:\.\d+)*)([a-z]?)((?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)\d*)*)(?:~[0-9a-f]+)?(?:-r(\d+))?$/;
+
+/** Parse an apk version (apk-tools' grammar); null when it does not fit it. */
+export function parseApkVersion(version: string): ApkVersion | null {
+  const m = APK_VERSION.exec(version);
+  if (!m) return null;
+  const suffixes: Array<[number, number]> = [];
+  for (const part of (m[3] ?? '').split('_').slice(1)) {
+    const s = /^([a-z]+)(\d*)$/.exec(part);
+    if (!s) return null;
+    suffixes.push([APK_SUFFIXES.indexOf(s[1] as (typeof APK_SUFFIXES)[number]), s[2] ? Number(s[2]) : 0]);
+  }
+  return { numbers: (m[1] ?? '').split('.'), letter: m[2] ?? '', suffixes, revision: m[4] ? Number(m[4]) : 0 };
+}
+
+/**
+ * Order two apk versions the way apk-tools does: number components one by one
+ * (after the first, a component with a leading zero compares as a decimal
+ * fraction, `1.02 < 1.1`), more components is newer; then the letter; then the
+ * suffixes, where `_alpha < _beta < _pre < _rc <` none `< _cvs < _svn < _git <
+ * _hg < _p` (so `1.2.3_rc1-r0 < 1.2.3-r0`); then the `-rN` revision. Versions
+ * that do not parse compare as strings.
+ */
+export function compareApkVersions(a: string, b: string): Ordering {
+  if (a === b) return 0;
+  const va = parseApkVersion(a);
+  const vb = parseApkVersion(b);
+  if (!va || !vb) return a < b ? -1 : a > b ? 1 : 0;
+  const n = Math.max(va.numbers.length, vb.numbers.length);
+  for (let i = 0; i < n; i++) {
+    const x = va.numbers[i];
+    const y = vb.numbers[i];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    if (i > 0 && (x.startsWith('0') || y.startsWith('0'))) {
+      // Decimal fractions: compare as strings padded to one length.
+      const len = Math.max(x.length, y.length);
+      const c = x.padEnd(len, '0') < y.padEnd(len, '0') ? -1 : x.padEnd(len, '0') > y.padEnd(len, '0') ? 1 : 0;
+      if (c !== 0) return c;
+      continue;
+    }
+    const c = sign(Number(BigInt(x) - BigInt(y)));
+    if (c !== 0) return c;
+  }
+  if (va.letter !== vb.letter) return va.letter < vb.letter ? -1 : 1;
+  const m = Math.max(va.suffixes.length, vb.suffixes.length);
+  for (let i = 0; i < m; i++) {
+    const [ra, na] = va.suffixes[i] ?? [APK_NO_SUFFIX, 0];
+    const [rb, nb] = vb.suffixes[i] ?? [APK_NO_SUFFIX, 0];
+    if (ra !== rb) return sign(ra - rb);
+    if (na !== nb) return sign(na - nb);
+  }
+  return sign(va.revision - vb.revision);
+}
+
 /**
  * Order two versions of a package keyed `manager:name[:arch]`: rpm keys the rpm way,
- * dpkg and apk keys (and anything else) the dpkg way.
+ * apk keys the apk way, dpkg keys (and anything else) the dpkg way.
  */
 export function comparePackageVersions(manager: string, a: string, b: string): Ordering {
-  return manager === 'rpm' ? compareRpmVersions(a, b) : compareDebianVersions(a, b);
+  return manager === 'rpm' ? compareRpmVersions(a, b) : manager === 'apk' ? compareApkVersions(a, b) : compareDebianVersions(a, b);
 }

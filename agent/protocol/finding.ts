@@ -24,12 +24,32 @@ interface FindingBase<K extends string, T> extends Difference<K, T> {
   diff?: string;
 }
 
+/**
+ * What a scan could see at a path the baseline covered: `paths` is how many
+ * baseline paths lie at or below it that the side could read; `reason` is the
+ * error that hid them (after side only).
+ */
+export interface CoverageEntry {
+  paths: number;
+  reason?: string;
+}
+
 /** One difference between a host and its image's baseline (DESIGN.md §5). */
 export type Finding =
   | FindingBase<'package', PackageEntry>
   | FindingBase<'file', FileEntry>
   | FindingBase<'process', ProcessEntry>
-  | FindingBase<'port', PortEntry>;
+  | FindingBase<'port', PortEntry>
+  | FindingBase<'coverage', CoverageEntry>;
+
+/** Differences a rule dropped before they became findings, counted per rule. */
+export interface Drop {
+  /** `file:line` of the rule, or `(a rule made in code)`. */
+  rule: string;
+  /** The kind of rule: an ignore rule, an expect rule, or a policy rule with action ignore. */
+  by: 'ignore' | 'expect' | 'policy';
+  count: number;
+}
 
 export const REPORT_SCHEMA = 'drift.report/v1';
 
@@ -42,4 +62,6 @@ export interface Report {
   findings: Finding[];
   /** What the scan could not read: a clean report must not hide blind spots. */
   unread: Unread[];
+  /** How many differences each ignore, expect and policy-ignore rule dropped (a local scan only). */
+  dropped?: Drop[];
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ExpectRuleSchema, IgnoreRuleSchema, WatchRuleSchema } from './rules.js';
 
 /**
  * The shape of a manifest (`drift.manifest/v1`), declared once here; the TypeScript
@@ -203,9 +204,41 @@ export const SignatureSchema = z.object({
 });
 export type Signature = z.infer<typeof SignatureSchema>;
 
-/** A baseline is an image's manifest, optionally signed by the bake pipeline. */
+/** Bounds on a recorded scope: a baseline is read from disk and from the network. */
+export const SCOPE_LIMITS = { rules: 10_000, text: 4096, vars: 1000 } as const;
+
+const ruleSource = z.strictObject({
+  file: z.string().max(SCOPE_LIMITS.text),
+  line: z.number().int().nonnegative(),
+  col: z.number().int().nonnegative(),
+});
+const boundedText = z.string().max(SCOPE_LIMITS.text);
+
+/**
+ * The watch scope an image was baked with: the merged watch, ignore and expect
+ * rules and the variables they use, each rule with the `file:line:col` it was
+ * written at, and `digest` (`sha256:` of the canonical JSON of `vars`, `watch`,
+ * `ignore` and `expect` without their sources). Part of the signed baseline, so
+ * that what is watched travels with the image: agents and scans collect and
+ * compare exactly this scope, whatever rule files the host holds now. Policy
+ * (severity and action) is not part of it: it stays the operator's.
+ */
+export const ScopeSchema = z.strictObject({
+  digest,
+  vars: z.record(boundedText, boundedText).refine((v) => Object.keys(v).length <= SCOPE_LIMITS.vars, `at most ${SCOPE_LIMITS.vars} variables`),
+  watch: z.array(WatchRuleSchema.extend({ path: boundedText.min(1), source: ruleSource.optional() })).max(SCOPE_LIMITS.rules),
+  ignore: z.array(IgnoreRuleSchema.extend({ why: boundedText.min(1), source: ruleSource.optional() })).max(SCOPE_LIMITS.rules),
+  expect: z.array(ExpectRuleSchema.extend({
+    path: boundedText.min(1), lines: z.array(boundedText).max(SCOPE_LIMITS.rules).optional(), why: boundedText.min(1), source: ruleSource.optional(),
+  })).max(SCOPE_LIMITS.rules),
+});
+export type Scope = z.infer<typeof ScopeSchema>;
+
+/** A baseline is an image's manifest, optionally signed by the bake pipeline, with the scope it was baked with. */
 export const BaselineSchema = ManifestSchema.extend({
   signature: SignatureSchema.optional(),
+  /** Absent in baselines from before the scope was recorded: then the host's rules decide. */
+  scope: ScopeSchema.optional(),
 });
 export type Baseline = z.infer<typeof BaselineSchema>;
 

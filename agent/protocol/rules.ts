@@ -12,7 +12,12 @@ export type Severity = (typeof SEVERITIES)[number];
 export const ACTIONS = ['report', 'replace', 'ignore'] as const;
 export type PolicyAction = (typeof ACTIONS)[number];
 
-export const FINDING_KINDS = ['package', 'file', 'process', 'port'] as const;
+/**
+ * `coverage`: a path the baseline recorded that this collection could not read
+ * (a folder it cannot list, a file it cannot hash): drift there would go unseen,
+ * so the loss of sight is itself a finding.
+ */
+export const FINDING_KINDS = ['package', 'file', 'process', 'port', 'coverage'] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
 export const CHANGES = ['added', 'removed', 'modified'] as const;
@@ -43,6 +48,12 @@ export const IgnoreRuleSchema = z.strictObject({
   package: z.string().min(1).optional(),
   port: z.string().min(1).optional(),
   why: z.string().min(1),
+  /**
+   * The acknowledgement a broad rule needs: one that ignores everything, or
+   * everything under a top-level folder (`/**`, `/usr/**`, `package: "*"`), is
+   * refused without `broad: true`, since it blinds drift to a whole area.
+   */
+  broad: z.literal(true).optional(),
 });
 
 /**
@@ -56,6 +67,8 @@ export const ExpectRuleSchema = z.strictObject({
   change: z.enum(CHANGES).optional(),
   lines: z.array(z.string()).optional(),
   why: z.string().min(1),
+  /** See IgnoreRuleSchema.broad: an expect rule without `lines` drops as much as an ignore rule. */
+  broad: z.literal(true).optional(),
 });
 
 /** The attribute names a finding's `changed` lists, by kind (what `match.only` may name). */
@@ -89,6 +102,8 @@ export const PolicyRuleSchema = z.strictObject({
   match: PolicyMatchSchema,
   severity: z.enum(SEVERITIES),
   action: z.enum(ACTIONS),
+  /** See IgnoreRuleSchema.broad: a policy rule with action `ignore` drops as much as an ignore rule. */
+  broad: z.literal(true).optional(),
 });
 
 export const RuleFileSchema = z.strictObject({
@@ -101,10 +116,10 @@ export const RuleFileSchema = z.strictObject({
 });
 export type RuleFile = z.infer<typeof RuleFileSchema>;
 
-export type WatchRule = z.infer<typeof WatchRuleSchema> & { source?: RuleSource };
-export type IgnoreRule = z.infer<typeof IgnoreRuleSchema> & { source?: RuleSource };
-export type ExpectRule = z.infer<typeof ExpectRuleSchema> & { source?: RuleSource };
-export type PolicyRule = z.infer<typeof PolicyRuleSchema> & { source?: RuleSource };
+export type WatchRule = z.infer<typeof WatchRuleSchema> & { source?: RuleSource | undefined };
+export type IgnoreRule = z.infer<typeof IgnoreRuleSchema> & { source?: RuleSource | undefined };
+export type ExpectRule = z.infer<typeof ExpectRuleSchema> & { source?: RuleSource | undefined };
+export type PolicyRule = z.infer<typeof PolicyRuleSchema> & { source?: RuleSource | undefined };
 
 /** Rule files merged in order: shipped `rules/` first, then each `--rules` folder. */
 export interface RuleSet {
@@ -120,6 +135,6 @@ export function emptyRuleSet(): RuleSet {
 }
 
 /** `file:line` of a rule, as findings name it; `null` for a rule made in code. */
-export function ruleRef(rule: { source?: RuleSource }): string | null {
+export function ruleRef(rule: { source?: RuleSource | undefined }): string | null {
   return rule.source ? `${rule.source.file}:${rule.source.line}` : null;
 }

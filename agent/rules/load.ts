@@ -13,7 +13,7 @@ import {
   WatchRuleSchema,
   type RuleSet,
 } from '../protocol/rules.js';
-import { globProblem } from './glob.js';
+import { broadness, globProblem } from './glob.js';
 import { findVarRefs, substituteVars, VAR_NAME } from '../protocol/vars.js';
 
 /** One thing wrong in a rule file, at 1-based `line` and `col` (0:0 when it concerns the whole file). */
@@ -96,6 +96,8 @@ interface Deferred {
   key: string;
   text: string;
   as: 'glob' | 'regex';
+  /** Expect paths without lines: whether a broad glob is acknowledged; null when breadth is not checked. */
+  broadOk: boolean | null;
 }
 
 type Path = readonly (string | number)[];
@@ -158,8 +160,8 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
     }
     const bad = globProblem(value);
     if (bad) report(posOf(path), `${label} is not a valid glob: ${bad}, got "${value}"`);
-    else if (opts.absolute === 'path' && !value.startsWith('/') && !value.startsWith('**')) {
-      report(posOf(path), `${label} must be an absolute path glob (starting with /), got "${value}"`);
+    else if (opts.absolute === 'path' && !value.startsWith('/')) {
+      report(posOf(path), `${label} must be an absolute path glob (starting with /), got "${value}"${value.startsWith('**') ? ` (write "/${value}" for a name at any depth)` : ''}`);
     } else if (opts.absolute === 'exe' && !value.startsWith('/') && !value.startsWith('**') && !value.startsWith('*')) {
       report(posOf(path), `${label} is matched against the executable path of a process and must start with / (e.g. /usr/sbin/sshd), got "${value}"`);
     }
@@ -192,10 +194,14 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
     checkGlob(['ignore', i, 'process'], 'process', { absolute: 'exe' });
     checkGlob(['ignore', i, 'package'], 'package', {});
     checkGlob(['ignore', i, 'port'], 'port', {});
+    for (const k of subjects) {
+      const value = raw[k];
+      if (typeof value === 'string') checkBroad(['ignore', i], raw, broadness(k, value), `ignore ${k} "${value}"`);
+    }
   }, IgnoreRuleSchema, (i, rule) => rules.ignore.push({ ...rule, source: at(posOf(['ignore', i])) }));
 
   forEachItem(obj, 'expect', (i, raw) => {
-    checkVarSyntax(['expect', i, 'path'], 'path', 'glob');
+    checkVarSyntax(['expect', i, 'path'], 'path', 'glob', raw['lines'] === undefined ? raw['broad'] === true : null);
     const lines = raw['lines'];
     if (Array.isArray(lines)) {
       if (lines.length === 0) {
@@ -223,12 +229,30 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
     }
     checkGlob(['policy', i, 'match', 'path'], 'path', { absolute: 'path' });
     checkGlob(['policy', i, 'match', 'name'], 'name', {});
+    const named = ['kind', 'change', 'path', 'name', 'gains'].some((k) => match[k] !== undefined);
+    if (raw['action'] === 'ignore' && named) {
+      const kind = typeof match['kind'] === 'string' ? match['kind'] : undefined;
+      const path = match['path'];
+      const name = match['name'];
+      let broad: string | null;
+      if (typeof path === 'string') broad = broadness('path', path);
+      else if (typeof name === 'string') broad = broadness(kind === 'process' ? 'process' : kind === 'port' ? 'port' : 'package', name);
+      else broad = match['gains'] !== undefined ? null : `every ${kind ?? ''}${kind ? ' ' : ''}finding${match['change'] !== undefined ? ` of change ${String(match['change'])}` : ''}`;
+      checkBroad(['policy', i], raw, broad, 'this policy rule (action ignore)');
+    }
   }, PolicyRuleSchema, (i, rule) => rules.policy.push({ ...rule, source: at(posOf(['policy', i])) }));
 
   return { file, rules, problems, deferred };
 
+  // A rule that drops everything, or everything under a top-level folder, must say so.
+  function checkBroad(path: Path, raw: Record<string, unknown>, broad: string | null, what: string): void {
+    if (broad === null || raw['broad'] === true) return;
+    report(posOf(path), `${what} drops ${broad}, which blinds drift to all of it; narrow it, or add "broad: true" to acknowledge that it must be so`);
+  }
+
   // Syntax of `${...}` now; whether each name is defined once all files are read.
-  function checkVarSyntax(path: Path, key: string, as: 'glob' | 'regex'): void {
+  // `broadOk`: for an expect path without lines, whether a broad glob is acknowledged (null: not checked).
+  function checkVarSyntax(path: Path, key: string, as: 'glob' | 'regex', broadOk: boolean | null = null): void {
     const value = getPath(obj, path);
     if (typeof value !== 'string') return;
     const { refs, unclosedAt } = findVarRefs(value);
@@ -243,7 +267,7 @@ export function parseRuleFile(file: string, text: string): ParsedRuleFile {
         ok = false;
       }
     }
-    if (ok) deferred.push({ at: at(posOf(path)), key, text: value, as });
+    if (ok) deferred.push({ at: at(posOf(path)), key, text: value, as, broadOk });
   }
 }
 
@@ -286,8 +310,10 @@ export function mergeRuleFiles(files: readonly ParsedRuleFile[]): { ruleSet: Rul
     } else {
       const bad = globProblem(text);
       if (bad) problems.push({ ...d.at, message: `${d.key} is not a valid glob: ${bad}, got "${d.text}"` });
-      else if (!text.startsWith('/') && !text.startsWith('**')) {
-        problems.push({ ...d.at, message: `${d.key} must be an absolute path glob (starting with /), got "${d.text}"` });
+      else if (d.broadOk === false && broadness('path', text) !== null) {
+        problems.push({ ...d.at, message: `expect path "${d.text}" (without lines) drops ${broadness('path', text) ?? ''}, which blinds drift to all of it; narrow it, or add "broad: true" to acknowledge that it must be so` });
+      } else if (!text.startsWith('/')) {
+        problems.push({ ...d.at, message: `${d.key} must be an absolute path glob (starting with /), got "${d.text}"${text.startsWith('**') ? ` (write "/${d.text}" for a name at any depth)` : ''}` });
       }
     }
   }

@@ -11,6 +11,7 @@ import { collectManifest } from '../../agent/manifest.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
 import { driftBin, repoRoot } from '../helpers/paths.js';
+import { run } from '../helpers/run.js';
 
 /** Run `bin/drift.js agent ARGS` through main, which sets the exit code (spawnAgent's register() alone cannot). */
 function spawnDriftAgent(args: string[]): ReturnType<typeof spawn> {
@@ -293,4 +294,39 @@ t.test('--spool-max-bytes bounds the spool by manifest size, and the drops are c
   t.equal((await readdir(join(s.stateDir, 'spool'))).filter((n) => n.startsWith('m-')).length, 1, 'with its manifest alone');
   t.equal(a.d.state.spoolDropped, 2, 'two dropped and counted');
   t.ok(a.logs.some((l) => l['msg'] === 'spool full: oldest reports dropped' && l['spoolMaxBytes'] === 1), 'and logged');
+});
+
+t.test('the agent collects the scope baked into the image, not the rule files the host has now', async (t) => {
+  const s = await setup(t);
+  await mkdir(join(s.root, 'srv'), { recursive: true });
+  await writeFile(join(s.root, 'srv', 'app.conf'), 'a=1\n');
+  const bake = join(s.dir, 'bake-rules');
+  await mkdir(bake);
+  await writeFile(join(bake, 'srv.yaml'), 'watch:\n  - path: /srv/**\n');
+  const baked = await run(process.execPath, [driftBin, 'baseline', '--root', s.root, '--image-id', 'img', '--rules', bake,
+    '--out', join(s.root, 'etc', 'drift', 'baseline.json'), '--stamp', '--state-dir', join(s.dir, 'bake-state')]);
+  t.equal(baked.code, 0, baked.stderr);
+  // The host's own rules now: no /srv, and /etc ignored (acknowledged as broad).
+  const site = join(s.dir, 'site');
+  await mkdir(site);
+  await writeFile(join(site, 'quiet.yaml'), 'ignore:\n  - path: /etc/**\n    why: quiet\n    broad: true\n');
+  const flags = { collector: 'http://127.0.0.1:9', 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir, rules: [site] };
+  const { d, logs } = await daemon(t, flags);
+  const entry = await d.spool.get(await d.collectAndSpool());
+  const paths = Object.keys(entry?.manifest.files ?? {});
+  t.ok(paths.includes('/srv/app.conf'), 'the baked watch rule applies');
+  t.ok(paths.includes('/etc/hostname'), 'the host\'s ignore rule does not');
+  t.ok(paths.includes('/etc/drift'), 'drift\'s own folder is watched');
+  t.notOk(paths.includes('/etc/drift/baseline.json'), 'the baseline and stamp written after the bake are not');
+  t.ok(logs.some((l) => l['msg'] === 'collecting the scope baked into the image'));
+  await d.close();
+
+  // A baseline file that is not the one the stamp names is not taken for the image's.
+  const b = JSON.parse(await readFile(join(s.root, 'etc', 'drift', 'baseline.json'), 'utf8')) as { scope: { watch: Array<{ path: string }> } };
+  b.scope.watch = [{ path: '/nothing' }];
+  await writeFile(join(s.root, 'etc', 'drift', 'baseline.json'), JSON.stringify(b));
+  const other = await daemon(t, { ...flags, 'state-dir': join(s.dir, 'state2') });
+  const swapped = await other.d.spool.get(await other.d.collectAndSpool());
+  t.notOk(Object.keys(swapped?.manifest.files ?? {}).includes('/srv/app.conf'), 'the host\'s rules are used');
+  t.match(other.logs.find((l) => l['level'] === 'warn'), { msg: /no baked scope/, reason: /but the image stamp names sha256:/ });
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { compilePathRules, expandGlob, globBases } from '../../agent/glob.js';
+import { compilePathRules, expandGlob, globBases, hasSlashInGroup } from '../../agent/glob.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
 
 t.test('braces expand across folders and with empty alternatives', async (t) => {
@@ -29,4 +29,17 @@ t.test('below: the walk may skip folders where nothing can match', async (t) => 
   const exact = compilePathRules({ ...emptyRuleSet(), watch: [{ path: '/etc/{shadow,gshadow}' }] }).watchAt.get('/etc/shadow')?.[0];
   t.equal(exact?.below('/etc/shadow'), true);
   t.equal(exact?.below('/etc/shadow/x'), false, 'a file glob has nothing below its path');
+});
+
+t.test('an extglob with a / inside its group: the walk enters every folder under its base', async (t) => {
+  const rules = compilePathRules({ ...emptyRuleSet(), watch: [{ path: '/srv/@(foo|bar/baz)/**' }] });
+  t.same(rules.walkRoots, ['/srv']);
+  const g = rules.watchAt.get('/srv')?.[0];
+  t.ok(g?.below('/srv/bar'), 'bar/baz is reached through /srv/bar');
+  t.ok(g?.below('/srv/bar/baz'));
+  t.ok(g?.match('/srv/bar/baz/x'));
+  t.notOk(g?.match('/srv/bar/x'));
+  t.ok(hasSlashInGroup('/srv/@(foo|bar/baz)/**'));
+  t.notOk(hasSlashInGroup('/srv/@(foo|bar)/**'));
+  t.notOk(hasSlashInGroup('/srv/\\(a/b\\)'), 'escaped parentheses are no group');
 });

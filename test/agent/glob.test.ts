@@ -1,6 +1,7 @@
 import t from 'tap';
 import { compilePathRules, globBases, isUnder, lastMatch, withBaseAt } from '../../agent/glob.js';
 import { emptyRuleSet, type RuleSet } from '../../agent/protocol/rules.js';
+import { globMatcher, normaliseGlob } from '../../agent/protocol/glob.js';
 
 function rules(watch: string[], ignore: string[] = []): RuleSet {
   const r = emptyRuleSet();
@@ -57,4 +58,25 @@ t.test('isUnder is about whole folder names', async (t) => {
   t.ok(isUnder('/etc', '/etc'));
   t.notOk(isUnder('/etcx', '/etc'));
   t.ok(isUnder('/anything', '/'));
+});
+
+t.test('every name a file system holds is matched: newline, CR, U+2028, U+2029', async (t) => {
+  for (const name of ['evil\n', 'a\r.sh', 'x\u2028y', 'x\u2029y', '\n']) {
+    // Messages name the bytes in hex: a raw U+2028 would break the TAP stream itself.
+    const hex = Buffer.from(name).toString('hex');
+    t.ok(globMatcher('/etc/**')(`/etc/sudoers.d/${name}`), `** matches ${hex}`);
+    t.ok(globMatcher('/etc/sudoers.d/*')(`/etc/sudoers.d/${name}`), `* matches ${hex}`);
+    t.ok(globMatcher('/etc/sudoers.d/?*')(`/etc/sudoers.d/${name}`), `?* matches ${hex}`);
+  }
+  t.ok(globMatcher('/etc/**')('/etc/a\nb/c'), 'in a folder name too');
+  t.notOk(globMatcher('/etc/*')('/etc/a\n/b'), '* still stays within one folder');
+});
+
+t.test('/** at the end of a brace alternative matches the folder itself, as it does outside braces', async (t) => {
+  const sudo = globMatcher('/etc/{sudoers,sudoers.d/**,doas.conf,doas.d/**}');
+  for (const p of ['/etc/sudoers', '/etc/sudoers.d', '/etc/sudoers.d/x', '/etc/sudoers.d/a/b', '/etc/doas.d']) t.ok(sudo(p), p);
+  for (const p of ['/etc/sudoersx', '/etc/sudoers.dx', '/etc/doas']) t.notOk(sudo(p), p);
+  t.equal(normaliseGlob('/etc/{pam.d/**,security/**,ld.so.preload}'), '/etc/{pam.d{,/**},security{,/**},ld.so.preload}');
+  t.equal(normaliseGlob('/etc/**'), '/etc/**', 'outside braces nothing changes');
+  t.equal(normaliseGlob('/etc/{a,b\\/**}'), '/etc/{a,b\\/**}', 'an escaped / is not a folder separator');
 });

@@ -11,7 +11,7 @@ import { BUDGET_HELP } from '../common.js';
 const KEYS: Record<string, string> = {
   collector: 'collector', enrollSecretFile: 'enroll-secret-file', root: 'root', proc: 'proc', stateDir: 'state-dir',
   interval: 'interval', splay: 'splay', timeout: 'timeout', once: 'once', hostId: 'host-id', role: 'role', rules: 'rules',
-  spoolMax: 'spool-max', spoolMaxBytes: 'spool-max-bytes', maxFileBytes: 'max-file-bytes', maxScanBytes: 'max-scan-bytes', caFile: 'ca-file', config: 'config',
+  spoolMax: 'spool-max', spoolMaxBytes: 'spool-max-bytes', maxFileBytes: 'max-file-bytes', maxScanBytes: 'max-scan-bytes', caFile: 'ca-file', config: 'config', sections: 'sections',
 };
 
 /** `drift agent`: the per-host daemon that reports to the collector. */
@@ -36,10 +36,16 @@ export function register(program: Command): void {
     .option('--max-file-bytes <size>', BUDGET_HELP.file)
     .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
     .option('--ca-file <file>', 'extra CA certificates (PEM) to trust for an HTTPS collector')
+    .option('--sections <list>', 'collect only these sections: packages,files,processes,ports (comma-separated)')
     .option('--config <file>', 'YAML file with the same settings, keys named like the flags (collector, enroll-secret-file, interval, ...); flags win')
     .addHelpText('after', `
 Identity: the host is its root's etc/machine-id (or --host-id), its image the stamp
 etc/drift/image.json written by \`drift baseline --stamp\`.
+
+Scope: the agent collects the scope baked into the image: the watch, ignore and expect
+rules recorded in etc/drift/baseline.json (bake with --out /etc/drift/baseline.json
+--stamp), used when its digest is the one the stamp names. Without it the agent warns
+and collects with this host's rule files (shipped and --rules).
 
 Delivery: every report is written to the spool (STATE_DIR/spool) before it is sent and
 delivered in order. Connection refused, timeouts and 5xx answers keep it spooled and

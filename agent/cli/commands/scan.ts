@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { collectManifest } from '../../manifest.js';
 import { readHostInfo } from '../../identity.js';
-import { baselineDigest } from '../../baseline.js';
+import { baselineDigest, scopedRules, scopeOf } from '../../baseline.js';
 import { loadPublicKey, verifyBaseline } from '../../sign.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
-import { BaselineSchema, ManifestSchema, type Manifest } from '../../protocol/manifest.js';
-import { compare } from '../../engine/compare.js';
+import { BaselineSchema, ManifestSchema, type Manifest, type SectionName } from '../../protocol/manifest.js';
+import { compareWithDrops } from '../../engine/compare.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
@@ -15,7 +15,7 @@ import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
 import { exit } from '../exit.js';
-import { byteBudget, defaultStateDir, resolveRootAndProc } from '../../config.js';
+import { byteBudget, defaultStateDir, parseSections, requireRootDir, resolveRootAndProc } from '../../config.js';
 import { BUDGET_HELP, collect, readJsonFile } from '../common.js';
 
 interface ScanOptions {
@@ -34,6 +34,7 @@ interface ScanOptions {
   adminTokenFile?: string;
   host?: string;
   fleet: boolean;
+  sections?: string;
 }
 
 export function register(program: Command): void {
@@ -45,7 +46,8 @@ export function register(program: Command): void {
     .option('--root <dir>', 'scan this root folder instead of /')
     .option('--proc <dir>', 'read processes and ports from this /proc (default: /proc for the live host, none for --root)')
     .option('--manifest <file>', 'compare this saved manifest instead of collecting one')
-    .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable)', collect)
+    .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable); with a baseline that records its scope, only their policy is used', collect)
+    .option('--sections <list>', 'collect and compare only these sections: packages,files,processes,ports (comma-separated)')
     .option('--format <format>', `output format: ${FORMATS.join(', ')}`, 'text')
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
@@ -56,7 +58,16 @@ export function register(program: Command): void {
     .option('--host <id>', 'with --collector: the collector\'s view of this host')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
     .addHelpText('after', `
-Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature).
+Scope: what is watched, ignored and expected is the scope recorded in the baseline at bake
+time; rule files on this host (shipped and --rules) give the policy (severity, action) only.
+A baseline without a recorded scope is scanned with this host's rules. The report counts
+the differences each ignore, expect and policy-ignore rule dropped.
+
+Coverage: a path the baseline recorded that this scan cannot read is a finding of kind
+coverage (high, by the shipped policy), never "no drift".
+
+Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, a --root that
+does not exist, unreadable baseline, bad signature).
 Colour is used only on a terminal, and never when NO_COLOR is set. Names, content
 and every other string from the host are printed with control characters and bidi
 overrides escaped (\\x1b, \\u202e) in text and markdown.
@@ -83,7 +94,12 @@ Examples:
         const keys = await Promise.all(opts.pubkey.map((p) => loadPublicKey(p)));
         verifyBaseline(baseline, keys, baselinePath);
       }
-      const rules = await loadRuleSet(opts.rules ?? []);
+      const sections = opts.sections !== undefined ? parseSections(opts.sections) : undefined;
+      const hostRules = await loadRuleSet(opts.rules ?? []);
+      const rules = scopedRules(baseline, hostRules, baselinePath);
+      if (baseline.scope && scopeOf(hostRules).digest !== baseline.scope.digest) {
+        process.stderr.write(`drift: collecting the scope recorded in the baseline (${baseline.scope.digest}); the watch, ignore and expect rules here differ and are not used (their policy is)\n`);
+      }
       let manifest: Manifest;
       let target: string;
       if (opts.manifest) {
@@ -91,24 +107,35 @@ Examples:
         target = manifest.host.hostname || resolve(opts.manifest);
       } else {
         const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
+        await requireRootDir(root);
         manifest = await collectManifest({
           root, proc, rules,
           stateDir: resolve(opts.stateDir ?? defaultStateDir()),
           forceRehash: opts.forceRehash,
           budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
+          sections,
         }, await readHostInfo(root));
         target = root === '/' ? manifest.host.hostname : root;
       }
-      const findings = compare({ baseline, manifest, rules });
+      const { findings, dropped } = compareWithDrops({ baseline: onlySections(baseline, sections), manifest: onlySections(manifest, sections), rules: hostRules });
       const report = buildReport({
         target,
         baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline) },
         findings,
         unread: manifest.unread,
+        dropped,
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       exit(exitCodeOf(report));
     });
+}
+
+/** A shallow copy of a manifest without the sections `--sections` left out (all kept when undefined). */
+function onlySections<M extends Manifest>(m: M, sections: readonly SectionName[] | undefined): M {
+  if (sections === undefined) return m;
+  const copy = { ...m };
+  for (const s of ['packages', 'files', 'processes', 'ports'] as const) if (!sections.includes(s)) delete copy[s];
+  return copy;
 }
 
 /** `--collector`: print the collector's view of one host or the fleet; returns the exit code. */

@@ -55,14 +55,21 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-
 const UNSAFE_BUT_TAB = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 function escapeUnsafe(c: string): string {
-  const n = c.charCodeAt(0);
-  return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  switch (c) {
+    case '\n': return '\\n';
+    case '\r': return '\\r';
+    case '\t': return '\\t';
+    default: {
+      const n = c.charCodeAt(0);
+      return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+    }
+  }
 }
 
 /**
  * A string from a host (a path, a hostname, file content in a diff, an unread
  * reason, a rule file name) made safe to print for a person: every character of
- * UNSAFE shown as `\xNN` (up to U+00FF) or `\uNNNN`, so `ESC[2J` in a file name
+ * UNSAFE shown as `\n`, `\r`, `\t`, `\xNN` (up to U+00FF) or `\uNNNN`, so `ESC[2J` in a file name
  * prints as `\x1b[2J` instead of clearing the findings above it. `keepTab`: leave
  * tabs as they are (diff lines, where a tab is content and harmless).
  */

@@ -29,6 +29,12 @@ export function formatText(report: Report, color: boolean): string {
     }
   }
 
+  if (report.dropped && report.dropped.length > 0) {
+    const total = report.dropped.reduce((n, d) => n + d.count, 0);
+    out.push('', paint('2', `DROPPED BY RULES (${total} ${total === 1 ? 'difference' : 'differences'}, not reported)`));
+    for (const d of report.dropped) out.push(`  ${d.count} by ${d.by} rule ${visible(d.rule)}`);
+  }
+
   const unread = report.unread;
   if (unread.length > 0) {
     out.push('', paint('35', `UNREAD (${unread.length}): not compared, drift there would go unseen`));

@@ -57,3 +57,25 @@ export function parseRpmQuery(text: string): RpmPackage[] {
   }
   return out;
 }
+
+/**
+ * The manifest entries of installed rpm packages, keyed `rpm:name:arch`. A name
+ * and architecture installed more than once at the same time (kernels, their
+ * modules, `gpg-pubkey`: rpm keeps every version it was told to install) gets one
+ * entry per instance, keyed `rpm:name:arch:version`, so that every installed
+ * kernel and every trusted key shows; a single instance keeps the short key, so
+ * that an upgrade reads as one package changing version.
+ */
+export function rpmEntries(pkgs: readonly RpmPackage[]): Record<string, { version: string; source?: string }> {
+  const count = new Map<string, number>();
+  for (const p of pkgs) count.set(`${p.name}:${p.arch}`, (count.get(`${p.name}:${p.arch}`) ?? 0) + 1);
+  const entries: Record<string, { version: string; source?: string }> = {};
+  const keyed = pkgs.map((p) => ({ p, key: (count.get(`${p.name}:${p.arch}`) ?? 0) > 1 ? `rpm:${p.name}:${p.arch}:${p.version}` : `rpm:${p.name}:${p.arch}` }));
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const { p, key } of keyed) {
+    const entry: { version: string; source?: string } = { version: p.version };
+    if (p.source !== undefined) entry.source = p.source;
+    entries[key] = entry;
+  }
+  return entries;
+}

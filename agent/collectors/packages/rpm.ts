@@ -4,7 +4,7 @@ import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry, Unread } from '../../protocol/manifest.js';
 import type { CollectResult, PathOwner } from '../contract.js';
 import { underRoot } from './dpkg.js';
-import { parseRpmQuery, RPM_QUERY_FORMAT } from './rpm-parse.js';
+import { parseRpmQuery, rpmEntries, RPM_QUERY_FORMAT } from './rpm-parse.js';
 
 /** The places an rpm database lives, relative to the root, and the files that make one. */
 const RPM_DB_DIRS = ['/var/lib/rpm', '/usr/lib/sysimage/rpm'] as const;
@@ -36,7 +36,8 @@ function runRpm(args: string[]): Promise<string> {
 }
 
 /**
- * Collect installed rpm packages (keys `rpm:name:arch`, version
+ * Collect installed rpm packages (keys `rpm:name:arch`, or `rpm:name:arch:version`
+ * for each of several installed instances, see rpmEntries; version
  * `[epoch:]version-release`) and file ownership (`%config` files flagged), by
  * running `rpm -qa --root ROOT --dbpath DIR --qf …`. No rpm database under the
  * root → empty result; a database but no `rpm` binary, or rpm failing → one
@@ -59,10 +60,8 @@ export async function collectRpm(root: string): Promise<CollectResult<PackageEnt
     return { entries, unread, owners };
   }
   const pkgs = parseRpmQuery(out).sort((a, b) => (`${a.name}:${a.arch}` < `${b.name}:${b.arch}` ? -1 : 1));
+  Object.assign(entries, rpmEntries(pkgs));
   for (const p of pkgs) {
-    const entry: PackageEntry = { version: p.version };
-    if (p.source !== undefined) entry.source = p.source;
-    entries[`rpm:${p.name}:${p.arch}`] = entry;
     for (const f of p.files) if (!owners.has(f.path)) owners.set(f.path, { owner: `rpm:${p.name}`, conffile: f.config });
   }
   return { entries, unread: [], owners };

@@ -88,8 +88,11 @@ t.test('--proc adds processes and ports; --sign-key signs; --stamp writes the im
   t.equal(r.code, 0, r.stderr);
   const b = JSON.parse(await readFile(out, 'utf8')) as Baseline;
   t.ok(b.signature?.keyId, 'signed');
-  t.ok(Object.keys(b.processes ?? {}).some((k) => k.startsWith(`${process.execPath}|`) || k.includes('/node|')), 'this test runner is among the processes');
-  t.ok(b.ports?.[`tcp:127.0.0.1:${port}`], 'the test\'s listening port is among the ports');
+  // Services only (test/agent/cli/services.test.ts has the full case): this test
+  // runner is a child of a shell, not a service, so its port is not recorded.
+  t.ok(b.processes, 'processes were collected');
+  t.ok(b.ports, 'ports were collected');
+  t.notOk(b.ports?.[`tcp:127.0.0.1:${port}`], 'the test\'s listening port is not a service\'s');
   const stamp = JSON.parse(await readFile(join(root, 'etc', 'drift', 'image.json'), 'utf8')) as { id: string; baselineDigest: string };
   t.equal(stamp.id, 'img-2');
   t.match(stamp.baselineDigest, /^sha256:[0-9a-f]{64}$/);

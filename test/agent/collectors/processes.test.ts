@@ -6,7 +6,7 @@ import { copyFile, mkdir, mkdtemp, realpath, rename, rm, symlink, unlink, writeF
 import { readFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { processesCollector } from '../../../agent/collectors/processes.js';
+import { processesCollector, systemSliceOf } from '../../../agent/collectors/processes.js';
 import { ProcessEntrySchema } from '../../../agent/protocol/manifest.js';
 import { buildProcTree, procContext } from '../../helpers/proc-tree.js';
 
@@ -26,6 +26,35 @@ t.test('fixture /proc: grouped by executable and user, kernel threads and zombie
   });
   t.same(unread, [{ path: '/proc/107/exe', reason: 'ELOOP' }], 'an unreadable exe is reported; the exited PID 108 is not');
   for (const e of Object.values(entries)) ProcessEntrySchema.parse(e);
+});
+
+t.test('systemSliceOf: the system slice and init are services, user and machine slices are not, anything else is undecided', async (t) => {
+  // Recorded from a Debian 12 host (cgroup v2) and a CentOS 7 host (v1, name=systemd).
+  t.equal(systemSliceOf('0::/system.slice/ssh.service\n'), true);
+  t.equal(systemSliceOf('0::/init.scope\n'), true);
+  t.equal(systemSliceOf('0::/user.slice/user-1000.slice/session-3.scope\n'), false);
+  t.equal(systemSliceOf('0::/user.slice/user-1000.slice/user@1000.service/app.slice/dbus.service\n'), false);
+  t.equal(systemSliceOf('0::/machine.slice/libpod-1234.scope\n'), false);
+  t.equal(systemSliceOf('11:memory:/system.slice/sshd.service\n1:name=systemd:/user.slice/user-0.slice/session-1.scope\n'), false, 'v1: the name=systemd line decides');
+  t.equal(systemSliceOf('1:name=systemd:/system.slice/crond.service\n0::/\n'), true, 'hybrid: the name=systemd line wins over a unified "/"');
+  t.equal(systemSliceOf('0::/\n'), null, 'no systemd (a container, or init without units): the parent decides');
+  t.equal(systemSliceOf('0::/system.slicex/evil\n'), null, 'a look-alike name is not the system slice');
+  t.equal(systemSliceOf(''), null);
+});
+
+t.test('fixture /proc: by default only services: the system slice and children of PID 1, not a login session', async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  // sshd 101 is a child of 100 in ssh.service; 102 is alice's session, moved by pam_systemd.
+  await writeFile(join(tree.proc, '101', 'cgroup'), '0::/system.slice/ssh.service\n');
+  await writeFile(join(tree.proc, '102', 'cgroup'), '0::/user.slice/user-1000.slice/session-3.scope\n');
+  const { entries } = await processesCollector.collect(procContext(tree.root, tree.proc, 'services'));
+  t.same(Object.keys(entries).sort(), ['/usr/bin/app|4242', '/usr/bin/gone|root', '/usr/bin/tool|root', '/usr/lib/systemd/systemd|root', '/usr/sbin/sshd|root']);
+  t.equal(entries['/usr/sbin/sshd|root']?.count, 2, 'the child in the service\'s cgroup counts');
+  // Without cgroup information, a child whose parent is not PID 1 is not a service.
+  await rm(join(tree.proc, '101', 'cgroup'));
+  const bare = await processesCollector.collect(procContext(tree.root, tree.proc, 'services'));
+  t.equal(bare.entries['/usr/sbin/sshd|root']?.count, 1);
 });
 
 t.test('fixture /proc: no passwd in the root names users by number', async (t) => {

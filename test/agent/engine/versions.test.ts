@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { compareDebianVersions, comparePackageVersions, compareRpmVersions, parseDebianVersion, rpmvercmp } from '../../../agent/engine/versions.js';
+import { compareApkVersions, compareDebianVersions, comparePackageVersions, compareRpmVersions, parseDebianVersion, rpmvercmp } from '../../../agent/engine/versions.js';
 
 // dpkg's own test cases (lib/dpkg/t/t-version.c) and Debian policy §5.6.12.
 const DPKG_CASES: Array<[string, string, -1 | 0 | 1]> = [
@@ -110,4 +110,38 @@ t.test('the manager decides the ordering', async (t) => {
   t.equal(comparePackageVersions('rpm', '2_0', '2.0'), 0);
   t.not(comparePackageVersions('dpkg', '2_0', '2.0'), 0);
   t.equal(comparePackageVersions('apk', '1.2.3-r4', '1.2.3-r10'), -1);
+});
+
+// apk ordering as apk-tools defines it (its suffix order, revisions, letters, leading-zero
+// components); written from apk-tools' rules, since this machine has no apk to ask.
+const APK_CASES: Array<[string, string, -1 | 0 | 1]> = [
+  ['1.2.3_rc1-r0', '1.2.3-r0', -1],
+  ['1.2.3_alpha', '1.2.3_beta', -1],
+  ['1.2.3_beta2', '1.2.3_pre1', -1],
+  ['1.2.3_pre1', '1.2.3_rc1', -1],
+  ['1.2.3', '1.2.3_cvs', -1],
+  ['1.2.3_cvs', '1.2.3_svn', -1],
+  ['1.2.3_git20240101', '1.2.3_hg1', -1],
+  ['1.2.3_hg1', '1.2.3_p1', -1],
+  ['1.2.3_p1', '1.2.3_p2', -1],
+  ['1.2.3_rc2', '1.2.3_rc10', -1],
+  ['1.2.3-r4', '1.2.3-r10', -1],
+  ['1.2.3', '1.2.3-r0', 0],
+  ['1.2', '1.2.1', -1],
+  ['1.2a', '1.2b', -1],
+  ['1.2', '1.2a', -1],
+  ['1.10', '1.9', 1],
+  ['1.02', '1.1', -1],
+  ['1.001', '1.01', -1],
+  ['3.0.15-r0', '3.0.8-r0', 1],
+  ['2.38_git20230210-r1', '2.38-r1', 1],
+];
+
+t.test('apk ordering: apk-tools\' rules, both directions', async (t) => {
+  for (const [a, b, want] of APK_CASES) {
+    t.equal(compareApkVersions(a, b), want, `${a} vs ${b}`);
+    t.equal(compareApkVersions(b, a), -want, `${b} vs ${a}`);
+  }
+  t.equal(comparePackageVersions('apk', '1.2.3_rc1-r0', '1.2.3-r0'), -1, 'a release candidate to the release is an upgrade, not the dpkg-order downgrade');
+  t.equal(comparePackageVersions('dpkg', '1.2.3_rc1-r0', '1.2.3-r0'), 1, 'the dpkg order that was used for apk before');
 });

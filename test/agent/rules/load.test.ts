@@ -21,8 +21,8 @@ t.test('every kind of error is reported at its file:line:col', async (t) => {
     ['duplicate.yaml', [`${bad('duplicate.yaml')}:6:5: duplicate key "severity" (each key may appear once in a mapping)`]],
     ['not-a-mapping.yaml', [`${bad('not-a-mapping.yaml')}:1:1: a rule file must be a mapping with keys vars, watch, ignore, expect, policy; got a list`]],
     ['unknown-key.yaml', [
-      `${bad('unknown-key.yaml')}:2:5: missing key "severity" (a policy rule has match, severity, action)`,
-      `${bad('unknown-key.yaml')}:3:5: unknown key "serverity" (allowed: match, severity, action)`,
+      `${bad('unknown-key.yaml')}:2:5: missing key "severity" (a policy rule has match, severity, action, broad)`,
+      `${bad('unknown-key.yaml')}:3:5: unknown key "serverity" (allowed: match, severity, action, broad)`,
     ]],
     ['severity.yaml', [`${bad('severity.yaml')}:3:15: severity must be one of low, medium, high, critical, got "urgent"`]],
     ['wrong-type.yaml', [`${bad('wrong-type.yaml')}:3:7: path must be a string, got a list`]],
@@ -49,7 +49,7 @@ t.test('all problems of one file are reported, in line order', async (t) => {
     '6:14: content must be true, false or "names", got "yes"',
     '7:11: path must be an absolute path glob (starting with /), got "etc/relative"',
     '9:5: missing key "why" (every ignore and expect rule says why, for the person who reads the finding)',
-    '12:5: unknown key "serverity" (allowed: match, severity, action)',
+    '12:5: unknown key "serverity" (allowed: match, severity, action, broad)',
     '13:15: severity must be one of low, medium, high, critical, got "urgent"',
     '15:35: path matches files only, but this match has kind: package (use name for packages, processes and ports)',
     '17:13: action must be one of report, replace, ignore, got "sometimes"',
@@ -155,4 +155,68 @@ t.test('parseRuleFile is pure and keeps each rule\'s source', async (t) => {
   t.same(parseRuleFile('p.yaml', 'ignore:\n  - process: "sshd: *"\n    why: x\n').problems.map((x) => `${x.line}:${x.col}`), ['2:14']);
   t.match(parseRuleFile('b.yaml', 'watch:\n  - path: /a|/b\n').problems[0]?.message, /"\|" outside parentheses/);
   t.match(parseRuleFile('w.yaml', 'watch:\n  - path: /home/${u}/**\n').problems[0]?.message, /substituted in expect rules only/);
+});
+
+t.test('a rule that drops everything, or everything under a top-level folder, needs broad: true', async (t) => {
+  const text = [
+    'ignore:',
+    '  - path: /**',
+    '    why: a',
+    '  - path: "/*/**"',
+    '    why: b',
+    '  - path: /usr/**',
+    '    why: c',
+    '  - path: "/{etc,opt}/**"',
+    '    why: d',
+    '  - package: "*"',
+    '    why: e',
+    '  - process: /**',
+    '    why: f',
+    '  - port: "*"',
+    '    why: g',
+    '  - path: /usr/share/doc/**',
+    '    why: narrow enough',
+    '  - path: /var/**',
+    '    why: acknowledged',
+    '    broad: true',
+    'expect:',
+    '  - path: /etc/**',
+    '    why: h',
+    '  - path: /etc/**',
+    '    lines: ["^#"]',
+    '    why: lines keep it narrow',
+    'policy:',
+    '  - match: { kind: port }',
+    '    severity: low',
+    '    action: ignore',
+    '  - match: { kind: package, name: "*" }',
+    '    severity: low',
+    '    action: report',
+    '',
+  ].join('\n');
+  const r = parseRuleFile('site.yaml', text);
+  const { problems } = (await import('../../../agent/rules/load.js')).mergeRuleFiles([r]);
+  t.same(problems.map((p) => `${p.line}: ${p.message.replace(/, which blinds.*$/, '')}`), [
+    '2: ignore path "/**" drops every path',
+    '4: ignore path "/*/**" drops every path',
+    '6: ignore path "/usr/**" drops everything under /usr',
+    '8: ignore path "/{etc,opt}/**" drops everything under /etc, /opt',
+    '10: ignore package "*" drops every package',
+    '12: ignore process "/**" drops every process',
+    '14: ignore port "*" drops every port',
+    '22: expect path "/etc/**" (without lines) drops everything under /etc',
+    '28: this policy rule (action ignore) drops every port finding',
+  ]);
+  t.match(problems[0]?.message, /add "broad: true" to acknowledge that it must be so$/);
+});
+
+t.test('a path glob must start with /: "**/x" passed the check and then failed collection', async (t) => {
+  const r = await checkRules([], { shipped: true });
+  t.equal(r.problems.length, 0);
+  const parsed = parseRuleFile('x.yaml', 'watch:\n  - path: "**/id_rsa"\nexpect:\n  - path: "**/x"\n    why: y\n');
+  const { problems } = (await import('../../../agent/rules/load.js')).mergeRuleFiles([parsed]);
+  t.same(problems.map((p) => p.message), [
+    'path must be an absolute path glob (starting with /), got "**/id_rsa" (write "/**/id_rsa" for a name at any depth)',
+    'path must be an absolute path glob (starting with /), got "**/x" (write "/**/x" for a name at any depth)',
+  ]);
 });

@@ -90,6 +90,18 @@ t.test('rpm: a real rpm database built with rpm --root; no rpm program → unrea
   t.same(r.owners?.get('/etc/drift-demo/demo.conf'), { owner: 'rpm:drift-demo', conffile: true });
   t.same(r.owners?.get('/etc/drift-demo'), { owner: 'rpm:drift-demo', conffile: false });
 
+  // A second version installed beside the first (rpm -i, as kernels are): both instances show.
+  writeFileSync(join(top, 'SPECS', 'demo.spec'), readFileSync(join(top, 'SPECS', 'demo.spec'), 'utf8')
+    .replace('Version: 1.4', 'Version: 1.5').replaceAll('/etc/drift-demo/demo.conf', '/etc/drift-demo/demo-1.5.conf')
+    .replace('%dir /etc/drift-demo\n', ''));
+  execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '-bb', join(top, 'SPECS', 'demo.spec')], { stdio: 'ignore' });
+  execFileSync('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', '-i', '--nodeps', join(top, 'RPMS', 'noarch', 'drift-demo-1.5-3.noarch.rpm')], { stdio: 'ignore' });
+  const two = await packagesCollector.collect(ctx(root));
+  t.same(two.entries, {
+    'rpm:drift-demo:noarch:2:1.4-3': { version: '2:1.4-3', source: 'drift-demo' },
+    'rpm:drift-demo:noarch:2:1.5-3': { version: '2:1.5-3', source: 'drift-demo' },
+  }, 'two installed instances of one name and arch: one entry each');
+
   const path = process.env.PATH;
   process.env.PATH = '/nonexistent';
   try {
