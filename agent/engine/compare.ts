@@ -13,12 +13,15 @@ import {
   type FileDifference,
 } from './explain.js';
 import { compileRules, isIgnored, judge, type CompiledExpect, type CompiledRules } from './policy.js';
+import type { FirstBootCheck } from './pins.js';
 
 /** What `compare` judges: a host's manifest against its image's baseline, under rules. */
 export interface CompareInput {
   baseline: Manifest;
   manifest: Manifest;
   rules: RuleSet;
+  /** First-boot pins to hold expected file changes to (agent/engine/pins.ts, `compareWithPins`). */
+  firstBoot?: FirstBootCheck;
 }
 
 /**
@@ -31,6 +34,8 @@ export interface CompareInput {
  * - Expect rules drop expected file findings; with `lines`, only when every added
  *   and removed line matches one of the regexes of the matching expect rules (see
  *   `checkExpectations`); otherwise the finding is reported and says why.
+ * - With `firstBoot`, expected file changes are held to the host's first-boot pins
+ *   (agent/engine/pins.ts).
  * - Policy sets severity, action and rule: the last matching rule wins.
  * - A process whose instance count alone changed is not a finding.
  *
@@ -44,10 +49,11 @@ export function compare(input: CompareInput): Finding[] {
   let packageIndex: PackageIndex | undefined;
   const packages = (): PackageIndex => (packageIndex ??= new PackageIndex(baseline, manifest));
 
-  const emit = <F extends Finding>(d: Difference<F['kind'], NonNullable<F['before']>>, explained: Explained): void => {
+  const emit = <F extends Finding>(d: Difference<F['kind'], NonNullable<F['before']>>, explained: Explained, pinned?: Finding['pinned']): void => {
     const j = judge(compiled, d);
     const finding = { ...d, severity: j.severity, action: j.action, rule: j.rule, explanation: explained.explanation } as F;
     if (explained.diff !== undefined) finding.diff = explained.diff;
+    if (pinned !== undefined) finding.pinned = pinned;
     findings.push(finding);
   };
 
@@ -61,9 +67,10 @@ export function compare(input: CompareInput): Finding[] {
     for (const d of differences(baseline.files, manifest.files, fileChanges, 'file')) {
       if (isIgnored(compiled, 'file', d.key)) continue;
       const verdict = checkExpectations(compiled, d);
-      if (verdict.expected) continue;
-      emit(d, explainFile(d, packages(), verdict.note));
+      const held = input.firstBoot ? input.firstBoot.judge(d, verdict) : verdict.expected ? null : { d, note: verdict.note };
+      if (held) emit(held.d, explainFile(held.d, packages(), held.note), 'pinned' in held ? held.pinned : undefined);
     }
+    for (const held of input.firstBoot?.unchanged() ?? []) emit(held.d, explainFile(held.d, packages(), held.note), held.pinned);
   }
   if (baseline.processes && manifest.processes) {
     for (const d of differences(baseline.processes, manifest.processes, processChanges, 'process')) {
@@ -134,7 +141,7 @@ function packageChanges(b: PackageEntry, a: PackageEntry): string[] {
  * some paths, and a rule may start or stop keeping it). `owner`/`conffile` are
  * package metadata, reported through the package findings, not here.
  */
-function fileChanges(b: FileEntry, a: FileEntry): string[] {
+export function fileChanges(b: FileEntry, a: FileEntry): string[] {
   // The fast path: nearly every file of a host equals the image's.
   if (
     b.sha256 === a.sha256 && b.mode === a.mode && b.uid === a.uid && b.gid === a.gid && b.type === a.type &&
@@ -173,8 +180,11 @@ function portChanges(b: PortEntry, a: PortEntry): string[] {
 const CONTENT_ATTRS = new Set(['sha256', 'size', 'content']);
 const MAX_LINES_NAMED = 5;
 
-/** Whether expect rules cover a file finding; when they match but do not cover it, why. */
-export type ExpectVerdict = { expected: true } | { expected: false; note: string | null };
+/**
+ * Whether expect rules cover a file finding; when they match but do not cover it, why.
+ * `pin` is false when a rule that covers it says `pin: false` (it may change at every boot).
+ */
+export type ExpectVerdict = { expected: true; pin: boolean } | { expected: false; note: string | null };
 
 /**
  * Expect rules matching a file finding: its path matches `path` (after `${var}`
@@ -194,7 +204,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   for (const e of compiled.expect) {
     if (e.change !== undefined && e.change !== d.change) continue;
     if (!e.path(d.key)) continue;
-    if (e.lines === undefined) return { expected: true };
+    if (e.lines === undefined) return { expected: true, pin: e.rule.pin !== false };
     (matching ??= []).push(e);
   }
   if (!matching) return { expected: false, note: null };
@@ -216,7 +226,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   const patterns = matching.flatMap((e) => e.lines ?? []);
   const fits = (line: string): boolean => patterns.some((re) => re.test(line));
   const unexpected = [...removed.filter((l) => !fits(l)).map((l) => `-${l}`), ...added.filter((l) => !fits(l)).map((l) => `+${l}`)];
-  if (unexpected.length === 0) return { expected: true };
+  if (unexpected.length === 0) return { expected: true, pin: !matching.some((e) => e.rule.pin === false) };
   const named = unexpected.slice(0, MAX_LINES_NAMED).map((l) => JSON.stringify(l)).join(', ');
   const more = unexpected.length > MAX_LINES_NAMED ? ` and ${unexpected.length - MAX_LINES_NAMED} more` : '';
   const what = unexpected.length === 1 ? 'line' : 'lines';

@@ -1,6 +1,7 @@
 import { REPORT_SCHEMA, type Finding, type Report } from '../protocol/finding.js';
 import type { Unread } from '../protocol/manifest.js';
 import { SEVERITIES, type Severity } from '../protocol/rules.js';
+import type { FirstBoot } from '../protocol/pins.js';
 
 
 /** What a report is built from. */
@@ -13,6 +14,8 @@ export interface ReportInput {
   findings: Finding[];
   /** The scanned manifest's `unread` list, kept so that a clean report does not hide blind spots. */
   unread: Unread[];
+  /** First-boot pinning of the target, where it applies (agent/engine/pins.ts). */
+  firstBoot?: FirstBoot;
 }
 
 /** Build a `drift.report/v1`: summary counts every severity (zeros included). */
@@ -20,7 +23,7 @@ export function buildReport(input: ReportInput): Report {
   const findings = input.findings.filter((f) => f.action !== 'ignore');
   const bySeverity = Object.fromEntries(SEVERITIES.map((s) => [s, 0])) as Record<Severity, number>;
   for (const f of findings) bySeverity[f.severity] += 1;
-  return {
+  const report: Report = {
     schema: REPORT_SCHEMA,
     target: input.target,
     baseline: { imageId: input.baseline.imageId, digest: input.baseline.digest },
@@ -28,6 +31,8 @@ export function buildReport(input: ReportInput): Report {
     findings,
     unread: [...input.unread],
   };
+  if (input.firstBoot) report.firstBoot = { ...input.firstBoot };
+  return report;
 }
 
 /** diff(1)-style exit code of a report: 0 no findings, 1 findings (2, trouble, is the caller's). */

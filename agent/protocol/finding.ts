@@ -1,5 +1,11 @@
 import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
 import type { Change, PolicyAction, Severity } from './rules.js';
+import type { FirstBoot } from './pins.js';
+
+/** A finding that breaks a first-boot pin: `before` is then the pinned value, seen first at `firstSeen`. */
+export interface PinnedRef {
+  firstSeen: string;
+}
 
 /** A raw difference between a baseline entry and a manifest entry, before rules judge it. */
 export interface Difference<K extends string, T> {
@@ -22,6 +28,8 @@ interface FindingBase<K extends string, T> extends Difference<K, T> {
   explanation: string;
   /** Unified diff of the content, where both sides are known. */
   diff?: string;
+  /** Set when the finding breaks a first-boot pin (agent/engine/pins.ts). */
+  pinned?: PinnedRef;
 }
 
 /** One difference between a host and its image's baseline (DESIGN.md §5). */
@@ -42,4 +50,6 @@ export interface Report {
   findings: Finding[];
   /** What the scan could not read: a clean report must not hide blind spots. */
   unread: Unread[];
+  /** First-boot pinning of the target, where it applies (a host's scan or the collector's view of it). */
+  firstBoot?: FirstBoot;
 }

@@ -8,6 +8,11 @@ import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
 import { BaselineSchema, ManifestSchema, type Manifest } from '../../protocol/manifest.js';
 import { compare } from '../../engine/compare.js';
+import { compareWithPins } from '../../engine/pins.js';
+import { readInstanceKeys } from '../../instance-data.js';
+import { beforeFirstBoot, readPins, writePins } from '../../pins-store.js';
+import type { FirstBoot } from '../../protocol/pins.js';
+import type { Finding } from '../../protocol/finding.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
@@ -28,6 +33,7 @@ interface ScanOptions {
   format: string;
   stateDir?: string;
   forceRehash: boolean;
+  repin: boolean;
   collector?: string;
   adminTokenFile?: string;
   host?: string;
@@ -47,12 +53,16 @@ export function register(program: Command): void {
     .option('--format <format>', `output format: ${FORMATS.join(', ')}`, 'text')
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
+    .option('--repin', 'take this scan\'s first-boot values as the pinned ones (after a wanted change to a pinned path)', false)
     .option('--collector <url>', 'ask this collector (drift server) instead of scanning here; with --host or --fleet')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --collector)')
     .option('--host <id>', 'with --collector: the collector\'s view of this host')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
     .addHelpText('after', `
 Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature).
+First boot happens once: the first scan of a root (or of this host) pins the values the
+expect rules accepted, in the state folder; a later change to them is drift. The default
+user's SSH keys are checked against the instance's metadata (run/cloud-init/instance-data*.json).
 Colour is used only on a terminal, and never when NO_COLOR is set.
 
 Examples:
@@ -78,24 +88,41 @@ Examples:
       const rules = await loadRuleSet(opts.rules ?? []);
       let manifest: Manifest;
       let target: string;
+      let findings: Finding[];
+      let firstBoot: FirstBoot | undefined;
       if (opts.manifest) {
+        if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin pins what a scan of a host or root finds; a saved manifest (--manifest) has no pins');
         manifest = await readJsonFile(resolve(opts.manifest), ManifestSchema, 'manifest');
         target = manifest.host.hostname || resolve(opts.manifest);
+        findings = compare({ baseline, manifest, rules });
       } else {
         const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
-        manifest = await collectManifest({
-          root, proc, rules,
-          stateDir: resolve(opts.stateDir ?? defaultStateDir()),
-          forceRehash: opts.forceRehash,
-        }, await readHostInfo(root));
+        const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+        const host = await readHostInfo(root);
+        const instance = await readInstanceKeys(root);
+        if (instance.keys) host.instanceKeys = instance.keys;
+        manifest = await collectManifest({ root, proc, rules, stateDir, forceRehash: opts.forceRehash }, host);
+        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread];
         target = root === '/' ? manifest.host.hostname : root;
+        if (beforeFirstBoot(manifest.host.machineId)) {
+          if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', `scan: ${root} has no machine-id yet (first boot has not happened), so there is nothing to pin`);
+          findings = compare({ baseline, manifest, rules });
+        } else {
+          const pinTarget = { root, machineId: manifest.host.machineId, imageId: baseline.host.image?.id ?? 'unknown' };
+          const book = await readPins(stateDir, pinTarget);
+          const now = new Date().toISOString();
+          const result = compareWithPins({ baseline, manifest, rules }, opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
+          if (book === null || result.changed.length > 0) await writePins(stateDir, pinTarget, result.book);
+          findings = result.findings;
+          firstBoot = result.firstBoot;
+        }
       }
-      const findings = compare({ baseline, manifest, rules });
       const report = buildReport({
         target,
         baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline) },
         findings,
         unread: manifest.unread,
+        ...(firstBoot ? { firstBoot } : {}),
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       exit(exitCodeOf(report));
