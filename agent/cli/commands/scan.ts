@@ -10,6 +10,7 @@ import { BaselineSchema, ManifestSchema, type Manifest } from '../../protocol/ma
 import { compare } from '../../engine/compare.js';
 import { compareWithPins } from '../../engine/pins.js';
 import { readInstanceKeys } from '../../instance-data.js';
+import { compareUnread } from '../../protocol/unread.js';
 import { beforeFirstBoot, readPins, writePins } from '../../pins-store.js';
 import type { FirstBoot } from '../../protocol/pins.js';
 import type { Finding } from '../../protocol/finding.js';
@@ -102,7 +103,7 @@ Examples:
         const instance = await readInstanceKeys(root);
         if (instance.keys) host.instanceKeys = instance.keys;
         manifest = await collectManifest({ root, proc, rules, stateDir, forceRehash: opts.forceRehash }, host);
-        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread];
+        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
         target = root === '/' ? manifest.host.hostname : root;
         if (beforeFirstBoot(manifest.host.machineId)) {
           if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', `scan: ${root} has no machine-id yet (first boot has not happened), so there is nothing to pin`);
