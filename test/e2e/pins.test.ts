@@ -148,3 +148,25 @@ t.test('a host whose pinned keys are rare in its cohort is a snowflake', async (
   t.match(flake?.why, /first-boot value of \/home\/admin\/.ssh\/authorized_keys \(only this host of \d+ that pinned it/);
   for (const h of cohort) t.notOk(c?.snowflakes.some((s) => s.hostId === h.id && s.findings.some((f) => f.change === 'pinned')), `${h.id} shares the cohort's keys`);
 });
+
+t.test('hostile launch keys in a report are refused before anything is stored', async (t) => {
+  const enrolled = await fetch(`${collector.url}/v1/enroll`, {
+    method: 'POST', headers: { authorization: 'Bearer enroll-s3cret', 'content-type': 'application/json' },
+    body: JSON.stringify({ hostId: 'd'.repeat(32), hostname: 'hostile', imageId: 'img-pins' }),
+  });
+  const { nodeKey } = await enrolled.json() as { nodeKey: string };
+  const send = (instanceKeys: unknown) => fetch(`${collector.url}/v1/reports`, {
+    method: 'POST', headers: { authorization: `Bearer ${nodeKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ schema: 'drift.report-request/v1', seq: 1, collectedAt: '2026-12-01T00:00:00Z', host: { hostname: 'hostile', machineId: 'd'.repeat(32), instanceKeys }, digests: { root: `sha256:${'0'.repeat(64)}` } }),
+  });
+  const many = await send({ source: '/run/cloud-init/instance-data.json', keys: Array.from({ length: 101 }, (_, i) => `ssh-ed25519 AAAA${i}`) });
+  t.equal(many.status, 400);
+  t.match(await many.text(), /host\.instanceKeys\.keys/);
+  const long = await send({ source: '/run/cloud-init/instance-data.json', keys: ['x'.repeat(16385)] });
+  t.equal(long.status, 400);
+  const extraField = await send({ source: 'x', keys: [], trusted: true });
+  t.equal(extraField.status, 400, 'unknown fields are refused, not ignored');
+  const host = await fetchHost(collector.url, ADMIN, 'd'.repeat(32));
+  t.equal(host['lastSeen'], null, 'nothing was stored');
+  t.equal(host['firstBoot'], null, 'and nothing pinned');
+});
