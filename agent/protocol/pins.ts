@@ -49,13 +49,14 @@ export const PinBookSchema = z.strictObject({
 export type PinBook = z.infer<typeof PinBookSchema>;
 
 /** What a report says about first-boot pinning (absent where nothing is pinned, e.g. a saved manifest). */
-export interface FirstBoot {
+export const FirstBootSchema = z.object({
   /** When the host's first-boot values were pinned. */
-  pinnedAt: string;
+  pinnedAt: z.string(),
   /** Number of pinned paths. */
-  pins: number;
+  pins: z.number().int().nonnegative(),
   /** How the default user's SSH keys were judged; null when the host has no such keys file. */
-  keys: KeySource | null;
+  keys: z.enum(KEY_SOURCES).nullable(),
   /** The default user these keys belong to (the rules' `cloudInitUser`). */
-  user: string | null;
-}
+  user: z.string().nullable(),
+});
+export type FirstBoot = z.infer<typeof FirstBootSchema>;

@@ -69,6 +69,9 @@ t.test('clean first report; a key appended and /etc/hosts rewritten later are re
   const paths = (pins['pins'] as Array<{ path: string }>).map((p) => p.path);
   t.ok(paths.includes(keysPath) && paths.includes('/etc/hosts') && paths.includes('/etc/passwd'), `pinned: ${paths.join(', ')}`);
   t.match(pins['journal'], [{ action: 'first-boot', by: null }], 'first boot is journaled');
+  const view = await drift(['scan', '--collector', collector.url, '--admin-token-file', admin, '--host', h.id]);
+  t.equal(view.code, 0, view.stderr);
+  t.match(view.stdout, /first boot pinned \S+ \(8 paths\); SSH keys of admin pinned on trust, not verified: no instance metadata was readable/, 'the collector\'s report says so');
 
   await appendFile(join(h.root, keysPath.slice(1)), `${KEY_B}\n`);
   await writeFile(join(h.root, 'etc/hosts'), '127.0.0.1 localhost\n127.0.1.1 app-2 cache.internal\n::1 localhost\n');

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { userInfo } from 'node:os';
 import { z } from 'zod';
 import { DriftError } from '../../protocol/errors.js';
+import { FirstBootSchema } from '../../protocol/pins.js';
 import { fetchPins, readSecretFile, repinHost } from '../../transport/client.js';
 import { collect } from '../common.js';
 
@@ -17,7 +18,7 @@ interface PinsOptions {
 /** The parts of `GET /v1/hosts/{id}/pins` this command prints (docs/api.md). */
 const PinsViewSchema = z.object({
   hostId: z.string(),
-  firstBoot: z.object({ pinnedAt: z.string(), pins: z.number(), keys: z.string().nullable(), user: z.string().nullable() }).nullable(),
+  firstBoot: FirstBootSchema.nullable(),
   pins: z.array(z.object({ path: z.string(), firstSeen: z.string(), entry: z.object({ type: z.string(), mode: z.string(), sha256: z.string().optional(), target: z.string().optional() }).passthrough().nullable() })),
   journal: z.array(z.object({ at: z.string(), action: z.string(), by: z.string().nullable(), reason: z.string().nullable(), paths: z.array(z.string()) })),
 });
