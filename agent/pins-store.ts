@@ -32,8 +32,11 @@ const PinFileSchema = z.strictObject({
   book: PinBookSchema,
 });
 
-/** Largest pin file read: 1,000 pins of small text content fit with room to spare. */
-export const MAX_PIN_FILE = 16 * 1024 * 1024;
+/**
+ * Largest pin file read: 1,000 pins (MAX_PINS) of at most 8,192 characters of content
+ * each (PIN_CONTENT_MAX), even JSON-escaped, fit. drift never writes a larger one.
+ */
+export const MAX_PIN_FILE = 64 * 1024 * 1024;
 
 /** The machine-ids of an image before its first boot: nothing to pin yet. */
 export function beforeFirstBoot(machineId: string): boolean {

@@ -1,6 +1,6 @@
 import type { Finding, PinnedRef } from '../protocol/finding.js';
 import type { FileEntry, Manifest } from '../protocol/manifest.js';
-import { MAX_PINS, PINS_SCHEMA, type FirstBoot, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../protocol/pins.js';
+import { MAX_PINS, PIN_CONTENT_MAX, PINS_SCHEMA, type FirstBoot, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../protocol/pins.js';
 import { compare, fileChanges, type CompareInput, type ExpectVerdict } from './compare.js';
 import type { FileDifference } from './explain.js';
 import { compileRules, isIgnored, type CompiledRules } from './policy.js';
@@ -220,9 +220,15 @@ export class FirstBootCheck {
   }
 }
 
-/** A file entry as pinned: without package metadata (it moves with packages, reported there). */
+/**
+ * A file entry as pinned: without package metadata (it moves with packages, reported
+ * there), and without content above PIN_CONTENT_MAX (its sha256 still pins it): a
+ * host that shows a thousand large "expected" files must not make its pins huge.
+ * Both sides of a pin comparison go through here, so they stay comparable.
+ */
 export function pinnedEntry(e: FileEntry): PinnedEntry {
   const { owner: _owner, conffile: _conffile, ...rest } = e;
+  if (rest.content !== undefined && rest.content.length > PIN_CONTENT_MAX) delete rest.content;
   return rest;
 }
 

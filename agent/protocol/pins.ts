@@ -17,6 +17,9 @@ export const PINS_SCHEMA = 'drift.pins/v1';
  */
 export const MAX_PINS = 1000;
 
+/** Pinned content is kept up to this many characters; beyond it the sha256 alone pins the file. */
+export const PIN_CONTENT_MAX = 8192;
+
 /** Longest pinned path accepted from a pin file or a store. */
 export const MAX_PIN_PATH = 4096;
 

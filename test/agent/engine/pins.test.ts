@@ -130,3 +130,16 @@ t.test('instance data: every malformed shape is a reason, never keys', async (t)
   t.match(publicKeysOf(JSON.stringify({ v1: { public_ssh_keys: ['ssh-rsa A\nssh-rsa B'] } })), /several lines/);
   t.match(publicKeysOf(JSON.stringify({ v1: { public_ssh_keys: ['x'.repeat(16385)] } })), /longer than 16384/);
 });
+
+t.test('large content is pinned by its digest alone, and a change to it is still found', async (t) => {
+  const big = 'x'.repeat(9000);
+  const host = manifest({ ...image.files, '/home/admin/notes': file(`${big}\n`) });
+  const { book } = compareWithPins({ baseline: image, manifest: host, rules }, { book: null, now: T0 });
+  const pin = book.files['/home/admin/notes'];
+  t.equal(pin?.entry?.content, undefined, 'no content kept above 8192 characters');
+  t.equal(pin?.entry?.sha256, sha(`${big}\n`));
+  t.same(compareWithPins({ baseline: image, manifest: host, rules }, { book, now: T1 }).findings, [], 'the same file matches its pin');
+  const changed = compareWithPins({ baseline: image, manifest: manifest({ ...image.files, '/home/admin/notes': file(`${big}y\n`) }), rules }, { book, now: T1 });
+  t.match(changed.findings, [{ key: '/home/admin/notes', change: 'modified', pinned: { firstSeen: T0 } }]);
+  t.ok(changed.findings[0]?.changed.includes('sha256'));
+});
