@@ -3,6 +3,8 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import type { CollectContext } from './collectors/contract.js';
 import type { AgentConfig } from './config.js';
 import { readHostInfo } from './identity.js';
+import { readInstanceKeys } from './instance-data.js';
+import { compareUnread } from './protocol/unread.js';
 import { canonicalJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import { BaselineSchema, SECTIONS, type Digests, type HostInfo, type Manifest, type Sections } from './protocol/manifest.js';
@@ -156,7 +158,11 @@ export class AgentDaemon {
       budget: new ByteBudget(this.cfg.maxFileBytes, this.cfg.maxScanBytes), sections: this.cfg.sections ?? undefined,
     };
     const started = this.now();
+    // The launch keys travel in `host`, so the collector holds the default user's keys to them.
+    const instance = await readInstanceKeys(this.cfg.root);
+    if (instance.keys) host.instanceKeys = instance.keys;
     const manifest = await this.deps.collect(ctx, host, new Date(started));
+    if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
     const seq = await this.state.nextSeq(this.now());
     const entry: SpoolEntry = { seq, collectedAt: manifest.collectedAt, host: manifest.host, role: this.cfg.role, manifest };
     const dropped = await this.spool.put(entry);

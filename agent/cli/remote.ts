@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DriftError } from '../protocol/errors.js';
 import type { Finding, Report } from '../protocol/finding.js';
 import { UnreadSchema } from '../protocol/manifest.js';
+import { FirstBootSchema } from '../protocol/pins.js';
 import { CHANGES, FINDING_KINDS, ACTIONS, SEVERITIES } from '../protocol/rules.js';
 import { fetchFleet, fetchHost, fetchHosts } from '../transport/client.js';
 import { buildReport } from '../engine/report.js';
@@ -43,6 +44,8 @@ const HostDetailSchema = HostSummarySchema.extend({
   findings: z.array(RemoteFindingSchema),
   baseline: z.object({ imageId: z.string(), digest: z.string() }).nullable(),
   unread: z.array(UnreadSchema),
+  /** Absent from collectors that predate first-boot pins. */
+  firstBoot: FirstBootSchema.nullable().optional(),
 });
 export type HostDetail = z.infer<typeof HostDetailSchema>;
 
@@ -72,6 +75,7 @@ export function hostReport(host: HostDetail): Report {
     // The collector judged these with the same engine; fields past the Finding shape (firstSeen, lastSeen) ride along.
     findings: host.findings as unknown as Finding[],
     unread: host.unread,
+    ...(host.firstBoot ? { firstBoot: host.firstBoot } : {}),
   });
 }
 

@@ -68,20 +68,24 @@ const SSH_HOST_KEY = /\/ssh_host_[^/]*_key$/;
 // sudo requires its files unreadable by others (0440), yet they hold rules, not
 // credentials, and their content is what shows who gained root.
 const SUDOERS = /^\/etc\/sudoers(\.d\/[^/]+)?$/;
+// sshd wants authorized_keys unreadable by others, yet it lists public keys, and its
+// content is what shows who may log in (checked against the instance's launch keys).
+const AUTHORIZED_KEYS = /^\/(root|home\/[^/]+)\/\.ssh\/authorized_keys2?$/;
 const PRIVATE_KEY_HEADER = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----/;
 
 /**
  * Why a file's content must not be kept, or null when it may be:
  * - `shadow`: /etc/shadow, /etc/gshadow and their `-` backups (their `names` are not secret);
  * - `key`: an SSH host private key, or any file with a PEM/OpenSSH/PGP PRIVATE KEY header;
- * - `private`: a file others may not read (mode & 0o004 == 0), except sudoers files.
+ * - `private`: a file others may not read (mode & 0o004 == 0), except sudoers files and
+ *   users' `.ssh/authorized_keys` (public keys).
  * `key` is the path as seen from the root, `mode` the permission bits, `bytes` the content.
  */
 export function secretKind(key: string, mode: number, bytes: Uint8Array): 'shadow' | 'key' | 'private' | null {
   if (SHADOW_FILES.has(key)) return 'shadow';
   if (SSH_HOST_KEY.test(key)) return 'key';
   if (PRIVATE_KEY_HEADER.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'))) return 'key';
-  if ((mode & 0o004) === 0 && !SUDOERS.test(key)) return 'private';
+  if ((mode & 0o004) === 0 && !SUDOERS.test(key) && !AUTHORIZED_KEYS.test(key)) return 'private';
   return null;
 }
 

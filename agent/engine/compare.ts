@@ -13,6 +13,7 @@ import {
   type FileDifference,
 } from './explain.js';
 import { compileRules, ignoredBy, judge, type CompiledExpect, type CompiledRules } from './policy.js';
+import type { FirstBootCheck } from './pins.js';
 
 /** What `compare` judges: a host's manifest against its image's baseline, under rules. */
 export interface CompareInput {
@@ -20,6 +21,8 @@ export interface CompareInput {
   baseline: Manifest & { scope?: Scope | undefined };
   manifest: Manifest;
   rules: RuleSet;
+  /** First-boot pins to hold expected file changes to (agent/engine/pins.ts, `compareWithPins`). */
+  firstBoot?: FirstBootCheck;
 }
 
 /** Findings, and how many differences each rule dropped on the way. */
@@ -60,6 +63,8 @@ export function rulesFor(baseline: CompareInput['baseline'], rules: RuleSet): Ru
  * - Expect rules drop expected file findings; with `lines`, only when every added
  *   and removed line matches one of the regexes of the matching expect rules (see
  *   `checkExpectations`); otherwise the finding is reported and says why.
+ * - With `firstBoot`, expected file changes are held to the host's first-boot pins
+ *   (agent/engine/pins.ts).
  * - Policy sets severity, action and rule: the last matching rule wins.
  * - A process whose instance count alone changed is not a finding.
  *
@@ -92,11 +97,12 @@ export function compareWithDrops(input: CompareInput): CompareResult {
   let packageIndex: PackageIndex | undefined;
   const packages = (): PackageIndex => (packageIndex ??= new PackageIndex(baseline, manifest));
 
-  const emit = <F extends Finding>(d: Difference<F['kind'], NonNullable<F['before']>>, explained: Explained): void => {
+  const emit = <F extends Finding>(d: Difference<F['kind'], NonNullable<F['before']>>, explained: Explained, pinned?: Finding['pinned']): void => {
     const j = judge(compiled, d);
     const finding = { ...d, severity: j.severity, action: j.action, rule: j.rule, explanation: explained.explanation } as F;
     if (explained.diff !== undefined) finding.diff = explained.diff;
     if (j.action === 'ignore') drop('policy', j.rule);
+    if (pinned !== undefined) finding.pinned = pinned;
     findings.push(finding);
   };
 
@@ -113,9 +119,11 @@ export function compareWithDrops(input: CompareInput): CompareResult {
       // A removal under a path this scan could not read is a loss of sight, reported once for that path.
       if (d.change === 'removed' && lost.hidden.has(d.key)) continue;
       const verdict = checkExpectations(compiled, d);
-      if (verdict.expected) { drop('expect', verdict.by); continue; }
-      emit(d, explainFile(d, packages(), verdict.note));
+      const held = input.firstBoot ? input.firstBoot.judge(d, verdict) : verdict.expected ? null : { d, note: verdict.note };
+      if (held) emit(held.d, explainFile(held.d, packages(), held.note), 'pinned' in held ? held.pinned : undefined);
+      else if (verdict.expected) drop('expect', verdict.by);
     }
+    for (const held of input.firstBoot?.unchanged() ?? []) emit(held.d, explainFile(held.d, packages(), held.note), held.pinned);
     for (const c of lost.coverage) {
       if (ignored('file', c.key)) continue;
       emit<Extract<Finding, { kind: 'coverage' }>>(c, { explanation: explainCoverage(c) });
@@ -243,7 +251,7 @@ function packageChanges(b: PackageEntry, a: PackageEntry): string[] {
  * change (a content change explains a new mtime): alone, it says someone touched
  * the file.
  */
-function fileChanges(b: FileEntry, a: FileEntry): string[] {
+export function fileChanges(b: FileEntry, a: FileEntry): string[] {
   // The fast path: nearly every file of a host equals the image's.
   if (
     b.sha256 === a.sha256 && b.mode === a.mode && b.uid === a.uid && b.gid === a.gid && b.type === a.type &&
@@ -310,8 +318,12 @@ function portChanges(b: PortEntry, a: PortEntry): string[] {
 const CONTENT_ATTRS = new Set(['sha256', 'size', 'content', 'mtime']);
 const MAX_LINES_NAMED = 5;
 
-/** Whether expect rules cover a file finding; when they match but do not cover it, why. */
-export type ExpectVerdict = { expected: true; by: string | null } | { expected: false; note: string | null };
+/**
+ * Whether expect rules cover a file finding; when they match but do not cover it, why.
+ * `by` names the rules that cover it; `pin` is false when a rule that covers it says
+ * `pin: false` (it may change at every boot).
+ */
+export type ExpectVerdict = { expected: true; by: string | null; pin: boolean } | { expected: false; note: string | null };
 
 /**
  * Expect rules matching a file finding: its path matches `path` (after `${var}`
@@ -331,7 +343,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   for (const e of compiled.expect) {
     if (e.change !== undefined && e.change !== d.change) continue;
     if (!e.path(d.key)) continue;
-    if (e.lines === undefined) return { expected: true, by: e.ref };
+    if (e.lines === undefined) return { expected: true, by: e.ref, pin: e.rule.pin !== false };
     (matching ??= []).push(e);
   }
   if (!matching) return { expected: false, note: null };
@@ -341,7 +353,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   const other = d.changed.filter((c) => !CONTENT_ATTRS.has(c));
   if (other.length > 0) return { expected: false, note: `${other.join(', ')} changed, which ${by} (lines only) does not cover` };
   // Rewritten with the same content: every line is as it was, so the lines hold.
-  if (d.change === 'modified' && d.changed.every((c) => c === 'mtime')) return { expected: true, by: refs };
+  if (d.change === 'modified' && d.changed.every((c) => c === 'mtime')) return { expected: true, by: refs, pin: !matching.some((e) => e.rule.pin === false) };
 
   const before = d.change === 'added' ? '' : d.before?.content;
   const after = d.change === 'removed' ? '' : d.after?.content;
@@ -355,7 +367,7 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   const patterns = matching.flatMap((e) => e.lines ?? []);
   const fits = (line: string): boolean => patterns.some((re) => re.test(line));
   const unexpected = [...removed.filter((l) => !fits(l)).map((l) => `-${l}`), ...added.filter((l) => !fits(l)).map((l) => `+${l}`)];
-  if (unexpected.length === 0) return { expected: true, by: refs };
+  if (unexpected.length === 0) return { expected: true, by: refs, pin: !matching.some((e) => e.rule.pin === false) };
   const named = unexpected.slice(0, MAX_LINES_NAMED).map((l) => JSON.stringify(l)).join(', ');
   const more = unexpected.length > MAX_LINES_NAMED ? ` and ${unexpected.length - MAX_LINES_NAMED} more` : '';
   const what = unexpected.length === 1 ? 'line' : 'lines';

@@ -7,3 +7,4 @@ export { buildReport, exitCodeOf, SEVERITIES_DESC, type ReportInput } from './re
 export { compileRules, isIgnored, judge, nameOf, DEFAULT_JUDGEMENT, type CompiledRules, type Judgement } from './policy.js';
 export { compareApkVersions, parseApkVersion, compareDebianVersions, compareRpmVersions, comparePackageVersions, rpmvercmp, parseDebianVersion, parseRpmEvr, type Ordering } from './versions.js';
 export { describeModeChange, explainFile, explainPackage, explainPort, explainProcess, PackageIndex } from './explain.js';
+export { compareWithPins, FirstBootCheck, authorizedKeys, keyIdentity, defaultUserKeysPath, pinnedEntry, type PinsInput, type PinnedCompare } from './pins.js';

@@ -1,6 +1,7 @@
 import { REPORT_SCHEMA, type Drop, type Finding, type Report } from '../protocol/finding.js';
 import type { Unread } from '../protocol/manifest.js';
 import { SEVERITIES, type Severity } from '../protocol/rules.js';
+import type { FirstBoot } from '../protocol/pins.js';
 
 
 /** What a report is built from. */
@@ -15,6 +16,8 @@ export interface ReportInput {
   unread: Unread[];
   /** From `compareWithDrops`: what each rule dropped; the report carries it when given. */
   dropped?: Drop[];
+  /** First-boot pinning of the target, where it applies (agent/engine/pins.ts). */
+  firstBoot?: FirstBoot;
 }
 
 /** Build a `drift.report/v1`: summary counts every severity (zeros included). */
@@ -31,6 +34,7 @@ export function buildReport(input: ReportInput): Report {
     unread: [...input.unread],
   };
   if (input.dropped) report.dropped = input.dropped.map((d) => ({ ...d }));
+  if (input.firstBoot) report.firstBoot = { ...input.firstBoot };
   return report;
 }
 

@@ -1,5 +1,11 @@
 import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
 import type { Change, PolicyAction, Severity } from './rules.js';
+import type { FirstBoot } from './pins.js';
+
+/** A finding that breaks a first-boot pin: `before` is then the pinned value, seen first at `firstSeen`. */
+export interface PinnedRef {
+  firstSeen: string;
+}
 
 /** A raw difference between a baseline entry and a manifest entry, before rules judge it. */
 export interface Difference<K extends string, T> {
@@ -22,6 +28,8 @@ interface FindingBase<K extends string, T> extends Difference<K, T> {
   explanation: string;
   /** Unified diff of the content, where both sides are known. */
   diff?: string;
+  /** Set when the finding breaks a first-boot pin (agent/engine/pins.ts). */
+  pinned?: PinnedRef;
 }
 
 /**
@@ -64,4 +72,6 @@ export interface Report {
   unread: Unread[];
   /** How many differences each ignore, expect and policy-ignore rule dropped (a local scan only). */
   dropped?: Drop[];
+  /** First-boot pinning of the target, where it applies (a host's scan or the collector's view of it). */
+  firstBoot?: FirstBoot;
 }

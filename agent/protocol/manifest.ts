@@ -58,12 +58,26 @@ export const ImageRefSchema = z.object({
 });
 export type ImageRef = z.infer<typeof ImageRefSchema>;
 
+/**
+ * The SSH public keys of an instance, from its metadata (cloud-init's
+ * `instance-data.json`, `v1.public_ssh_keys`), so that the compare engine (here or
+ * in the collector) can hold the default user's `authorized_keys` to exactly them.
+ */
+export const InstanceKeysSchema = z.strictObject({
+  /** The file the keys were read from, as seen from the root. */
+  source: z.string().min(1).max(256),
+  keys: z.array(z.string().min(1).max(16384)).max(100),
+});
+export type InstanceKeys = z.infer<typeof InstanceKeysSchema>;
+
 /** Who the manifest describes. */
 export const HostInfoSchema = z.object({
   hostname: z.string().max(LIMITS.hostname),
   machineId: z.string().max(LIMITS.id),
   instanceId: z.string().max(LIMITS.id).optional(),
   image: ImageRefSchema.optional(),
+  /** The SSH keys the instance was launched with, where its metadata is readable (agent/instance-data.ts). */
+  instanceKeys: InstanceKeysSchema.optional(),
 });
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 

@@ -61,11 +61,15 @@ export const IgnoreRuleSchema = z.strictObject({
  * (`change: modified`) or appear (`added`); with `lines`, only added/removed lines
  * matching one of the regular expressions are expected, any other line is drift.
  * `${name}` in a pattern or path is replaced by the rule variable `name`.
+ * First boot happens once: what an expect rule accepts is pinned at a host's first
+ * scan or report, and a later change is drift (agent/engine/pins.ts); `pin: false`
+ * is for what legitimately changes at every boot (resolv.conf).
  */
 export const ExpectRuleSchema = z.strictObject({
   path: z.string().min(1),
   change: z.enum(CHANGES).optional(),
   lines: z.array(z.string()).optional(),
+  pin: z.boolean().optional(),
   why: z.string().min(1),
   /** See IgnoreRuleSchema.broad: an expect rule without `lines` drops as much as an ignore rule. */
   broad: z.literal(true).optional(),

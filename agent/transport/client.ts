@@ -331,3 +331,13 @@ export async function fetchFleet(collectorUrl: string, adminToken: string, opts:
     return o && Array.isArray(o.cohorts) ? { cohorts: o.cohorts as Record<string, unknown>[] } : null;
   }, opts);
 }
+
+/** `GET /v1/hosts/{id}/pins`: a host's first-boot pins and their journal. */
+export async function fetchPins(collectorUrl: string, adminToken: string, hostId: string, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
+  return adminCall('GET', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins`, adminToken, undefined, asObject, opts);
+}
+
+/** `POST /v1/hosts/{id}/pins/repin`: re-pin a host's first-boot values (all, or `paths`), journaled with `reason` and `by`. */
+export async function repinHost(collectorUrl: string, adminToken: string, hostId: string, body: { paths?: string[]; reason: string; by?: string }, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
+  return adminCall('POST', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins/repin`, adminToken, body, asObject, opts);
+}

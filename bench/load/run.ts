@@ -6,7 +6,14 @@
  * full reports/s, digest-only reports/s, the server's peak RSS (VmHWM) and the
  * database size against 2 × (two baselines + the drifted hosts' deltas).
  *
- * Usage: node dist/bench/load/run.js [--hosts 10000] [--files 3000] [--concurrency 32]
+ * Usage: node dist/bench/load/run.js [--hosts 10000] [--files 3000] [--concurrency 32] [--first-boot]
+ *
+ * `--first-boot`: every host arrives as a cloud instance after cloud-init's first boot
+ * (its own hostname, machine-id, /etc/hosts line and SSH host keys; the default user
+ * `admin` with the image's launch key, passwd/group/shadow lines and sudoers file, and
+ * the launch key in host.instanceKeys), so the collector pins each host's first boot;
+ * the output then names the bytes the pins cost per host. Those hosts' full bodies are
+ * three shared gzip members around a small per-host one holding the first-boot entries.
  * (DRIFT_BENCH_SERVER_NODE_ARGS='--cpu-prof' profiles the server process.)
  * Bodies are built (and gzipped) before timing. A clean host's full body is two
  * gzip members (its own head + its image's shared sections): valid gzip that the
@@ -21,7 +28,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
-import { canonicalJson } from '../../agent/protocol/canonical.js';
+import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import { computeDigests } from '../../agent/manifest.js';
 import { baselineDigest } from '../../agent/baseline.js';
 import { MANIFEST_SCHEMA, type Baseline, type Digests, type Sections } from '../../agent/protocol/manifest.js';
@@ -35,6 +42,8 @@ const arg = (name: string, def: number): number => {
 const HOSTS = arg('hosts', 10_000);
 const FILES = arg('files', 3_000);
 const CONCURRENCY = arg('concurrency', 32);
+const FIRST_BOOT = process.argv.includes('--first-boot');
+const LAUNCH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy@ci';
 const ENROLL = 'bench-enroll-secret-0123456789';
 const ADMIN = 'bench-admin-token-0123456789';
 
@@ -52,6 +61,7 @@ function imageSections(image: string): Sections {
       sha256: hex(`${image}:${i}`), owner: `dpkg:${pkg}`,
     };
   }
+  if (FIRST_BOOT) Object.assign(files, imageIdentityFiles());
   const packages: Sections['packages'] = {};
   for (let i = 0; i < FILES / 10; i++) packages[`dpkg:pkg${i}:amd64`] = { version: `1.${i % 17}.${i % 5}-1+deb12u1`, source: `src${i}` };
   return {
@@ -59,6 +69,50 @@ function imageSections(image: string): Sections {
     processes: { '/usr/sbin/sshd|root': { count: 1, deleted: false }, '/usr/sbin/cron|root': { count: 1, deleted: false }, '/usr/lib/systemd/systemd-journald|root': { count: 1, deleted: false } },
     ports: { 'tcp:0.0.0.0:22': { process: '/usr/sbin/sshd' }, 'udp:127.0.0.1:323': { process: '/usr/sbin/chronyd' } },
   };
+}
+
+const text = (content: string, mode = '0644'): Sections['files'][string] => ({
+  type: 'file', mode, uid: 0, gid: 0, size: Buffer.byteLength(content), sha256: hex(content), content,
+});
+const PASSWD = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n';
+const GROUP = 'root:x:0:\nadm:x:4:\nsudo:x:27:\n';
+
+/** What first boot changes, as the image has it (ahead of first boot). */
+function imageIdentityFiles(): Sections['files'] {
+  return {
+    '/etc/hostname': text('localhost\n'), '/etc/machine-id': text('uninitialized\n', '0444'),
+    '/etc/hosts': text('127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n'),
+    '/etc/passwd': text(PASSWD), '/etc/group': text(GROUP),
+    '/etc/shadow': { ...text('root\ndaemon\nsshd\n', '0640'), sha256: hex('shadow') }, '/etc/gshadow': { ...text('root\nadm\nsudo\n', '0640'), sha256: hex('gshadow') },
+    '/etc/sudoers.d': { type: 'dir', mode: '0750', uid: 0, gid: 0 },
+  };
+}
+
+/** The same paths after cloud-init's first boot of host `i` (plus host keys and the default user's keys). */
+function firstBootFiles(i: number, machineId: string): Sections['files'] {
+  const name = `web-${i}`;
+  const files: Sections['files'] = {
+    ...imageIdentityFiles(),
+    '/etc/hostname': text(`${name}\n`), '/etc/machine-id': text(`${machineId}\n`, '0444'),
+    '/etc/hosts': text(`127.0.0.1 localhost\n127.0.1.1 ${name}\n::1 localhost ip6-localhost ip6-loopback\n`),
+    '/etc/passwd': text(`${PASSWD}admin:x:1000:1000:Debian:/home/admin:/bin/bash\n`),
+    '/etc/group': text(GROUP.replace('sudo:x:27:', 'sudo:x:27:admin') + 'admin:x:1000:\n'),
+    '/etc/shadow': { ...text('root\ndaemon\nsshd\nadmin\n', '0640'), sha256: hex('shadow+admin') },
+    '/etc/gshadow': { ...text('root\nadm\nsudo\nadmin\n', '0640'), sha256: hex('gshadow+admin') },
+    '/etc/sudoers.d/90-cloud-init-users': text('# Created by cloud-init v. 22.4.2 on Tue, 01 Dec 2026 00:00:00 +0000\n\n# User rules for admin\nadmin ALL=(ALL) NOPASSWD:ALL\n', '0440'),
+    '/home/admin/.ssh': { type: 'dir', mode: '0700', uid: 1000, gid: 1000 },
+    '/home/admin/.ssh/authorized_keys': { ...text(`${LAUNCH_KEY}\n`, '0600'), uid: 1000, gid: 1000 },
+  };
+  for (const type of ['ed25519', 'ecdsa', 'rsa']) {
+    files[`/etc/ssh/ssh_host_${type}_key`] = { type: 'file', mode: '0600', uid: 0, gid: 0, size: 400, sha256: hex(`${name}:${type}:private`) };
+    files[`/etc/ssh/ssh_host_${type}_key.pub`] = text(`ssh-${type} AAAA${hex(`${name}:${type}`)} root@${name}\n`);
+  }
+  return files;
+}
+
+/** Canonical `"key":value` members of a section, in key order. */
+function members(section: Record<string, unknown>, from: string, to: string): string {
+  return Object.keys(section).sort().filter((k) => k >= from && k < to).map((k) => `${JSON.stringify(k)}:${canonicalJson(section[k])}`).join(',');
 }
 
 /** Canonical sections JSON in the order a manifest lists them (keys sorted, as agents send). */
@@ -74,6 +128,11 @@ function head(seq: number, hostInfo: unknown, digests: Digests, full: boolean): 
 }
 
 interface Body { chunks: Buffer[]; length: number; key: string }
+
+/** First-boot entries sort between these keys: after the image's /etc/fNNNNN, before /opt and /usr. */
+const FB_FROM = '/etc/g';
+const FB_TO = '/opt';
+interface FirstBootSplit { a: string; c: string; gzA: Buffer; gzC: Buffer }
 
 const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 let port = 0;
@@ -145,6 +204,14 @@ async function main(): Promise<void> {
     baselinesBytes += canonicalJson(b).length;
     shared.set(image, gzipSync(`${sectionsJson(s)},"unread":[]}}`));
   }
+  const firstBootSplit = new Map<string, FirstBootSplit>();
+  for (const image of images) {
+    const s = imgSections.get(image) as Sections;
+    const a = members(s.files, '', FB_FROM);
+    const c = members(s.files, FB_TO, '\uffff');
+    const rest = `,"processes":${canonicalJson(s.processes)},"ports":${canonicalJson(s.ports)},"unread":[]}}`;
+    firstBootSplit.set(image, { a, c, gzA: gzipSync(`"packages":${canonicalJson(s.packages)},"files":{${a}`), gzC: gzipSync(`,${c}}${rest}`) });
+  }
   const hosts: { id: string; image: string; drifted: boolean; key: string; full: Body; digest: Body }[] = [];
   let deltaBytes = 0;
   let fullBytes = 0;
@@ -163,10 +230,29 @@ async function main(): Promise<void> {
       const base = imgSections.get(image) as Sections;
       deltaBytes += canonicalJson(sectionDelta(base.files, s.files)).length + canonicalJson(sectionDelta(base.packages, s.packages)).length;
     }
-    const hostInfo = { hostname: `web-${i}`, machineId: id, image: { id: image } };
-    const fullChunks = drifted
-      ? [gzipSync(`${head(1, hostInfo, digests, true)}${sectionsJson(s)},"unread":[]}}`)]
-      : [gzipSync(head(1, hostInfo, digests, true)), shared.get(image) as Buffer];
+    const hostInfo = FIRST_BOOT
+      ? { hostname: `web-${i}`, machineId: id, image: { id: image }, instanceKeys: { source: '/run/cloud-init/instance-data.json', keys: [LAUNCH_KEY] } }
+      : { hostname: `web-${i}`, machineId: id, image: { id: image } };
+    let fullChunks: Buffer[];
+    if (FIRST_BOOT && drifted) {
+      s = { ...s, files: { ...s.files, ...firstBootFiles(i, id) } };
+      digests = computeDigests(s);
+      fullChunks = [gzipSync(`${head(1, hostInfo, digests, true)}${sectionsJson(s)},"unread":[]}}`)];
+    } else if (FIRST_BOOT) {
+      // Image sections around this host's first-boot entries: [A: packages, files < /etc/g] [B: this host] [C: the rest].
+      const split = firstBootSplit.get(image) as FirstBootSplit;
+      const mine = members(firstBootFiles(i, id), FB_FROM, FB_TO);
+      const filesDigest = `sha256:${createHash('sha256').update(`{${split.a},${mine},${split.c}}`).digest('hex')}`;
+      const d = { ...digests, files: filesDigest };
+      const parts: Record<string, string> = {};
+      for (const k of ['packages', 'files', 'processes', 'ports'] as const) if (d[k]) parts[k] = d[k] as string;
+      digests = { ...d, root: digestOf(parts) } as Digests;
+      fullChunks = [gzipSync(head(1, hostInfo, digests, true)), split.gzA, gzipSync(`,${mine}`), split.gzC];
+    } else {
+      fullChunks = drifted
+        ? [gzipSync(`${head(1, hostInfo, digests, true)}${sectionsJson(s)},"unread":[]}}`)]
+        : [gzipSync(head(1, hostInfo, digests, true)), shared.get(image) as Buffer];
+    }
     const full = { chunks: fullChunks, length: fullChunks.reduce((n, c) => n + c.length, 0), key: '' };
     fullBytes += full.length;
     const d = gzipSync(head(2, hostInfo, digests, false));
@@ -227,6 +313,17 @@ async function main(): Promise<void> {
     bytesByTable = Object.fromEntries((raw.prepare('SELECT name, sum(pgsize) AS bytes, sum(unused) AS unused FROM dbstat GROUP BY name ORDER BY bytes DESC').all() as { name: string; bytes: number; unused: number }[])
       .map((r) => [r.name, `${r.bytes} (${r.unused} unused)`]));
   } catch { /* SQLite built without dbstat */ }
+  let pinBytes: Record<string, number> | null = null;
+  try {
+    const pages = (name: string): number => Number(raw.prepare('SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?').pluck().get(name));
+    const pinBlobs = Number(raw.prepare('SELECT coalesce(sum(length(b.data) + 32), 0) FROM blobs b WHERE b.digest IN (SELECT DISTINCT value FROM pins WHERE value IS NOT NULL)').pluck().get());
+    const pinStrings = Number(raw.prepare('SELECT coalesce(sum(length(text) + 8), 0) FROM strings WHERE id IN (SELECT DISTINCT path FROM pins)').pluck().get());
+    const tables = pages('pins') + pages('pin_books') + pages('pin_journal') + pages('pin_journal_host');
+    pinBytes = {
+      pinRows: Number(raw.prepare('SELECT count(*) FROM pins').pluck().get()), pinBlobs: Number(raw.prepare('SELECT count(DISTINCT value) FROM pins').pluck().get()),
+      tablePages: tables, blobBytes: pinBlobs, pathStringBytes: pinStrings, perHost: Math.round((tables + pinBlobs + pinStrings) / HOSTS),
+    };
+  } catch { /* no pins tables or no dbstat */ }
   raw.close();
   rmSync(dir, { recursive: true, force: true });
   const target = 2 * (baselinesBytes + deltaBytes);
@@ -237,7 +334,7 @@ async function main(): Promise<void> {
     digestReportsPerSecond: Math.round(HOSTS / digestSeconds),
     serverPeakRssMb: Math.round(peakRssMb),
     dbBytes, blobBytes, baselinesJsonBytes: baselinesBytes, driftedDeltaJsonBytes: deltaBytes, dbTargetBytes: target, dbWithinTarget: dbBytes <= target,
-    fleetQueryMs: Math.round(fleetMs), snowflakes, rows: counts, bytesByTable,
+    fleetQueryMs: Math.round(fleetMs), snowflakes, rows: counts, bytesByTable, firstBoot: FIRST_BOOT, pinBytes,
   }, null, 2)}\n`);
 }
 

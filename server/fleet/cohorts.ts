@@ -5,6 +5,14 @@
  *
  * A cohort is the hosts of one (imageId, role). Shares are over the hosts of the
  * cohort that have reported at least once.
+ *
+ * First-boot pins count too: hosts of a cohort launched alike pin the same values
+ * for the paths first boot writes alike (the default user's keys when they share a
+ * key pair, passwd, sudoers). Where one value of a path is held by more than
+ * `fleetWideShare` of the hosts that pinned it, a host whose value is rare is a
+ * snowflake like one with a rare finding, named as `{ kind: 'file', key: path,
+ * change: 'pinned' }`. Paths whose values differ on every host (hostname, host keys)
+ * have no such majority and never count.
  */
 
 /** What cohort maths needs to know about one host. */
@@ -16,6 +24,14 @@ export interface CohortHost {
   /** False for a host that enrolled but never reported: it does not count in shares. */
   reported: boolean;
   findings: FindingKey[];
+  /** Its first-boot pins: per path, a digest of the pinned value (null: pinned absent). */
+  pins?: PinnedValue[];
+}
+
+/** One pinned first-boot value of a host. */
+export interface PinnedValue {
+  path: string;
+  value: string | null;
 }
 
 /** The identity of a finding across hosts. */
@@ -120,11 +136,17 @@ export function computeFleet(hosts: readonly CohortHost[], options: Partial<Coho
     fleetWide.sort((a, b) => b.hosts - a.hosts || cmp(keyOf(a), keyOf(b)));
 
     const rareMax = Math.max(1, Math.floor(opts.rareShare * n));
+    const rarePins = rarePinnedValues(reporting, opts);
+    for (const [k, c] of rarePins.counts) counts.set(k, c);
     const snowflakes: Snowflake[] = [];
     if (n >= opts.minCohort) {
       for (const h of reporting) {
         const rare: FindingKey[] = [];
         let product = 1;
+        for (const r of rarePins.byHost.get(h.id) ?? []) {
+          rare.push(r.key);
+          product *= r.share;
+        }
         const seen = new Set<string>();
         for (const f of h.findings) {
           const k = keyOf(f);
@@ -152,10 +174,56 @@ export function computeFleet(hosts: readonly CohortHost[], options: Partial<Coho
   return { cohorts, scores };
 }
 
-function explain(rare: FindingKey[], counts: Map<string, { hosts: number }>, n: number): string {
+/**
+ * The rare pinned values of a cohort's hosts: per host, the pin keys and the share
+ * of the path's pinning hosts that hold the same value; `counts` for `explain`.
+ */
+function rarePinnedValues(reporting: readonly CohortHost[], opts: CohortOptions): {
+  byHost: Map<string, Array<{ key: FindingKey; share: number }>>;
+  counts: Map<string, { f: FindingKey; hosts: number; of: number }>;
+} {
+  const byPath = new Map<string, Map<string | null, string[]>>();
+  for (const h of reporting) {
+    for (const p of h.pins ?? []) {
+      let values = byPath.get(p.path);
+      if (!values) byPath.set(p.path, (values = new Map()));
+      let holders = values.get(p.value);
+      if (!holders) values.set(p.value, (holders = []));
+      holders.push(h.id);
+    }
+  }
+  const byHost = new Map<string, Array<{ key: FindingKey; share: number }>>();
+  const counts = new Map<string, { f: FindingKey; hosts: number; of: number }>();
+  for (const [path, values] of byPath) {
+    let pinning = 0;
+    let top = 0;
+    for (const holders of values.values()) { pinning += holders.length; top = Math.max(top, holders.length); }
+    if (pinning < opts.minCohort || top / pinning <= opts.fleetWideShare) continue;
+    const rareMax = Math.max(1, Math.floor(opts.rareShare * pinning));
+    const key: FindingKey = { kind: 'file', key: path, change: 'pinned' };
+    for (const holders of values.values()) {
+      if (holders.length > rareMax || holders.length === top) continue;
+      for (const id of holders) {
+        let list = byHost.get(id);
+        if (!list) byHost.set(id, (list = []));
+        list.push({ key, share: holders.length / pinning });
+      }
+      // One count per pin key: the rarest holders' (explain names "only this host" when 1).
+      const prev = counts.get(keyOf(key));
+      if (!prev || holders.length < prev.hosts) counts.set(keyOf(key), { f: key, hosts: holders.length, of: pinning });
+    }
+  }
+  return { byHost, counts };
+}
+
+function explain(rare: FindingKey[], counts: Map<string, { hosts: number; of?: number }>, n: number): string {
   const shown = rare.slice(0, 3).map((f) => {
-    const c = counts.get(keyOf(f))?.hosts ?? 1;
-    return `${f.kind} ${f.key} ${f.change} (${c === 1 ? 'only this host' : `${c} of ${n} hosts`})`;
+    const c = counts.get(keyOf(f));
+    const hosts = c?.hosts ?? 1;
+    if (f.change === 'pinned') {
+      return `first-boot value of ${f.key} (${hosts === 1 ? 'only this host' : `${hosts} hosts`} of ${c?.of ?? n} that pinned it; the others share another)`;
+    }
+    return `${f.kind} ${f.key} ${f.change} (${hosts === 1 ? 'only this host' : `${hosts} of ${n} hosts`})`;
   });
   const more = rare.length > 3 ? ` and ${rare.length - 3} more` : '';
   return `${rare.length} finding${rare.length === 1 ? '' : 's'} rare in its cohort of ${n}: ${shown.join('; ')}${more}`;

@@ -7,7 +7,7 @@ import { BaselineSchema, type Baseline, type SectionName } from '../../agent/pro
 import type { RuleSet } from '../../agent/protocol/rules.js';
 import { baselineDigest } from '../../agent/baseline.js';
 import { verifyBaseline } from '../../agent/sign.js';
-import { computeFleet, type CohortHost, type CohortOptions } from '../fleet/cohorts.js';
+import { computeFleet, type CohortHost, type CohortOptions, type PinnedValue } from '../fleet/cohorts.js';
 import type { HostRow, Store } from '../store/store.js';
 import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
@@ -16,7 +16,7 @@ import { Metrics } from './metrics.js';
 import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH } from './sections.js';
 import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
-import { EnrollRequestSchema, firstIssue } from './wire.js';
+import { EnrollRequestSchema, firstIssue, RepinRequestSchema } from './wire.js';
 
 /** What the collector's HTTP app is built from; all I/O is in `store`. */
 export interface AppDeps {
@@ -333,8 +333,15 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       if (!list) keys.set(k.host, (list = []));
       list.push({ kind: k.kind, key: k.key, change: k.change });
     }
+    const pins = new Map<number, PinnedValue[]>();
+    for (const p of deps.store.pins.values()) {
+      let list = pins.get(p.host);
+      if (!list) pins.set(p.host, (list = []));
+      list.push({ path: p.path, value: p.value });
+    }
     const cohortHosts: CohortHost[] = hosts.map((h) => ({
       id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, reported: h.lastSeen !== null, findings: keys.get(h.rowid) ?? [],
+      pins: pins.get(h.rowid) ?? [],
     }));
     return computeFleet(cohortHosts, deps.cohorts ?? {});
   };
@@ -364,7 +371,42 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       findingsOmitted: h.omitted,
       baseline: h.imageId && digest ? { imageId: h.imageId, digest } : null,
       unread: h.unread,
+      firstBoot: firstBootOf(h),
     };
+  });
+
+  /** What a host's report says about first-boot pinning; null before its first compare. */
+  const firstBootOf = (h: HostRow) => {
+    const stored = deps.store.pins.pinsOf(h.rowid);
+    if (!stored) return null;
+    return { pinnedAt: stored.book.pinnedAt, pins: Object.keys(stored.book.files).length, keys: stored.keys, user: deps.rules.vars['cloudInitUser'] ?? null };
+  };
+
+  const hostOrNotFound = (id: string): HostRow => {
+    const h = deps.store.hostById(id);
+    if (!h) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no host ${id} has enrolled; list hosts with GET /v1/hosts`);
+    return h;
+  };
+
+  app.get<{ Params: { id: string } }>('/v1/hosts/:id/pins', { onRequest: admin }, async (req) => {
+    const h = hostOrNotFound(req.params.id);
+    const stored = deps.store.pins.pinsOf(h.rowid);
+    return {
+      hostId: h.id,
+      firstBoot: firstBootOf(h),
+      pins: stored ? Object.entries(stored.book.files).map(([path, pin]) => ({ path, firstSeen: pin.firstSeen, entry: pin.entry })) : [],
+      journal: deps.store.pins.journal(h.rowid),
+    };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/hosts/:id/pins/repin', { onRequest: admin }, async (req) => {
+    const parsed = RepinRequestSchema.safeParse(req.body ?? {});
+    if (!parsed.success) throw new HttpError('DRIFT_ERR_USAGE', `re-pin body is not { paths?, reason, by? }: ${firstIssue(parsed.error)}`, 400);
+    commit.flush(); // the host's queued reports are stored before its pins and findings are recomputed
+    const h = hostOrNotFound(req.params.id);
+    const r = ingest.repin(h, parsed.data.paths ?? [], parsed.data.by ?? null, parsed.data.reason);
+    req.log.info({ host: h.id, paths: r.changed, by: parsed.data.by ?? null, reason: parsed.data.reason }, 'first-boot pins re-pinned');
+    return { hostId: h.id, changed: r.changed, findings: r.findings, firstBoot: r.firstBoot };
   });
 
   app.get('/v1/fleet', { onRequest: admin }, async () => {

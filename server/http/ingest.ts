@@ -4,7 +4,11 @@ import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import type { Finding } from '../../agent/protocol/finding.js';
 import { MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionName, type Sections } from '../../agent/protocol/manifest.js';
 import { SEVERITIES, type RuleSet } from '../../agent/protocol/rules.js';
+import type { CompareInput } from '../../agent/engine/compare.js';
+import { FirstBootCheck } from '../../agent/engine/pins.js';
+import type { FirstBoot } from '../../agent/protocol/pins.js';
 import type { HostFlag, HostRow, OmittedFindings, SaveReport, Store, StoredBaseline } from '../store/store.js';
+import type { PinWrite, StoredPins } from '../store/pins.js';
 import { HttpError } from './errors.js';
 import type { KnownSection } from './sections.js';
 import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, SEQ_AHEAD_MAX_MS, type ReportEnvelope } from './wire.js';
@@ -25,6 +29,8 @@ interface Compared {
   omitted: OmittedFindings | null;
   /** Estimated bytes, for the cache bound. */
   bytes: number;
+  /** Pins this compare set or changed, to store with the report. */
+  pins?: PinWrite;
 }
 
 const SEVERITY_RANK = new Map<string, number>(SEVERITIES.map((s, i) => [s, i]));
@@ -56,9 +62,13 @@ export function boundFindings(all: Finding[], max = MAX_STORED_FINDINGS): Compar
   return { findings, omitted, bytes };
 }
 
-/** The compare engine's contract (agent/engine/compare.ts), injected so the HTTP layer stays testable. */
-export type CompareFn = (input: { baseline: Manifest; manifest: Manifest; rules: RuleSet }) => Finding[];
+/**
+ * The compare engine's contract (agent/engine/compare.ts), injected so the HTTP layer
+ * stays testable. The collector passes `firstBoot` to hold hosts to their first-boot pins.
+ */
+export type CompareFn = (input: CompareInput) => Finding[];
 
+/** What one compare of a host gives: its findings and what changes in its pins. */
 /** The answer to one report. */
 export interface IngestResult {
   accepted: boolean;
@@ -119,6 +129,7 @@ export class Ingest {
   private readonly compareCache = new Map<string, Compared>();
   private compareCacheBytes = 0;
   private readonly roles: ReadonlySet<string> | null;
+  private readonly sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
   private readonly write: (r: SaveReport) => Promise<void>;
 
@@ -237,12 +248,15 @@ export class Ingest {
       kind = 'partial';
     }
 
-    const compared = this.findings(baseline, sections, env.digests, env);
-    const save = {
+    const compared = this.findings(host, baseline, sections, env.digests, env);
+    const pins = compared.pins;
+    const save: SaveReport = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, ...this.claims(host, env, imageId ?? null, baseline),
       digests: env.digests, kind, sections, baseline, findings: compared.findings, omitted: compared.omitted, machineId: env.host.machineId,
     };
-    await this.write(unread ? { ...save, unread } : save);
+    if (unread) save.unread = unread;
+    if (pins) save.pins = pins;
+    await this.write(save);
     return { accepted: true, seq: env.seq, need: [] };
   }
 
@@ -318,30 +332,58 @@ export class Ingest {
     if ((baseline?.digest ?? null) === host.baselineDigest) {
       await this.write(base);
     } else {
-      const compared = this.findings(baseline, this.deps.store.hostSections(host), env.digests, env);
-      await this.write({ ...base, findings: compared.findings, omitted: compared.omitted });
+      const compared = this.findings(host, baseline, this.deps.store.hostSections(host), env.digests, env);
+      const base2 = { ...base, findings: compared.findings, omitted: compared.omitted };
+      await this.write(compared.pins ? { ...base2, pins: compared.pins } : base2);
     }
     return { accepted: true, seq: env.seq, need: [] };
   }
 
   /**
-   * Findings of a host's sections against its baseline. Sections whose digests all
-   * equal the baseline's cannot differ from it, so the common case (a clean host)
-   * skips compare; drifted hosts with identical state share one cached result.
+   * Findings of a host's sections against its baseline, under its first-boot pins.
+   * The first compare of a host against a baseline pins what the expect rules accept
+   * (journaled as first-boot). Sections whose digests all equal the baseline's cannot
+   * differ from it, so a clean host without pins skips compare; drifted hosts with
+   * identical state, pins and launch keys share one cached result.
    * Findings with action `ignore` are not stored.
    */
-  private findings(baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope): Compared {
+  private findings(host: HostRow, baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope): Compared {
     const none: Compared = { findings: [], omitted: null, bytes: 0 };
     if (!baseline) return none;
     const b = baseline.baseline;
-    if (SECTIONS.every((s) => digests[s] === undefined || b[s] === undefined || digests[s] === b.digests[s])) return none;
-    const cacheKey = `${baseline.digest}|${digests.root}`;
-    const cached = this.compareCache.get(cacheKey);
-    if (cached) return cached;
+    const pinnable = sections.files !== undefined && b.files !== undefined;
+    const stored = pinnable ? this.deps.store.pins.pinsOf(host.rowid) : null;
+    const clean = SECTIONS.every((s) => digests[s] === undefined || b[s] === undefined || digests[s] === b.digests[s]);
+    if (clean && (!pinnable || (stored !== null && Object.keys(stored.book.files).length === 0))) return none;
     const manifest: Manifest = {
       schema: MANIFEST_SCHEMA, host: env.host, collectedAt: env.collectedAt, agent: { version: '' }, digests, ...sections, unread: [],
     };
-    const compared = boundFindings(this.deps.compare({ baseline: b, manifest, rules: this.deps.rules }).filter((f) => f.action !== 'ignore'));
+    if (!pinnable) return this.cached(`${baseline.digest}|${digests.root}`, () => this.deps.compare({ baseline: b, manifest, rules: this.deps.rules }));
+    const instanceKeys = env.host.instanceKeys ?? null;
+    const now = new Date(this.deps.now()).toISOString();
+    const run = (): { findings: Finding[]; firstBoot: FirstBoot; pins: PinWrite } => {
+      const check = new FirstBootCheck({ baseline: b, manifest, rules: this.deps.rules }, { book: stored?.book ?? null, now });
+      const findings = this.deps.compare({ baseline: b, manifest, rules: this.deps.rules, firstBoot: check });
+      const r = check.result();
+      return { findings, firstBoot: r.firstBoot, pins: { book: r.book, changed: r.changed, keys: r.firstBoot.keys, instanceKeys, journal: { action: 'first-boot', by: null, reason: null } } };
+    };
+    if (stored === null) {
+      // The first compare: its new pins carry this report's time, so it is never cached.
+      const r = run();
+      return { ...boundFindings(r.findings.filter((f) => f.action !== 'ignore')), pins: r.pins };
+    }
+    const key = `${baseline.digest}|${digests.root}|${this.sha(canonicalJson(stored.book))}|${this.sha(JSON.stringify(instanceKeys))}`;
+    let keys = stored.keys;
+    const compared = this.cached(key, () => { const r = run(); keys = r.firstBoot.keys; return r.findings; });
+    if (keys === stored.keys && sameKeys(instanceKeys, stored.instanceKeys)) return compared;
+    return { ...compared, pins: { book: stored.book, changed: [], keys, instanceKeys, journal: null } };
+  }
+
+  /** A compare's findings (action `ignore` dropped, bounded), from the byte-bounded cache when it has them. */
+  private cached(key: string, compute: () => Finding[]): Compared {
+    const hit = this.compareCache.get(key);
+    if (hit) return hit;
+    const compared = boundFindings(compute().filter((f) => f.action !== 'ignore'));
     if (compared.bytes <= COMPARE_CACHE_BYTES / 4) {
       // Oldest first out (Map order) until the new result fits the byte bound.
       for (const [k, v] of this.compareCache) {
@@ -349,7 +391,7 @@ export class Ingest {
         this.compareCache.delete(k);
         this.compareCacheBytes -= v.bytes;
       }
-      this.compareCache.set(cacheKey, compared);
+      this.compareCache.set(key, compared);
       this.compareCacheBytes += compared.bytes;
     }
     return compared;
@@ -382,4 +424,37 @@ export class Ingest {
     }
     return { role, flags };
   }
+
+  /**
+   * An operator's re-pin of a host (all its pins, or `paths`): its stored state is
+   * compared again with the paths re-pinned to what the expect rules accept now;
+   * pins, findings and the journal entry are written in one transaction. The
+   * default user's keys stay held to the launch keys of its last report.
+   */
+  repin(host: HostRow, paths: readonly string[], by: string | null, reason: string): { changed: string[]; findings: number; firstBoot: FirstBoot } {
+    const baseline = host.imageId ? this.baseline(host.imageId) : null;
+    if (!baseline || !host.digests) {
+      throw new HttpError('DRIFT_ERR_CONFLICT', `host ${host.id} has ${host.digests ? `no baseline for image ${host.imageId ?? '(none)'}` : 'not reported yet'}, so it has nothing to pin; re-pin after it reports against a baseline`, 409);
+    }
+    const b = baseline.baseline;
+    const sections = this.deps.store.hostSections(host);
+    if (!sections.files || !b.files) throw new HttpError('DRIFT_ERR_CONFLICT', `host ${host.id} reports no files section, so it has nothing to pin`, 409);
+    const stored: StoredPins | null = this.deps.store.pins.pinsOf(host.rowid);
+    const instanceKeys = stored?.instanceKeys ?? null;
+    const hostInfo = { hostname: host.hostname, machineId: host.machineId ?? host.id, ...(instanceKeys ? { instanceKeys } : {}) };
+    const manifest: Manifest = {
+      schema: MANIFEST_SCHEMA, host: hostInfo, collectedAt: new Date(this.deps.now()).toISOString(), agent: { version: '' },
+      digests: host.digests, ...sections, unread: host.unread,
+    };
+    const t = this.deps.now();
+    const check = new FirstBootCheck({ baseline: b, manifest, rules: this.deps.rules }, { book: stored?.book ?? null, now: new Date(t).toISOString(), repin: { paths } });
+    const compared = boundFindings(this.deps.compare({ baseline: b, manifest, rules: this.deps.rules, firstBoot: check }).filter((f) => f.action !== 'ignore'));
+    const r = check.result();
+    this.deps.store.repin(host, { book: r.book, changed: r.changed, keys: r.firstBoot.keys, instanceKeys, journal: { action: 'repin', by, reason } }, compared.findings, compared.omitted, t);
+    return { changed: r.changed, findings: compared.findings.length + (compared.omitted?.count ?? 0), firstBoot: r.firstBoot };
+  }
+}
+
+function sameKeys(a: { source: string; keys: string[] } | null, b: { source: string; keys: string[] } | null): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { REPORT_REQUEST_SCHEMA } from '../../agent/protocol/manifest.js';
 import { DigestsSchema, HostInfoSchema, LIMITS, ManifestSchema } from '../../agent/protocol/manifest.js';
+import { MAX_PIN_PATH, MAX_PINS } from '../../agent/protocol/pins.js';
 
 /**
  * Most reports one request may announce as dropped from the agent's spool: far above
@@ -44,6 +45,17 @@ export const ReportEnvelopeSchema = z.object({
   sections: z.record(z.string().max(16), z.unknown()).optional(),
 });
 export type ReportEnvelope = z.infer<typeof ReportEnvelopeSchema>;
+
+/**
+ * `POST /v1/hosts/{id}/pins/repin` body: which paths to re-pin (all when absent),
+ * who asks and why — both go to the pin journal.
+ */
+export const RepinRequestSchema = z.strictObject({
+  paths: z.array(z.string().min(1).max(MAX_PIN_PATH).startsWith('/', 'an absolute path')).min(1).max(MAX_PINS).optional(),
+  reason: z.string().trim().min(1, 'say why (it is journaled)').max(1000),
+  by: z.string().trim().min(1).max(128).optional(),
+});
+export type RepinRequest = z.infer<typeof RepinRequestSchema>;
 
 /** The section schemas of a manifest, to check the sections of a partial report one by one. */
 export const SectionSchemas = {

@@ -27,6 +27,12 @@
  *   per change. `epoch` counts enrollments of the host (a re-enrolled agent restarts
  *   its seqs at 1). Retention deletes rows whose last report is older than the limit.
  * - hosts are referenced by their integer `rowid` everywhere, to keep per-host rows small.
+ * - First-boot pins (migration 2): `pins` has a row per pinned path of a host, the
+ *   path as a `strings` id and the pinned file entry as a `blobs` digest, so the values
+ *   a cohort shares (the default user's keys, passwd, sudoers) are stored once and
+ *   only per-instance values (hostname, host keys) cost a blob per host;
+ *   `pin_books` says when a host was pinned and how its keys were judged;
+ *   `pin_journal` records every pinning (first boot, re-pins) and is never pruned.
  */
 export interface Migration {
   version: number;
@@ -120,6 +126,37 @@ CREATE TABLE history (
 ALTER TABLE hosts ADD COLUMN flags TEXT;           -- JSON list of claims the collector did not trust (role, image); NULL when none
 ALTER TABLE hosts ADD COLUMN omitted TEXT;         -- JSON summary of the findings beyond the stored bound; NULL when all are stored
 ALTER TABLE hosts ADD COLUMN reenroll_until INTEGER; -- ms since epoch: an operator approved one re-enrollment until then
+`,
+  },
+  {
+    version: 3,
+    name: 'first-boot pins',
+    sql: `
+CREATE TABLE pin_books (
+  host      INTEGER PRIMARY KEY REFERENCES hosts(rowid) ON DELETE CASCADE,
+  pinned_at INTEGER NOT NULL,       -- ms since epoch of the report that pinned first boot
+  keys      TEXT,                   -- 'verified' | 'trust' | NULL: how the default user's keys were judged last
+  instance_keys TEXT                -- JSON of the last report's host.instanceKeys (for a re-pin's compare); NULL when none
+);
+
+CREATE TABLE pins (
+  host       INTEGER NOT NULL REFERENCES hosts(rowid) ON DELETE CASCADE,
+  path       INTEGER NOT NULL,      -- strings.id of the path
+  value      BLOB,                  -- blobs.digest of the pinned file entry; NULL when first boot removed the path
+  first_seen INTEGER NOT NULL,      -- ms since epoch
+  PRIMARY KEY (host, path)
+) WITHOUT ROWID;
+
+CREATE TABLE pin_journal (
+  id     INTEGER PRIMARY KEY,
+  host   INTEGER NOT NULL REFERENCES hosts(rowid) ON DELETE CASCADE,
+  at     INTEGER NOT NULL,          -- ms since epoch
+  action TEXT NOT NULL,             -- 'first-boot' | 'repin'
+  by     TEXT,                      -- who re-pinned, as the operator named themself; NULL for first boot
+  reason TEXT,                      -- why (required for a re-pin)
+  paths  TEXT NOT NULL              -- JSON list of the paths whose pins were set, changed or dropped
+);
+CREATE INDEX pin_journal_host ON pin_journal (host, id);
 `,
   },
 ];

@@ -9,6 +9,7 @@ import type { Finding } from '../../agent/protocol/finding.js';
 import { SECTIONS, type Baseline, type Digests, type SectionName, type Sections, type Unread } from '../../agent/protocol/manifest.js';
 import { MIGRATIONS } from './migrations.js';
 import { applyDelta, sectionDelta, type SectionDelta } from './delta.js';
+import { PinStore, type PinWrite } from './pins.js';
 
 /** A claim of a host the collector did not trust: kept visible, never acted on. */
 export interface HostFlag {
@@ -108,6 +109,8 @@ export interface SaveReport {
   flags?: HostFlag[];
   /** With `findings`: those beyond the stored bound; null when all are stored. */
   omitted?: OmittedFindings | null;
+  /** First-boot pins this report sets (its first compare) or how its keys were judged; absent when unchanged. */
+  pins?: PinWrite;
 }
 
 type Row = Record<string, unknown>;
@@ -140,10 +143,12 @@ export function digestText(bytes: Buffer): string {
   return `sha256:${bytes.toString('hex')}`;
 }
 
-function packJson(value: unknown): Buffer {
+/** Deflated canonical JSON, as blobs hold it. */
+export function packJson(value: unknown): Buffer {
   return deflateRawSync(canonicalJson(value));
 }
-function unpackJson(data: Buffer): unknown {
+/** The inverse of packJson. */
+export function unpackJson(data: Buffer): unknown {
   return JSON.parse(inflateRawSync(data).toString('utf8'));
 }
 
@@ -157,6 +162,8 @@ function unpackJson(data: Buffer): unknown {
 export class Store {
   readonly db: Database.Database;
   readonly file: string;
+  /** First-boot pins (server/store/pins.ts). */
+  readonly pins: PinStore;
   private readonly st: ReturnType<Store['prepare']>;
   private readonly saveTx: (r: SaveReport) => void;
   private readonly batchTx: (items: readonly SaveReport[]) => (Error | null)[];
@@ -169,6 +176,7 @@ export class Store {
     this.db = db;
     this.file = file;
     this.st = this.prepare();
+    this.pins = new PinStore(db, file);
     // Made once: better-sqlite3 builds a wrapper on every transaction() call.
     this.saveTx = db.transaction((r: SaveReport) => this.writeReport(r));
     this.batchTx = db.transaction((items: readonly SaveReport[]) => items.map((r) => {
@@ -403,6 +411,7 @@ export class Store {
     const hist = { host: rowid, epoch: r.host.epoch, seq: r.seq, now: r.now, state, prev: r.seq - 1 };
     if (this.st.historyExtend.run(hist).changes === 0) this.st.historyPut.run(hist);
     let findingCount = r.host.findings;
+    if (r.pins) this.pins.write(rowid, r.pins, r.now);
     if (r.findings) findingCount = this.writeFindings(rowid, r.findings, r.now) + (r.omitted?.count ?? 0);
     else if (r.host.findings > 0) this.st.findingsTouch.run(r.now, rowid);
     const baseline = r.baseline ? this.stringId(r.baseline.digest) : null;
@@ -451,6 +460,20 @@ export class Store {
     }
     for (const f of findings) this.st.findingUpsert.run(rowid, f.kind, f.key, f.change, deflateRawSync(JSON.stringify(f)), now, now);
     return keep.size;
+  }
+
+  /**
+   * An operator's re-pin: the host's new pins, its journal entry and the findings
+   * recomputed under them, in one transaction.
+   */
+  repin(host: HostRow, pins: PinWrite, findings: Finding[], omitted: OmittedFindings | null, now: number): void {
+    try {
+      this.db.transaction(() => {
+        this.pins.write(host.rowid, pins, now);
+        const count = this.writeFindings(host.rowid, findings, now) + (omitted?.count ?? 0);
+        this.st.hostFindings.run(count, host.baselineDigest === null ? null : this.stringId(host.baselineDigest), omitted ? JSON.stringify(omitted) : null, host.rowid);
+      })();
+    } catch (err) { this.dropCaches(); throw err; }
   }
 
   /** A host's current findings, ordered by kind, key, change. */
@@ -507,7 +530,8 @@ export class Store {
         UNION SELECT d_files FROM states WHERE d_files IS NOT NULL AND id IN (SELECT state FROM hosts)
         UNION SELECT d_processes FROM states WHERE d_processes IS NOT NULL AND id IN (SELECT state FROM hosts)
         UNION SELECT d_ports FROM states WHERE d_ports IS NOT NULL AND id IN (SELECT state FROM hosts)
-        UNION SELECT base FROM host_deltas UNION SELECT delta FROM host_deltas)`);
+        UNION SELECT base FROM host_deltas UNION SELECT delta FROM host_deltas
+        UNION SELECT value FROM pins WHERE value IS NOT NULL)`);
       return n;
     })();
     this.dropCaches();
@@ -517,7 +541,7 @@ export class Store {
   /** Row counts of every table (for tests and metrics). */
   counts(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const t of ['blobs', 'baselines', 'strings', 'states', 'hosts', 'host_deltas', 'findings', 'history']) {
+    for (const t of ['blobs', 'baselines', 'strings', 'states', 'hosts', 'host_deltas', 'findings', 'history', 'pins', 'pin_journal']) {
       out[t] = Number(this.db.prepare(`SELECT count(*) FROM ${t}`).pluck().get());
     }
     return out;

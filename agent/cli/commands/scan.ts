@@ -8,6 +8,12 @@ import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
 import { BaselineSchema, ManifestSchema, type Manifest, type SectionName } from '../../protocol/manifest.js';
 import { compareWithDrops } from '../../engine/compare.js';
+import { compareWithPins } from '../../engine/pins.js';
+import { readInstanceKeys } from '../../instance-data.js';
+import { compareUnread } from '../../protocol/unread.js';
+import { beforeFirstBoot, readPins, writePins } from '../../pins-store.js';
+import type { FirstBoot } from '../../protocol/pins.js';
+import type { Drop, Finding } from '../../protocol/finding.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
@@ -30,6 +36,7 @@ interface ScanOptions {
   forceRehash: boolean;
   maxFileBytes?: string;
   maxScanBytes?: string;
+  repin: boolean;
   collector?: string;
   adminTokenFile?: string;
   host?: string;
@@ -53,6 +60,7 @@ export function register(program: Command): void {
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
     .option('--max-file-bytes <size>', BUDGET_HELP.file)
     .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
+    .option('--repin', 'take this scan\'s first-boot values as the pinned ones (after a wanted change to a pinned path)', false)
     .option('--collector <url>', 'ask this collector (drift server) instead of scanning here; with --host or --fleet')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --collector)')
     .option('--host <id>', 'with --collector: the collector\'s view of this host')
@@ -65,6 +73,10 @@ the differences each ignore, expect and policy-ignore rule dropped.
 
 Coverage: a path the baseline recorded that this scan cannot read is a finding of kind
 coverage (high, by the shipped policy), never "no drift".
+
+First boot happens once: the first scan of a root (or of this host) pins the values the
+expect rules accepted, in the state folder; a later change to them is drift. The default
+user's SSH keys are checked against the instance's metadata (run/cloud-init/instance-data*.json).
 
 Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, a --root that
 does not exist, unreadable baseline, bad signature).
@@ -102,28 +114,51 @@ Examples:
       }
       let manifest: Manifest;
       let target: string;
+      let findings: Finding[];
+      let dropped: Drop[];
+      let firstBoot: FirstBoot | undefined;
+      const compareInput = (m: Manifest) => ({ baseline: onlySections(baseline, sections), manifest: onlySections(m, sections), rules: hostRules });
       if (opts.manifest) {
+        if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin pins what a scan of a host or root finds; a saved manifest (--manifest) has no pins');
         manifest = await readJsonFile(resolve(opts.manifest), ManifestSchema, 'manifest');
         target = manifest.host.hostname || resolve(opts.manifest);
+        ({ findings, dropped } = compareWithDrops(compareInput(manifest)));
       } else {
         const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
         await requireRootDir(root);
+        const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+        const host = await readHostInfo(root);
+        const instance = await readInstanceKeys(root);
+        if (instance.keys) host.instanceKeys = instance.keys;
         manifest = await collectManifest({
-          root, proc, rules,
-          stateDir: resolve(opts.stateDir ?? defaultStateDir()),
+          root, proc, rules, stateDir,
           forceRehash: opts.forceRehash,
           budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
           sections,
-        }, await readHostInfo(root));
+        }, host);
+        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
         target = root === '/' ? manifest.host.hostname : root;
+        if (beforeFirstBoot(manifest.host.machineId)) {
+          if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', `scan: ${root} has no machine-id yet (first boot has not happened), so there is nothing to pin`);
+          ({ findings, dropped } = compareWithDrops(compareInput(manifest)));
+        } else {
+          const pinTarget = { root, machineId: manifest.host.machineId, imageId: baseline.host.image?.id ?? 'unknown' };
+          const book = await readPins(stateDir, pinTarget);
+          const now = new Date().toISOString();
+          const result = compareWithPins(compareInput(manifest), opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
+          if (book === null || result.changed.length > 0) await writePins(stateDir, pinTarget, result.book);
+          findings = result.findings;
+          dropped = result.dropped;
+          firstBoot = result.firstBoot;
+        }
       }
-      const { findings, dropped } = compareWithDrops({ baseline: onlySections(baseline, sections), manifest: onlySections(manifest, sections), rules: hostRules });
       const report = buildReport({
         target,
         baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline) },
         findings,
         unread: manifest.unread,
         dropped,
+        ...(firstBoot ? { firstBoot } : {}),
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       exit(exitCodeOf(report));

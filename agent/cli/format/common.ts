@@ -39,6 +39,27 @@ export function summaryLine(report: Report): string {
   return n === 0 ? `drift: no drift ${on}` : `drift: ${countPhrase(report)} ${on}`;
 }
 
+/**
+ * What first-boot pinning says about the target, or null where it does not apply:
+ * when its first-boot values were pinned, and whether the default user's SSH keys
+ * were verified against the instance's metadata or pinned on trust.
+ */
+export function firstBootLine(report: Report): string | null {
+  const fb = report.firstBoot;
+  if (!fb) return null;
+  const pins = `first boot pinned ${fb.pinnedAt} (${fb.pins} path${fb.pins === 1 ? '' : 's'})`;
+  const who = fb.user ?? 'the default user';
+  switch (fb.keys) {
+    case 'verified': return `${pins}; SSH keys of ${who} verified against the instance's metadata`;
+    case 'trust': return `${pins}; SSH keys of ${who} pinned on trust, not verified: no instance metadata was readable`;
+    case null: return pins;
+    default: {
+      const never: never = fb.keys;
+      throw new TypeError(`unknown key source ${String(never)}`);
+    }
+  }
+}
+
 /** `action replace, rule rules/base.yaml:12` (or `default policy`). */
 export function judgedBy(f: Finding): string {
   return `action ${f.action}, ${f.rule ? `rule ${f.rule}` : 'default policy'}`;

@@ -1,4 +1,4 @@
-import { changeSymbol, countPhrase, findingsOf, judgedBy, SEVERITY_ORDER, visible } from './common.js';
+import { changeSymbol, countPhrase, findingsOf, firstBootLine, judgedBy, SEVERITY_ORDER, visible } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -29,6 +29,8 @@ export function formatMarkdown(report: Report): string {
       }
     }
   }
+  const firstBoot = firstBootLine(report);
+  if (firstBoot !== null) out.push('', `## First boot`, '', escapeText(firstBoot));
   const unread = report.unread;
   if (unread.length > 0) {
     out.push('', `## Unread (${unread.length})`, '', 'Not compared: drift there would go unseen.', '');

@@ -1,5 +1,5 @@
 import type { Severity } from '../../protocol/rules.js';
-import { changeSymbol, findingsOf, judgedBy, SEVERITY_ORDER, summaryLine, visible } from './common.js';
+import { changeSymbol, findingsOf, firstBootLine, judgedBy, SEVERITY_ORDER, summaryLine, visible } from './common.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -14,6 +14,8 @@ export function formatText(report: Report, color: boolean): string {
   const severityStyle: Record<Severity, string> = { critical: '1;31', high: '31', medium: '33', low: '36' };
   const symbolStyle = { added: '32', removed: '31', modified: '33' } as const;
   const out: string[] = [paint('1', visible(summaryLine(report)))];
+  const firstBoot = firstBootLine(report);
+  if (firstBoot !== null) out.push(paint('2', visible(firstBoot)));
 
   for (const severity of SEVERITY_ORDER) {
     const findings = findingsOf(report, severity);

@@ -1,0 +1,142 @@
+import type Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../agent/protocol/canonical.js';
+import { InstanceKeysSchema, type InstanceKeys } from '../../agent/protocol/manifest.js';
+import { PINS_SCHEMA, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../../agent/protocol/pins.js';
+import { DriftError } from '../../agent/protocol/errors.js';
+import { packJson, unpackJson, digestText } from './store.js';
+
+/**
+ * The first-boot pins of hosts in the collector's store (migration 2, see
+ * migrations.ts): reads and writes on the store's database, always inside the
+ * caller's transaction. Pinned entries are blobs, content-addressed like sections,
+ * so a value a cohort shares is stored once.
+ */
+
+/** What one compare changes in a host's pins. */
+export interface PinWrite {
+  /** The host's pins after the compare. */
+  book: PinBook;
+  /** Paths whose pins were set, changed or dropped. */
+  changed: string[];
+  /** How the default user's keys were judged. */
+  keys: KeySource | null;
+  /** The instance's launch keys the report carried. */
+  instanceKeys: InstanceKeys | null;
+  /** The journal entry, for a pinning (first boot, re-pin); null for a change of `keys` alone. */
+  journal: { action: 'first-boot' | 'repin'; by: string | null; reason: string | null } | null;
+}
+
+/** A host's pins as stored, with how its keys were judged last. */
+export interface StoredPins {
+  book: PinBook;
+  keys: KeySource | null;
+  instanceKeys: InstanceKeys | null;
+}
+
+/** One journal entry. */
+export interface PinJournalEntry {
+  at: string;
+  action: 'first-boot' | 'repin';
+  by: string | null;
+  reason: string | null;
+  paths: string[];
+}
+
+/** The pinned value of one path of one host, for cohort maths. */
+export interface PinValueRow {
+  host: number;
+  path: string;
+  /** `sha256:<hex>` of the pinned entry, or null when first boot removed the path. */
+  value: string | null;
+}
+
+type Row = Record<string, unknown>;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export class PinStore {
+  private readonly st;
+
+  constructor(db: Database.Database, private readonly file: string) {
+    this.st = {
+      bookGet: db.prepare('SELECT pinned_at, keys, instance_keys FROM pin_books WHERE host = ?'),
+      bookPut: db.prepare(`INSERT INTO pin_books (host, pinned_at, keys, instance_keys) VALUES (?, ?, ?, ?)
+        ON CONFLICT(host) DO UPDATE SET keys = excluded.keys, instance_keys = excluded.instance_keys`),
+      pinsOf: db.prepare('SELECT s.text AS path, p.value, p.first_seen FROM pins p JOIN strings s ON s.id = p.path WHERE p.host = ?'),
+      pinPut: db.prepare('INSERT OR REPLACE INTO pins (host, path, value, first_seen) VALUES (?, ?, ?, ?)'),
+      pinDel: db.prepare('DELETE FROM pins WHERE host = ? AND path = (SELECT id FROM strings WHERE text = ?)'),
+      stringPut: db.prepare('INSERT OR IGNORE INTO strings (text) VALUES (?)'),
+      stringGet: db.prepare('SELECT id FROM strings WHERE text = ?').pluck(),
+      blobExists: db.prepare('SELECT 1 FROM blobs WHERE digest = ?').pluck(),
+      blobPut: db.prepare('INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)'),
+      blobGet: db.prepare('SELECT data FROM blobs WHERE digest = ?').pluck(),
+      journalPut: db.prepare('INSERT INTO pin_journal (host, at, action, by, reason, paths) VALUES (?, ?, ?, ?, ?, ?)'),
+      journalOf: db.prepare('SELECT at, action, by, reason, paths FROM pin_journal WHERE host = ? ORDER BY id DESC LIMIT ?'),
+      values: db.prepare('SELECT p.host, s.text AS path, p.value FROM pins p JOIN strings s ON s.id = p.path'),
+    };
+  }
+
+  /** The pins of a host; null before its first compare against a baseline. */
+  pinsOf(rowid: number): StoredPins | null {
+    const head = this.st.bookGet.get(rowid) as Row | undefined;
+    if (!head) return null;
+    const files: Record<string, Pin> = {};
+    const rows = (this.st.pinsOf.all(rowid) as Row[]).sort((a, b) => (String(a['path']) < String(b['path']) ? -1 : 1));
+    for (const r of rows) {
+      const value = r['value'];
+      files[String(r['path'])] = { firstSeen: iso(Number(r['first_seen'])), entry: value instanceof Buffer ? this.entry(value) : null };
+    }
+    const keys = head['keys'];
+    const ik = typeof head['instance_keys'] === 'string' ? InstanceKeysSchema.safeParse(JSON.parse(head['instance_keys'])) : null;
+    return {
+      book: { schema: PINS_SCHEMA, pinnedAt: iso(Number(head['pinned_at'])), files },
+      keys: keys === 'verified' || keys === 'trust' ? keys : null,
+      instanceKeys: ik?.success ? ik.data : null,
+    };
+  }
+
+  /** Write what a compare changed (call inside the report's or the re-pin's transaction). */
+  write(rowid: number, w: PinWrite, now: number): void {
+    this.st.bookPut.run(rowid, Date.parse(w.book.pinnedAt), w.keys, w.instanceKeys === null ? null : JSON.stringify(w.instanceKeys));
+    for (const path of w.changed) {
+      const pin = w.book.files[path];
+      if (!pin) { this.st.pinDel.run(rowid, path); continue; }
+      this.st.stringPut.run(path);
+      const pathId = this.st.stringGet.get(path) as number;
+      const value = pin.entry === null ? null : this.putEntry(pin.entry);
+      this.st.pinPut.run(rowid, pathId, value, Date.parse(pin.firstSeen));
+    }
+    if (w.journal) this.st.journalPut.run(rowid, now, w.journal.action, w.journal.by, w.journal.reason, JSON.stringify(w.changed));
+  }
+
+  /** The last `limit` journal entries of a host, newest first. */
+  journal(rowid: number, limit = 100): PinJournalEntry[] {
+    return (this.st.journalOf.all(rowid, limit) as Row[]).map((r) => ({
+      at: iso(Number(r['at'])),
+      action: r['action'] === 'repin' ? 'repin' : 'first-boot',
+      by: typeof r['by'] === 'string' ? r['by'] : null,
+      reason: typeof r['reason'] === 'string' ? r['reason'] : null,
+      paths: JSON.parse(String(r['paths'])) as string[],
+    }));
+  }
+
+  /** Every pinned value of every host (for cohorts): one scan of the pins table. */
+  values(): PinValueRow[] {
+    return (this.st.values.all() as Row[]).map((r) => ({
+      host: Number(r['host']), path: String(r['path']), value: r['value'] instanceof Buffer ? digestText(r['value']) : null,
+    }));
+  }
+
+  private putEntry(entry: PinnedEntry): Buffer {
+    const digest = createHash('sha256').update(canonicalJson(entry)).digest();
+    if (this.st.blobExists.get(digest) === undefined) this.st.blobPut.run(digest, packJson(entry));
+    return digest;
+  }
+
+  private entry(digest: Buffer): PinnedEntry {
+    const data = this.st.blobGet.get(digest) as Buffer | undefined;
+    if (!data) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks pinned value ${digestText(digest)}; the store is damaged, restore it from a backup`);
+    return unpackJson(data) as PinnedEntry;
+  }
+}
