@@ -187,6 +187,7 @@ export class Ingest {
     const save = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, role: env.role ?? host.role,
       digests: env.digests, kind, sections, baseline, findings, machineId: env.host.machineId,
+      ...(env.host.instanceId !== undefined ? { instanceId: env.host.instanceId } : {}),
     };
     await this.write(unread ? { ...save, unread } : save);
     return { accepted: true, seq: env.seq, need: [] };
@@ -260,6 +261,7 @@ export class Ingest {
     const base = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: host.imageId, role: env.role ?? host.role,
       digests: env.digests, kind: 'digests' as const, baseline, machineId: env.host.machineId,
+      ...(env.host.instanceId !== undefined ? { instanceId: env.host.instanceId } : {}),
     };
     if ((baseline?.digest ?? null) === host.baselineDigest) {
       await this.write(base);
