@@ -82,7 +82,7 @@ class NetError extends Error {
   constructor(message: string, aborted: boolean, cause?: unknown) { super(message, { cause }); this.aborted = aborted; }
 }
 
-/** Join a collector base URL and an API path, keeping any base path prefix. */
+/** Join a collector base URL and an API path (with an optional `?query`), keeping any base path prefix. */
 export function apiUrl(base: string, path: string): URL {
   let url: URL;
   try { url = new URL(base); } catch {
@@ -91,7 +91,9 @@ export function apiUrl(base: string, path: string): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new DriftError('DRIFT_ERR_USAGE', `collector URL ${base} must start with http:// or https://`);
   }
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
+  const q = path.indexOf('?');
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${q < 0 ? path : path.slice(0, q)}`;
+  if (q >= 0) url.search = path.slice(q);
   return url;
 }
 
@@ -326,4 +328,12 @@ export async function fetchFleet(collectorUrl: string, adminToken: string, opts:
     const o = asObject(j);
     return o && Array.isArray(o.cohorts) ? { cohorts: o.cohorts as Record<string, unknown>[] } : null;
   }, opts);
+}
+
+/**
+ * Any admin route of the collector (docs/api.md): the JSON object it answers, or a
+ * DriftError naming the route and the collector's reason (404, 409 keep their codes).
+ */
+export async function adminJson(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', collectorUrl: string, path: string, adminToken: string, body?: unknown, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
+  return adminCall(method, collectorUrl, path, adminToken, body, asObject, opts);
 }
