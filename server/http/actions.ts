@@ -47,6 +47,7 @@ const UpdateBody = z.strictObject({
 
 const CancelBody = z.strictObject({ reason: text() });
 const PauseBody = z.strictObject({ paused: z.boolean(), reason: text().optional() });
+const BreakerBody = z.strictObject({ cohort: text(300), reason: text(), actionId: text(64).optional() });
 
 /** An action as the API answers it: times as RFC 3339. */
 export function actionView(a: Action): Record<string, unknown> {
@@ -175,6 +176,11 @@ export function registerActionRoutes(app: FastifyInstance, deps: {
   app.put('/v1/enforcement', opts, async (req) => {
     const b = body(PauseBody, req.body, 'enforcement');
     ledger.setPaused(now(), b.paused, b.reason ?? null);
+    return enforcement();
+  });
+  app.post('/v1/enforcement/breakers', opts, async (req) => {
+    const b = body(BreakerBody, req.body, 'breaker');
+    ledger.openBreaker(now(), b.cohort, b.reason, b.actionId ?? null);
     return enforcement();
   });
   app.delete<{ Params: { cohort: string } }>('/v1/enforcement/breakers/:cohort', opts, async (req) => {
