@@ -74,7 +74,8 @@ export async function runAction(d: AuditDeps, action: ActionWire): Promise<Actio
       progress,
       save: async (p, ref) => {
         progress = { ...p };
-        a = await ledger.update(a.id, { state: 'started', progress: p, ...(ref !== undefined ? { providerRef: ref } : {}) });
+        const note = typeof p['step'] === 'string' ? `step ${p['step']}` : `progress ${JSON.stringify(p).slice(0, 300)}`;
+        a = await ledger.update(a.id, { state: 'started', progress: p, note, ...(ref !== undefined ? { providerRef: ref } : {}) });
       },
       replacement: (ids) => ledger.replacement(a.id, ids),
       checkCancelled: async () => {
