@@ -32,7 +32,7 @@ export interface SsmServer {
   failFor: Set<string>;
   pollsToFinish: number;
   /** Called on each request (after it was counted): lets a test act at an exact moment. */
-  onRequest?: (target: string) => void;
+  onRequest?: ((target: string) => void) | undefined;
   close(): Promise<void>;
 }
 
