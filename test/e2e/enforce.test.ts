@@ -38,7 +38,7 @@ function startServer(args: string[]): Promise<{ child: ChildProcess; url: string
   });
 }
 
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
 
 async function scenario(t: Tap, newRootDrifted: boolean) {
   const dir = await mkdtemp(join(tmpdir(), 'drift-enforce-'));
