@@ -145,3 +145,21 @@ t.test('verify, silent and report passes: rebake line, actions, blocked and sile
   t.same(JSON.parse(readFileSync(files[1] as string, 'utf8')).schema, 'drift.audit-report/v1');
   t.same(readdirSync(join(w.dir, 'reports')).filter((f) => f.endsWith('.tmp')), [], 'no half-written files');
 });
+
+t.test('webhook: a receiver that never answers times out, is retried within limits, then the action fails', async (t) => {
+  const w = await auditWorld(t);
+  seedFleet(w, 10, { 4: ['/etc/a'] });
+  writeFileSync(join(w.dir, 'hook.secret'), 'webhook-secret-0123456789\n');
+  let requests = 0;
+  const srv = createServer(() => { requests++; /* never answers */ });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }));
+  const d = await w.deps({
+    mode: 'enforce', guards: GUARDS, retry: { attempts: 2, backoff: '1s' },
+    provider: { kind: 'webhook', url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/`, secretFile: join(w.dir, 'hook.secret'), timeout: '200ms' },
+  });
+  const r = await enforcePass(d);
+  t.equal(r.done[0]?.state, 'failed');
+  t.match(r.done[0]?.error, /webhook: webhook http:\/\/127.0.0.1:\d+\/: no answer within 200 ms \(gave up after 2 attempt\(s\)\)/);
+  t.equal(requests, 2, 'one request per attempt');
+});
