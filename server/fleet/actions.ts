@@ -141,13 +141,17 @@ export class Ledger {
     for (const c of fleet.cohorts) fleetWide.set(cohortKey(c.imageId, c.role), new Set(c.fleetWide.map((f) => `${f.kind}\0${f.key}\0${f.change}`)));
     const instances = new Map<number, string>();
     for (const r of this.db.prepare('SELECT host, instance_id FROM host_instances').all() as Row[]) instances.set(Number(r['host']), String(r['instance_id']));
-    const known = new Map<string, boolean>();
+    const images = new Map<string, { known: boolean; verified: boolean }>();
+    const baselineKey = this.db.prepare('SELECT key_id FROM baselines WHERE image_id = ?');
     const verified = (imageId: string | null): { known: boolean; verified: boolean } => {
       if (imageId === null) return { known: false, verified: false };
-      let k = known.get(imageId);
-      const keyId = this.db.prepare('SELECT key_id FROM baselines WHERE image_id = ?').get(imageId) as Row | undefined;
-      if (k === undefined) known.set(imageId, (k = keyId !== undefined));
-      return { known: k, verified: k && this.opts.verifiesBaselines && keyId?.['key_id'] !== null };
+      let v = images.get(imageId);
+      if (v === undefined) {
+        const row = baselineKey.get(imageId) as Row | undefined;
+        v = { known: row !== undefined, verified: row !== undefined && this.opts.verifiesBaselines && row['key_id'] !== null };
+        images.set(imageId, v);
+      }
+      return v;
     };
     const history = this.db.prepare('SELECT first_at, last_at, first_seq, last_seq FROM history WHERE host = ? AND last_at >= ?');
     // A host whose replacement succeeded is retired: it no longer counts in its cohort, silent or not.
