@@ -143,7 +143,8 @@ export class AutoScalingProvider implements Provider {
       const g = await this.group(group);
       const fresh = (g.Instances ?? []).filter((i) => i.InstanceId && !known.has(i.InstanceId) && i.LifecycleState === 'InService').map((i) => i.InstanceId as string);
       if (fresh.length > 0) return fresh;
-      if (ctx.now() >= until) throw new ProviderError(`group ${group} launched no new instance within ${this.cfg.deadline} ms`, { validation: true });
+      // Not the image's fault (capacity, quotas, launch template): no breaker.
+      if (ctx.now() >= until) throw new ProviderError(`group ${group} launched no new instance within ${this.cfg.deadline} ms; check its activity history (capacity, quotas, launch template)`);
       await ctx.checkCancelled();
       await ctx.sleep(this.cfg.poll);
     }

@@ -115,6 +115,19 @@ t.test('a group at its maximum refuses a surge with the way out; terminate-first
   t.equal(after.ids.filter((id) => !tf.g.ids.includes(id)).length, 1, 'the group launched the replacement itself');
 });
 
+t.test('set-unhealthy marks the instance Unhealthy; a group that launches nothing fails the action without blaming the image', { skip: !haveMoto() }, async (t) => {
+  const { endpoint } = await startMoto(t);
+  const su = await world(t, endpoint, 'su', { size: 5, max: 5, strategy: 'set-unhealthy' });
+  const r = await enforcePass(su.d);
+  const asg = new AutoScalingClient({ endpoint, region: 'us-east-1' });
+  const g = (await asg.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: ['su'] }))).AutoScalingGroups?.[0];
+  t.equal(g?.Instances?.find((i) => i.InstanceId === su.drifted)?.HealthStatus, 'Unhealthy', 'SetInstanceHealth reached the group');
+  // moto marks the instance but does not replace it, as AWS would: the wait ends at the deadline.
+  t.equal(r.done[0]?.state, 'failed');
+  t.match(r.done[0]?.error, /group su launched no new instance within 600000 ms; check its activity history/);
+  t.same(su.w.ledger.breakers(), [], 'no breaker: the image is not at fault');
+});
+
 t.test('5xx and throttling from Auto Scaling: retried within limits, then failed with the reason, nothing done twice', async (t) => {
   const hits: string[] = [];
   const srv = createServer((req, res) => {
