@@ -117,7 +117,7 @@ try {
     guards: { minReports: 1, minPersistMs: 0, maxInFlightPerCohort: 1000, maxPerHour: 10_000, minHealthy: 0, cooldownMs: 0 },
     provider: { kind: 'webhook', url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, secretFile: join(dir, 'hook.secret') },
   }, 'bench');
-  const deps = { cfg, token: 'admin-token-0123456789', ledger: new LedgerClient(url, 'admin-token-0123456789'), provider: await makeProvider(cfg.provider), now: Date.now, sleep: async () => {}, log: () => {} };
+  const deps = { cfg, token: 'admin-token-0123456789', ledger: new LedgerClient(url, 'admin-token-0123456789'), provider: await makeProvider(cfg.provider), now: Date.now, sleep: async () => {}, log: () => {}, owner: 'bench', leaseMs: 300_000 };
   const enrollHost = async (id: string): Promise<string> => {
     const r = await fetch(`${url}/v1/enroll`, { method: 'POST', headers: { authorization: 'Bearer enroll-secret-0123456789', 'content-type': 'application/json' }, body: JSON.stringify({ hostId: id, hostname: id, imageId: 'ami-2' }) });
     return ((await r.json()) as { nodeKey: string }).nodeKey;

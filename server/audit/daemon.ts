@@ -1,8 +1,10 @@
 import { CronJob } from 'cron';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { readSecret } from '../config.js';
 import { loadAuditConfig, PASSES, type AuditConfig, type PassName } from './config.js';
 import { LedgerClient } from './ledger-client.js';
-import { runPass, type AuditDeps, type EnforceResult } from './passes.js';
+import { leaseFor, runPass, type AuditDeps, type EnforceResult } from './passes.js';
 import { makeProvider } from './providers/index.js';
 
 /** One JSON line per event on stdout; never a secret. */
@@ -10,18 +12,20 @@ export function jsonLog(service: string): (msg: string, fields?: Record<string, 
   return (msg, fields = {}) => { process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), service, msg, ...fields })}\n`); };
 }
 
-export async function auditDeps(cfg: AuditConfig): Promise<AuditDeps> {
+export async function auditDeps(cfg: AuditConfig, configPath: string): Promise<AuditDeps> {
   const token = await readSecret(cfg.adminTokenFile, 'adminTokenFile');
   const provider = await makeProvider(cfg.provider);
   return {
     cfg, token, provider, ledger: new LedgerClient(cfg.collector, token),
     now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), log: jsonLog('drift-audit'),
+    // The same audit restarted (same host, same config) takes its own actions back at once.
+    owner: `${hostname()}:${resolve(configPath)}`, leaseMs: leaseFor(cfg),
   };
 }
 
 /** `--once PASS`: run it now; the exit code is 1 when an action of the pass failed, else 0. */
 export async function runOnce(configPath: string, pass: PassName): Promise<number> {
-  const deps = await auditDeps(await loadAuditConfig(configPath));
+  const deps = await auditDeps(await loadAuditConfig(configPath), configPath);
   const result = await runPass(pass, deps);
   deps.log('pass done', { pass, result });
   if (pass === 'enforce') return (result as EnforceResult).done.some((a) => a.state === 'failed') ? 1 : 0;
@@ -35,7 +39,7 @@ export async function runOnce(configPath: string, pass: PassName): Promise<numbe
  */
 export async function runDaemon(configPath: string, signal: AbortSignal): Promise<void> {
   const cfg = await loadAuditConfig(configPath);
-  const deps = await auditDeps(cfg);
+  const deps = await auditDeps(cfg, configPath);
   const running = new Set<PassName>();
   const tick = async (pass: PassName): Promise<void> => {
     if (running.has(pass)) { deps.log('pass still running; tick skipped', { pass }); return; }

@@ -27,6 +27,8 @@ export const ActionWire = z.looseObject({
   providerRef: z.string().nullable(),
   progress: z.unknown(),
   error: z.string().nullable(),
+  owner: z.string().nullable(),
+  leaseUntil: z.string().nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
 });
@@ -74,7 +76,7 @@ export class LedgerClient {
     return parse(ActionWire, await this.call('GET', `/v1/actions/${encodeURIComponent(id)}`), 'an action');
   }
 
-  async update(id: string, change: { state: ActionState; providerRef?: string; progress?: unknown; error?: string; attempt?: boolean; note?: string }): Promise<ActionWire> {
+  async update(id: string, change: { state: ActionState; providerRef?: string; progress?: unknown; error?: string; attempt?: boolean; note?: string; owner?: string; leaseMs?: number }): Promise<ActionWire> {
     return parse(ActionWire, await this.call('PATCH', `/v1/actions/${encodeURIComponent(id)}`, change), 'an action');
   }
 

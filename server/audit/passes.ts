@@ -20,6 +20,16 @@ export interface AuditDeps {
   now: () => number;
   sleep: (ms: number) => Promise<void>;
   log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Who this audit is in the ledger (host and config): it holds a lease on the actions it carries out. */
+  owner: string;
+  /** How long a lease lasts without renewal (every ledger update and every poll renews it). */
+  leaseMs: number;
+}
+
+/** A lease long enough to cover the longest wait between two ledger updates of a provider. */
+export function leaseFor(cfg: AuditConfig): number {
+  const p = cfg.provider as { timeout?: number; poll?: number };
+  return Math.min(3_600_000, Math.max(300_000, (p.timeout ?? 0) + 60_000, (p.poll ?? 0) * 4, cfg.retry.backoff * 2 ** cfg.retry.attempts));
 }
 
 export interface EnforceResult {
@@ -46,7 +56,8 @@ export async function enforcePass(d: AuditDeps): Promise<EnforceResult> {
     for (const a of plan.admit) d.log('dry-run: would replace', { host: a.hostId, reason: a.reason });
     return { mode: 'dry-run', wouldReplace: plan.admit.map((a) => ({ hostId: a.hostId, hostname: a.hostname, reason: a.reason })), blocked: plan.blocked, done: [] };
   }
-  const mine = (a: ActionWire): boolean => a.provider === provider.name || a.provider === 'any';
+  const leasedElsewhere = (a: ActionWire): boolean => a.owner !== null && a.owner !== d.owner && a.leaseUntil !== null && Date.parse(a.leaseUntil) > d.now();
+  const mine = (a: ActionWire): boolean => (a.provider === provider.name || a.provider === 'any') && !leasedElsewhere(a);
   const resumed = (await ledger.list(RESUMABLE)).filter(mine);
   for (const a of resumed) d.log('resuming action', { action: a.id, host: a.hostId, state: a.state });
   const { admitted, blocked } = await ledger.admit(cfg.guards, provider.name, provider.requiresInstanceId);
@@ -63,7 +74,14 @@ export async function enforcePass(d: AuditDeps): Promise<EnforceResult> {
  * transition. A validation failure opens the cohort's breaker.
  */
 export async function runAction(d: AuditDeps, action: ActionWire): Promise<ActionWire> {
-  const { ledger, provider, cfg } = d;
+  const { provider, cfg } = d;
+  const lease = { owner: d.owner, leaseMs: d.leaseMs };
+  const ledger = {
+    update: (id: string, change: Parameters<LedgerClient['update']>[1]) => d.ledger.update(id, { ...change, ...lease }),
+    get: (id: string) => d.ledger.get(id),
+    replacement: (id: string, ids: readonly string[]) => d.ledger.replacement(id, ids),
+    openBreaker: (cohort: string, reason: string, id: string) => d.ledger.openBreaker(cohort, reason, id),
+  };
   let a = action;
   if (a.state === 'planned') a = await ledger.update(a.id, { state: 'started', attempt: true, note: `started by drift audit (${provider.name})` });
   else a = await ledger.update(a.id, { state: 'started', note: `resumed by drift audit (${provider.name}) from its saved progress` });
@@ -81,6 +99,7 @@ export async function runAction(d: AuditDeps, action: ActionWire): Promise<Actio
       checkCancelled: async () => {
         const now = await ledger.get(a.id);
         if (now.state === 'cancelled') throw new ProviderError('cancelled in the ledger', { cancelled: true });
+        a = await ledger.update(a.id, { state: 'started' }); // renews the lease
       },
       now: d.now,
       sleep: d.sleep,

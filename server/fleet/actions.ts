@@ -52,6 +52,9 @@ export interface Action {
   /** What the provider keeps between steps (JSON), so a restart resumes without repeating one. */
   progress: unknown;
   error: string | null;
+  /** The drift audit carrying it out, and until when (ms) no other audit may act on it. */
+  owner: string | null;
+  leaseUntil: number | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;
@@ -293,12 +296,17 @@ export class Ledger {
    * DRIFT_ERR_CONFLICT naming both states, so an actor that lost track (two daemons,
    * a restart) learns it and changes nothing.
    */
-  update(now: number, id: string, change: { state: ActionState; providerRef?: string; progress?: unknown; error?: string; attempt?: boolean; note?: string }): Action {
+  update(now: number, id: string, change: { state: ActionState; providerRef?: string; progress?: unknown; error?: string; attempt?: boolean; note?: string; owner?: string; leaseMs?: number }): Action {
     return this.db.transaction((): Action => {
       const a = this.get(id);
       if (!a) throw new DriftError('DRIFT_ERR_NOT_FOUND', `no action ${id}; list them with drift actions list`);
       if (!NEXT[a.state].includes(change.state)) {
         throw new DriftError('DRIFT_ERR_CONFLICT', `action ${id} is ${a.state}; it cannot become ${change.state} (${NEXT[a.state].length ? `next: ${NEXT[a.state].join(', ')}` : 'it is final'})`);
+      }
+      // One audit acts on an action at a time: another's live lease refuses the move (an
+      // operator's cancel, which names no owner, always goes through).
+      if (change.owner !== undefined && a.owner !== null && a.owner !== change.owner && (a.leaseUntil ?? 0) > now) {
+        throw new DriftError('DRIFT_ERR_CONFLICT', `action ${id} is being carried out by ${a.owner} until ${new Date(a.leaseUntil ?? 0).toISOString()}; it resumes elsewhere only after that`);
       }
       let progress: string | undefined;
       if (change.progress !== undefined) {
@@ -309,11 +317,13 @@ export class Ledger {
       this.db.prepare(`UPDATE actions SET state = @state, updated_at = @now,
           attempts = attempts + @attempt,
           provider_ref = coalesce(@ref, provider_ref), progress = coalesce(@progress, progress), error = coalesce(@error, error),
+          owner = coalesce(@owner, owner), lease_until = CASE WHEN @owner IS NULL THEN lease_until ELSE @lease END,
           started_at = CASE WHEN @state = 'started' THEN coalesce(started_at, @now) ELSE started_at END,
           finished_at = CASE WHEN @final THEN @now ELSE finished_at END
         WHERE id = @id`).run({
         id, now, state: change.state, attempt: change.attempt ? 1 : 0, ref: change.providerRef === undefined ? null : clip(change.providerRef, LIMITS.ref),
         progress: progress ?? null, error: change.error === undefined ? null : clip(change.error), final: final ? 1 : 0,
+        owner: change.owner === undefined ? null : clip(change.owner, 128), lease: now + Math.min(Math.max(change.leaseMs ?? 300_000, 1000), 3_600_000),
       });
       if (change.state !== a.state || change.note !== undefined || change.error !== undefined) {
         this.event(id, now, change.state, change.note ?? change.error ?? `${a.state} → ${change.state}`);
@@ -458,6 +468,7 @@ function toAction(r: Row): Action {
     provider: String(r['provider']), actor: String(r['actor']), forced: str(r['forced']), state: String(r['state']) as ActionState,
     attempts: Number(r['attempts']), providerRef: str(r['provider_ref']),
     progress: r['progress'] === null ? null : (JSON.parse(String(r['progress'])) as unknown), error: str(r['error']),
+    owner: str(r['owner']), leaseUntil: num(r['lease_until']),
     createdAt: Number(r['created_at']), updatedAt: Number(r['updated_at']), startedAt: num(r['started_at']), finishedAt: num(r['finished_at']),
   };
 }

@@ -43,6 +43,8 @@ const UpdateBody = z.strictObject({
   error: text().optional(),
   attempt: z.boolean().optional(),
   note: text().optional(),
+  owner: text(128).optional(),
+  leaseMs: z.number().int().min(1000).max(3_600_000).optional(),
 });
 
 const CancelBody = z.strictObject({ reason: text() });
@@ -52,7 +54,7 @@ const BreakerBody = z.strictObject({ cohort: text(300), reason: text(), actionId
 /** An action as the API answers it: times as RFC 3339. */
 export function actionView(a: Action): Record<string, unknown> {
   const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-  return { ...a, createdAt: iso(a.createdAt), updatedAt: iso(a.updatedAt), startedAt: iso(a.startedAt), finishedAt: iso(a.finishedAt) };
+  return { ...a, leaseUntil: iso(a.leaseUntil), createdAt: iso(a.createdAt), updatedAt: iso(a.updatedAt), startedAt: iso(a.startedAt), finishedAt: iso(a.finishedAt) };
 }
 
 function body<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -142,6 +144,7 @@ export function registerActionRoutes(app: FastifyInstance, deps: {
       return actionView(ledger.update(now(), req.params.id, {
         state: b.state, ...(b.providerRef !== undefined ? { providerRef: b.providerRef } : {}), ...(b.progress !== undefined ? { progress: b.progress } : {}),
         ...(b.error !== undefined ? { error: b.error } : {}), ...(b.attempt !== undefined ? { attempt: b.attempt } : {}), ...(b.note !== undefined ? { note: b.note } : {}),
+        ...(b.owner !== undefined ? { owner: b.owner } : {}), ...(b.leaseMs !== undefined ? { leaseMs: b.leaseMs } : {}),
       }));
     } catch (err) { return asHttp(err); }
   });

@@ -141,6 +141,8 @@ CREATE TABLE actions (
   provider_ref TEXT,                  -- what the provider calls it (execution id, activity id)
   progress     TEXT,                  -- JSON the provider keeps between steps, so a restart resumes without repeating one
   error        TEXT,                  -- why it failed or was blocked
+  owner        TEXT,                  -- the drift audit carrying it out (host:config), while its lease runs
+  lease_until  INTEGER,               -- ms since epoch; another audit may take the action over after it
   created_at   INTEGER NOT NULL,      -- ms since epoch, admission time
   updated_at   INTEGER NOT NULL,
   started_at   INTEGER,

@@ -40,6 +40,7 @@ export async function auditWorld(t: { teardown(fn: () => unknown): void }, start
     return {
       cfg, token: ADMIN, ledger: new LedgerClient(url, ADMIN), provider: await makeProvider(cfg.provider),
       now: () => clock.now, sleep: async (ms) => { clock.now += ms; }, log: (msg, fields = {}) => { logs.push({ msg, fields }); },
+      owner: 'test-audit', leaseMs: 300_000,
     };
   };
   return { dir, url, store, clock, fleet, ledger, deps, logs };

@@ -163,3 +163,26 @@ t.test('webhook: a receiver that never answers times out, is retried within limi
   t.match(r.done[0]?.error, /webhook: webhook http:\/\/127.0.0.1:\d+\/: no answer within 200 ms \(gave up after 2 attempt\(s\)\)/);
   t.equal(requests, 2, 'one request per attempt');
 });
+
+t.test('one audit at a time: an action another audit holds a live lease on is left alone until the lease runs out', async (t) => {
+  const w = await auditWorld(t);
+  seedFleet(w, 10, { 3: ['/etc/a'] });
+  const log = join(w.dir, 'runs.log');
+  const d = await w.deps({ mode: 'enforce', guards: GUARDS, provider: { kind: 'command', argv: ['/bin/sh', '-c', `echo "$DRIFT_HOST_ID" >> ${log}`] } });
+  const [a] = w.ledger.admit(w.clock.now, { policy: d.cfg.guards, provider: 'command', actor: 'audit', requireInstanceId: false }).admitted;
+  if (!a) throw new Error('expected an admission');
+  w.ledger.update(w.clock.now, a.id, { state: 'started', owner: 'other-host:/etc/drift/audit.yaml', leaseMs: 300_000, note: 'started elsewhere' });
+  t.throws(() => w.ledger.update(w.clock.now, a.id, { state: 'succeeded', owner: 'test-audit' }), { code: 'DRIFT_ERR_CONFLICT', message: /being carried out by other-host/ });
+
+  const first = await enforcePass(d);
+  t.same(first.done, [], 'the other audit\'s action is not taken over while its lease runs');
+  t.throws(() => readFileSync(log), 'the provider was not called');
+
+  w.clock.now += 6 * MIN;
+  const second = await enforcePass(d);
+  t.same(second.done.map((x) => [x.id, x.state, x.owner]), [[a.id, 'succeeded', 'test-audit']], 'taken over once the lease ran out, and done once');
+  t.equal(readFileSync(log, 'utf8'), 'h3\n');
+  const [b] = w.ledger.admit(w.clock.now, { policy: d.cfg.guards, provider: 'command', actor: 'operator', requireInstanceId: false, hosts: ['h5'], force: 'test' }).admitted;
+  w.ledger.update(w.clock.now, b?.id ?? '', { state: 'started', owner: 'other-host:/etc/drift/audit.yaml' });
+  t.match(w.ledger.cancel(w.clock.now, b?.id ?? '', 'wrong host'), { state: 'cancelled' }, 'an operator cancel needs no lease');
+});
