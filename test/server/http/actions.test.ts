@@ -44,6 +44,19 @@ t.test('plan, admit, update, cancel, pause and metrics over the admin API', asyn
   const unknownKey = await app.inject({ method: 'POST', url: '/v1/actions/plan', headers: auth, payload: { policy: { maxInflight: 9 } } });
   t.equal(unknownKey.statusCode, 400, 'a misspelt guard is refused, not silently defaulted');
 
+  // Hostile admin bodies are bounded: lists, texts, provider names.
+  for (const [payload, why] of [
+    [{ provider: 'command', hosts: Array.from({ length: 101 }, (_, i) => `h${i}`) }, 'more than 100 hosts'],
+    [{ provider: 'command', hosts: ['h1'], reason: 'x'.repeat(2001) }, 'a reason over 2,000 characters'],
+    [{ provider: 'Command; rm -rf /' }, 'a provider name that is not a name'],
+    [{ provider: 'command', force: 'x', extra: 1 }, 'an unknown key'],
+  ] as const) {
+    const r = await app.inject({ method: 'POST', url: '/v1/actions', headers: auth, payload });
+    t.equal(r.statusCode, 400, why);
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/v1/actions?limit=100000', headers: auth })).statusCode, 400, 'list limit bounded');
+  t.equal((await app.inject({ method: 'GET', url: '/v1/actions?state=planned,evil', headers: auth })).statusCode, 400, 'states checked');
+
   const policy = { minHealthy: 0.8 };
   const plan = await app.inject({ method: 'POST', url: '/v1/actions/plan', headers: auth, payload: { policy, requireInstanceId: true } });
   t.equal(plan.statusCode, 200);
