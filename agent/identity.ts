@@ -1,3 +1,4 @@
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { errnoOf, DriftError } from './protocol/errors.js';
@@ -53,6 +54,61 @@ export async function readImageStamp(root: string): Promise<ImageStamp | null> {
   return parsed.data;
 }
 
+/** What an instance id may look like (EC2's i-0abc…, other clouds' ids): short, printable, no spaces. */
+const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** The DMI board asset tag is the instance id only where EC2 sets it; elsewhere it is any vendor text. */
+const EC2_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+/** cloud-init's id when it found no cloud: not an instance. */
+const NO_CLOUD = 'iid-datasource-none';
+
+/**
+ * The cloud instance id, read offline under the root (no metadata service call):
+ * cloud-init's cached id, then its instance data (`v1.instance_id`), then the DMI board
+ * asset tag, which EC2 sets to the instance id. Undefined when none holds a plausible
+ * id. Each file is read to a small bound: a hostile or broken root cannot make the
+ * agent read a huge file.
+ */
+export async function readInstanceId(root: string): Promise<string | undefined> {
+  // Optional facts: a file that is absent, unreadable, not a regular file (never a symlink,
+  // FIFO or device) or over the bound means "no id here".
+  const small = async (rel: string, max: number): Promise<string | null> => {
+    try {
+      return readFileChecked(join(root, rel), max, { checkPath: false }).toString('utf8').trim();
+    } catch { return null; }
+  };
+  const cached = await small('var/lib/cloud/data/instance-id', 256);
+  if (cached && cached !== NO_CLOUD && INSTANCE_ID.test(cached)) return cached;
+  const data = await small('run/cloud-init/instance-data.json', 1024 * 1024);
+  if (data) {
+    try {
+      const id = (JSON.parse(data) as { v1?: { instance_id?: unknown } }).v1?.instance_id;
+      if (typeof id === 'string' && id !== NO_CLOUD && INSTANCE_ID.test(id)) return id;
+    } catch { /* not JSON: fall through to the asset tag */ }
+  }
+  const tag = readSysfsText(join(root, 'sys/class/dmi/id/board_asset_tag'), 256);
+  if (tag && EC2_INSTANCE_ID.test(tag)) return tag;
+  return undefined;
+}
+
+/**
+ * A sysfs attribute's text (its stat size says 4096 whatever it holds, so it is read
+ * to EOF, up to `max` bytes): opened without following a symlink and without blocking,
+ * and only when it is a regular file. Null when absent, unreadable or longer than `max`.
+ */
+function readSysfsText(path: string, max: number): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch { return null; }
+  try {
+    if (!fstatSync(fd).isFile()) return null;
+    const buf = Buffer.alloc(max + 1);
+    let n = 0;
+    for (let r; n <= max && (r = readSync(fd, buf, n, max + 1 - n, null)) > 0;) n += r;
+    return n > max ? null : buf.subarray(0, n).toString('utf8').trim();
+  } catch { return null; } finally { closeSync(fd); }
+}
+
 /**
  * Who a root is: hostname and machine-id from its files (the live hostname when the
  * root is `/`), and the image it was baked from, from its stamp.
@@ -63,7 +119,8 @@ export async function readHostInfo(root: string, opts: { instanceId?: string } =
   const machineId = (await readTrimmed(join(root, 'etc/machine-id'))) ?? '';
   const stamp = await readImageStamp(root);
   const info: HostInfo = { hostname, machineId };
-  if (opts.instanceId) info.instanceId = opts.instanceId;
+  const instanceId = opts.instanceId ?? await readInstanceId(root);
+  if (instanceId) info.instanceId = instanceId;
   if (stamp) {
     info.image = { id: stamp.id, baselineDigest: stamp.baselineDigest };
     if (stamp.version !== undefined) info.image.version = stamp.version;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import { PinBookSchema, type PinBook } from './protocol/pins.js';
-import { writeFileAtomic } from './state.js';
+import { writeFileAtomic } from './atomic.js';
 
 /**
  * The first-boot pins of `drift scan`, kept in the state folder

@@ -22,6 +22,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# moto's AWS emulator (moto_server) for the enforcement tests (Auto Scaling): a Python
+# package, not a Debian one. Say exactly what is missing rather than fail later.
+if ! command -v moto_server >/dev/null; then
+  echo "test setup: moto_server is missing: the aws-autoscaling enforcement tests need it." >&2
+  echo "  install it with: pip install 'moto[server]'   (or pipx install 'moto[server]')" >&2
+  exit 1
+fi
+
 # A real Debian root for the scan tests, built once with debootstrap (minbase) and cached
 # outside the checkout so that fresh clones on this machine reuse it.
 cache="${DRIFT_TEST_CACHE:-/var/cache/drift-tests}"

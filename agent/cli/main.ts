@@ -20,6 +20,7 @@ export async function hostCommands(): Promise<Register[]> {
     import('./commands/rules.js'),
     import('./commands/verify-packages.js'),
     import('./commands/pins.js'),
+    import('./commands/actions.js'),
   ]);
   return mods.map((m) => m.register);
 }

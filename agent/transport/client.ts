@@ -84,7 +84,7 @@ class NetError extends Error {
   constructor(message: string, aborted: boolean, cause?: unknown) { super(message, { cause }); this.aborted = aborted; }
 }
 
-/** Join a collector base URL and an API path, keeping any base path prefix. */
+/** Join a collector base URL and an API path (with an optional `?query`), keeping any base path prefix. */
 export function apiUrl(base: string, path: string): URL {
   let url: URL;
   try { url = new URL(base); } catch {
@@ -93,7 +93,9 @@ export function apiUrl(base: string, path: string): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new DriftError('DRIFT_ERR_USAGE', `collector URL ${base} must start with http:// or https://`);
   }
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
+  const q = path.indexOf('?');
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${q < 0 ? path : path.slice(0, q)}`;
+  if (q >= 0) url.search = path.slice(q);
   return url;
 }
 
@@ -334,10 +336,18 @@ export async function fetchFleet(collectorUrl: string, adminToken: string, opts:
 
 /** `GET /v1/hosts/{id}/pins`: a host's first-boot pins and their journal. */
 export async function fetchPins(collectorUrl: string, adminToken: string, hostId: string, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
-  return adminCall('GET', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins`, adminToken, undefined, asObject, opts);
+  return adminJson('GET', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins`, adminToken, undefined, opts);
 }
 
 /** `POST /v1/hosts/{id}/pins/repin`: re-pin a host's first-boot values (all, or `paths`), journaled with `reason` and `by`. */
 export async function repinHost(collectorUrl: string, adminToken: string, hostId: string, body: { paths?: string[]; reason: string; by?: string }, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
-  return adminCall('POST', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins/repin`, adminToken, body, asObject, opts);
+  return adminJson('POST', collectorUrl, `/v1/hosts/${encodeURIComponent(hostId)}/pins/repin`, adminToken, body, opts);
+}
+
+/**
+ * Any admin route of the collector (docs/api.md): the JSON object it answers, or a
+ * DriftError naming the route and the collector's reason (404, 409 keep their codes).
+ */
+export async function adminJson(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', collectorUrl: string, path: string, adminToken: string, body?: unknown, opts: ClientOptions = {}): Promise<Record<string, unknown>> {
+  return adminCall(method, collectorUrl, path, adminToken, body, asObject, opts);
 }

@@ -8,6 +8,7 @@ import { hostCommands, main as hostMain, type Register } from '../../agent/cli/m
 export async function main(argv: string[]): Promise<number> {
   const server = await Promise.all([
     import('./server.js'),
+    import('./audit.js'),
   ]);
   const registers: Register[] = [...await hostCommands(), ...server.map((m) => m.register)];
   return hostMain(argv, registers);

@@ -17,6 +17,8 @@ import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH } from './sec
 import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
 import { EnrollRequestSchema, firstIssue, RepinRequestSchema } from './wire.js';
+import { Ledger } from '../fleet/actions.js';
+import { GuardBlocks, registerActionRoutes, renderActionMetrics } from './actions.js';
 
 /** What the collector's HTTP app is built from; all I/O is in `store`. */
 export interface AppDeps {
@@ -422,13 +424,16 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     req.log.info({ host: h.id }, 're-enrollment approved');
     return { hostId: h.id, approvedUntil: new Date(until).toISOString() };
   });
+  const ledger = new Ledger(deps.store, { silentAfterMs: deps.silentAfterMs, verifiesBaselines: deps.baselineKeys.length > 0, ...(deps.cohorts ? { cohorts: deps.cohorts } : {}) });
+  const guardBlocks = new GuardBlocks();
+  registerActionRoutes(app, { ledger, admin, now, blocks: guardBlocks });
 
   app.get('/metrics', async (_req, reply) => {
     const t = now();
     const byStatus: Record<HostStatus, number> = { clean: 0, drifted: 0, silent: 0, 'unknown-image': 0 };
     for (const h of deps.store.listHosts()) byStatus[statusOfHost(h, t)]++;
     reply.type('text/plain; version=0.0.4; charset=utf-8');
-    return metrics.render(byStatus, deps.store.sizeBytes());
+    return metrics.render(byStatus, deps.store.sizeBytes()) + renderActionMetrics(ledger, guardBlocks);
   });
 
   app.get('/healthz', async (_req, reply: FastifyReply) => {

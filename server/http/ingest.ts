@@ -253,6 +253,7 @@ export class Ingest {
     const save: SaveReport = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: imageId ?? null, ...this.claims(host, env, imageId ?? null, baseline),
       digests: env.digests, kind, sections, baseline, findings: compared.findings, omitted: compared.omitted, machineId: env.host.machineId,
+      ...(env.host.instanceId !== undefined ? { instanceId: env.host.instanceId } : {}),
     };
     if (unread) save.unread = unread;
     if (pins) save.pins = pins;
@@ -328,6 +329,7 @@ export class Ingest {
     const base = {
       host, seq: env.seq, now: this.deps.now(), hostname: env.host.hostname, imageId: host.imageId, ...this.claims(host, env, host.imageId, baseline),
       digests: env.digests, kind: 'digests' as const, baseline, machineId: env.host.machineId,
+      ...(env.host.instanceId !== undefined ? { instanceId: env.host.instanceId } : {}),
     };
     if ((baseline?.digest ?? null) === host.baselineDigest) {
       await this.write(base);

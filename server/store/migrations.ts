@@ -159,4 +159,68 @@ CREATE TABLE pin_journal (
 CREATE INDEX pin_journal_host ON pin_journal (host, id);
 `,
   },
+  {
+    version: 4,
+    name: 'actions ledger',
+    // Self-contained: the replacement ledger (server/fleet/actions.ts) and the cloud
+    // instance id each host reports, which is how a provider finds what to replace.
+    sql: `
+CREATE TABLE host_instances (
+  host        INTEGER PRIMARY KEY REFERENCES hosts(rowid) ON DELETE CASCADE,
+  instance_id TEXT NOT NULL           -- host.instanceId of its last report (e.g. i-0abc...)
+);
+CREATE INDEX host_instances_id ON host_instances(instance_id);
+
+CREATE TABLE actions (
+  id           TEXT PRIMARY KEY,      -- random; also the provider's idempotency token (ClientToken)
+  host_id      TEXT NOT NULL,
+  hostname     TEXT NOT NULL,
+  instance_id  TEXT,
+  cohort       TEXT NOT NULL,         -- <imageId>|<role>
+  reason       TEXT NOT NULL,
+  findings     TEXT NOT NULL,         -- JSON list of { kind, key, change } that made the host a candidate
+  provider     TEXT NOT NULL,
+  actor        TEXT NOT NULL,         -- who asked: audit, or operator
+  forced       TEXT,                  -- the journaled reason of an operator's --force; NULL when guarded
+  state        TEXT NOT NULL CHECK (state IN ('planned','started','succeeded','failed','blocked','cancelled','verified')),
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  provider_ref TEXT,                  -- what the provider calls it (execution id, activity id)
+  progress     TEXT,                  -- JSON the provider keeps between steps, so a restart resumes without repeating one
+  error        TEXT,                  -- why it failed or was blocked
+  owner        TEXT,                  -- the drift audit carrying it out (host:config), while its lease runs
+  lease_until  INTEGER,               -- ms since epoch; another audit may take the action over after it
+  created_at   INTEGER NOT NULL,      -- ms since epoch, admission time
+  updated_at   INTEGER NOT NULL,
+  started_at   INTEGER,
+  finished_at  INTEGER
+);
+CREATE INDEX actions_state ON actions(state);
+CREATE INDEX actions_host ON actions(host_id, created_at);
+CREATE INDEX actions_created ON actions(created_at);
+
+CREATE TABLE action_events (
+  action_id TEXT NOT NULL REFERENCES actions(id) ON DELETE CASCADE,
+  seq       INTEGER NOT NULL,
+  at        INTEGER NOT NULL,
+  state     TEXT NOT NULL,
+  note      TEXT NOT NULL,
+  PRIMARY KEY (action_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE enforcement (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  paused     INTEGER NOT NULL,
+  reason     TEXT,
+  updated_at INTEGER NOT NULL
+);
+INSERT INTO enforcement (id, paused, reason, updated_at) VALUES (1, 0, NULL, 0);
+
+CREATE TABLE breakers (
+  cohort    TEXT PRIMARY KEY,
+  opened_at INTEGER NOT NULL,
+  reason    TEXT NOT NULL,
+  action_id TEXT
+);
+`,
+  },
 ];

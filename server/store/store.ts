@@ -111,7 +111,12 @@ export interface SaveReport {
   omitted?: OmittedFindings | null;
   /** First-boot pins this report sets (its first compare) or how its keys were judged; absent when unchanged. */
   pins?: PinWrite;
+  /** The cloud instance id the host reported (`host.instanceId`); absent leaves the stored one. */
+  instanceId?: string;
 }
+
+/** A cloud instance id as the ledger accepts it: short, printable, no spaces (EC2's `i-0abc…` and others). */
+export const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 type Row = Record<string, unknown>;
 
@@ -274,6 +279,8 @@ export class Store {
       findingsTouch: db.prepare('UPDATE findings SET last_seen = ? WHERE host = ?'),
       historyExtend: db.prepare(`UPDATE history SET last_seq = @seq, last_at = @now
         WHERE host = @host AND epoch = @epoch AND last_seq = @prev AND state = @state`),
+      instancePut: db.prepare(`INSERT INTO host_instances (host, instance_id) VALUES (?, ?)
+        ON CONFLICT(host) DO UPDATE SET instance_id = excluded.instance_id WHERE instance_id IS NOT excluded.instance_id`),
       historyPut: db.prepare('INSERT INTO history (host, epoch, first_seq, last_seq, first_at, last_at, state) VALUES (@host, @epoch, @seq, @seq, @now, @now, @state)'),
     };
   }
@@ -419,6 +426,7 @@ export class Store {
     const machineId = r.machineId === r.host.id ? '' : r.machineId;
     const flags = r.flags === undefined || r.flags.length === 0 ? null : JSON.stringify(r.flags);
     const omitted = r.omitted ? JSON.stringify(r.omitted) : null;
+    if (r.instanceId !== undefined && INSTANCE_ID.test(r.instanceId)) this.st.instancePut.run(rowid, r.instanceId);
     if (!r.sections) {
       this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role, machineId, flags });
       if (r.findings) this.st.hostFindings.run(findingCount, baseline, omitted, rowid);

@@ -62,3 +62,33 @@ t.test('hostile identity files: a symlink to a root-only file, a FIFO, /dev/zero
   symlinkSync(secret, join(dir, 'etc/drift/image.json'));
   await t.rejects(readHostInfo(dir), { message: /image stamp .*image\.json: it is a symlink/ });
 });
+
+t.test('the cloud instance id is read offline: cloud-init cache, then instance data, then the EC2 asset tag', async (t) => {
+  const dir = root(t);
+  const put = (rel: string, text: string): void => { mkdirSync(join(dir, rel, '..'), { recursive: true }); writeFileSync(join(dir, rel), text); };
+  t.equal((await readHostInfo(dir)).instanceId, undefined, 'none of them: no id');
+  put('sys/class/dmi/id/board_asset_tag', 'Default string\n');
+  t.equal((await readHostInfo(dir)).instanceId, undefined, 'a vendor asset tag is not an instance id');
+  put('sys/class/dmi/id/board_asset_tag', 'i-0123456789abcdef0\n');
+  t.equal((await readHostInfo(dir)).instanceId, 'i-0123456789abcdef0', 'EC2 sets the asset tag');
+  put('run/cloud-init/instance-data.json', JSON.stringify({ v1: { instance_id: 'i-0aaaaaaaaaaaaaaaa' } }));
+  t.equal((await readHostInfo(dir)).instanceId, 'i-0aaaaaaaaaaaaaaaa', 'instance data before the asset tag');
+  put('var/lib/cloud/data/instance-id', 'iid-datasource-none\n');
+  t.equal((await readHostInfo(dir)).instanceId, 'i-0aaaaaaaaaaaaaaaa', 'cloud-init without a cloud is not an id');
+  put('var/lib/cloud/data/instance-id', 'i-0bbbbbbbbbbbbbbbb\n');
+  t.equal((await readHostInfo(dir)).instanceId, 'i-0bbbbbbbbbbbbbbbb', 'the cached id first');
+  t.equal((await readHostInfo(dir, { instanceId: 'i-given' })).instanceId, 'i-given', 'an explicit id wins');
+});
+
+t.test('hostile instance id files are bounded and refused, never fatal', async (t) => {
+  const dir = root(t);
+  mkdirSync(join(dir, 'var/lib/cloud/data'), { recursive: true });
+  mkdirSync(join(dir, 'run/cloud-init'), { recursive: true });
+  writeFileSync(join(dir, 'var/lib/cloud/data/instance-id'), 'i-'.padEnd(10_000, 'a'));
+  writeFileSync(join(dir, 'run/cloud-init/instance-data.json'), `{"v1":{"instance_id":"i-1; rm -rf /"}}`);
+  t.equal((await readHostInfo(dir)).instanceId, undefined, 'too long, and not an id');
+  rmSync(join(dir, 'var/lib/cloud/data/instance-id'));
+  mkdirSync(join(dir, 'var/lib/cloud/data/instance-id'));
+  writeFileSync(join(dir, 'run/cloud-init/instance-data.json'), '{not json');
+  t.equal((await readHostInfo(dir)).instanceId, undefined, 'a folder and broken JSON: no id, no error');
+});

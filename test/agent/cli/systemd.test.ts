@@ -43,3 +43,14 @@ t.test('systemd-analyze verify accepts drift-server.service and drift-agent.serv
   t.not(broken.status, 0, 'a unit whose ExecStart binary is missing fails verify');
   t.match(broken.output, /nonexistent/);
 });
+
+t.test('systemd-analyze verify accepts drift-audit.service, hardened like the others', { skip }, async (t) => {
+  const unit = local('drift-audit.service');
+  t.match(unit, `ExecStart=${process.execPath} ${driftBin} audit --config /etc/drift/audit.yaml`);
+  for (const line of ['DynamicUser=yes', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'CapabilityBoundingSet=', 'StateDirectory=drift-audit']) {
+    t.match(unit, new RegExp(`^${line}$`, 'm'), line);
+  }
+  const r = verify({ 'drift-audit.service': unit });
+  t.equal(r.status, 0, r.output);
+  t.equal(r.output.trim(), '', 'no warnings');
+});
