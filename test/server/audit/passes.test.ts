@@ -65,7 +65,7 @@ t.test('webhook: signed, retried on 5xx and 429, refused on 4xx, a replay refuse
   const w = await auditWorld(t);
   seedFleet(w, 10, { 3: ['/etc/a'], 6: ['/etc/b'] });
   const secret = 'webhook-secret-0123456789';
-  writeFileSync(join(w.dir, 'hook.secret'), `${secret}\n`);
+  writeFileSync(join(w.dir, 'hook.secret'), `${secret}\n`, { mode: 0o600 });
   const seen = new Set<string>();
   const got: { action: string; status: number }[] = [];
   const attempts = new Map<string, number>();
@@ -149,7 +149,7 @@ t.test('verify, silent and report passes: rebake line, actions, blocked and sile
 t.test('webhook: a receiver that never answers times out, is retried within limits, then the action fails', async (t) => {
   const w = await auditWorld(t);
   seedFleet(w, 10, { 4: ['/etc/a'] });
-  writeFileSync(join(w.dir, 'hook.secret'), 'webhook-secret-0123456789\n');
+  writeFileSync(join(w.dir, 'hook.secret'), 'webhook-secret-0123456789\n', { mode: 0o600 });
   let requests = 0;
   const srv = createServer(() => { requests++; /* never answers */ });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
