@@ -10,12 +10,6 @@ import { AgentDaemon, jsonLogger } from '../../agent/daemon.js';
 import { collectManifest } from '../../agent/manifest.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
-import { driftBin, repoRoot } from '../helpers/paths.js';
-
-/** Run `bin/drift.js agent ARGS` through main, which sets the exit code (spawnAgent's register() alone cannot). */
-function spawnDriftAgent(args: string[]): ReturnType<typeof spawn> {
-  return spawn(process.execPath, [driftBin, 'agent', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-}
 
 /** A temp folder with a host root, a state folder and the enrollment secret. */
 async function setup(t: { teardown(fn: () => unknown): void }, machineId = '0123456789abcdef0123456789abcdef'): Promise<{ dir: string; root: string; stateDir: string; secret: string }> {
@@ -205,7 +199,7 @@ t.test('SIGTERM while the collector does not answer: the report stays spooled, -
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { for (const k of sockets) k.destroy(); silent.close(() => r()); }));
   const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-  const child = spawnDriftAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
+  const child = spawnAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   await waitForLog(child, /^manifest collected$/);
   // The enrollment request is now in flight and will not be answered for 10 minutes.
