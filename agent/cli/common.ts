@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
+import { readCaFile, type ClientOptions } from '../transport/client.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 
 /** Collect a repeatable option into a list (commander's custom processing). */
@@ -24,4 +25,9 @@ export async function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: 
     throw new DriftError('DRIFT_ERR_MANIFEST', `${what} ${path}: ${where}: ${issue?.message ?? 'invalid'}`);
   }
   return parsed.data;
+}
+
+/** Client options of an operator command talking to a collector: `--ca-file` read once, with a clear error. */
+export async function clientOptions(caFile: string | undefined): Promise<ClientOptions> {
+  return caFile === undefined ? {} : { ca: await readCaFile(caFile) };
 }

@@ -1,4 +1,4 @@
-import { REPORT_SCHEMA, type Finding, type Report } from '../protocol/finding.js';
+import { REPORT_SCHEMA, type Finding, type Report, type SignatureCheck } from '../protocol/finding.js';
 import type { Unread } from '../protocol/manifest.js';
 import { SEVERITIES, type Severity } from '../protocol/rules.js';
 
@@ -7,8 +7,8 @@ import { SEVERITIES, type Severity } from '../protocol/rules.js';
 export interface ReportInput {
   /** Who was scanned: a hostname, a root folder, `ssh://host`. */
   target: string;
-  /** The image the target is judged against. */
-  baseline: { imageId: string; digest: string };
+  /** The image the target is judged against, and what was checked of its signature (default: unverified). */
+  baseline: { imageId: string; digest: string; signature?: SignatureCheck };
   /** From `compare`; findings whose action is `ignore` are dropped here. */
   findings: Finding[];
   /** The scanned manifest's `unread` list, kept so that a clean report does not hide blind spots. */
@@ -23,7 +23,7 @@ export function buildReport(input: ReportInput): Report {
   return {
     schema: REPORT_SCHEMA,
     target: input.target,
-    baseline: { imageId: input.baseline.imageId, digest: input.baseline.digest },
+    baseline: { imageId: input.baseline.imageId, digest: input.baseline.digest, signature: input.baseline.signature ?? { status: 'unverified', keyId: null } },
     summary: { findings: findings.length, bySeverity },
     findings,
     unread: [...input.unread],

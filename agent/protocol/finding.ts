@@ -33,11 +33,31 @@ export type Finding =
 
 export const REPORT_SCHEMA = 'drift.report/v1';
 
+/** What was checked of a baseline's signature before it was compared. */
+export type SignatureStatus = 'verified' | 'unverified' | 'unsigned';
+
+/**
+ * `verified`: signed by a trusted key (`keyId`); `unverified`: signed by `keyId`, but
+ * no trusted key was there to check it, so the findings are only as good as the file;
+ * `unsigned`: no signature at all (`keyId` null).
+ */
+export interface SignatureCheck {
+  status: SignatureStatus;
+  keyId: string | null;
+}
+
+/** The baseline a report was judged against. */
+export interface ReportBaseline {
+  imageId: string;
+  digest: string;
+  signature: SignatureCheck;
+}
+
 /** The result of a scan, as `--format json` prints it (documented in README). */
 export interface Report {
   schema: typeof REPORT_SCHEMA;
   target: string;
-  baseline: { imageId: string; digest: string };
+  baseline: ReportBaseline;
   summary: { findings: number; bySeverity: Record<Severity, number> };
   findings: Finding[];
   /** What the scan could not read: a clean report must not hide blind spots. */

@@ -3,24 +3,27 @@ import { resolve } from 'node:path';
 import { collectManifest } from '../../manifest.js';
 import { readHostInfo } from '../../identity.js';
 import { baselineDigest } from '../../baseline.js';
-import { loadPublicKey, verifyBaseline } from '../../sign.js';
+import { checkBaseline, loadTrustedKeys, TRUST_DIR } from '../../sign.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
-import { BaselineSchema, ManifestSchema, type Manifest } from '../../protocol/manifest.js';
+import { BaselineSchema, ManifestSchema, type Baseline, type HostInfo, type Manifest } from '../../protocol/manifest.js';
+import { IMAGE_STAMP_PATH } from '../../identity.js';
 import { compare } from '../../engine/compare.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
 import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
-import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
+import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
 import { exit } from '../exit.js';
 import { defaultStateDir, resolveRootAndProc } from '../../config.js';
-import { collect, readJsonFile } from '../common.js';
+import { clientOptions, collect, readJsonFile } from '../common.js';
 
 interface ScanOptions {
   baseline?: string;
   pubkey?: string[];
+  trustDir: string;
+  anyImage: boolean;
   root?: string;
   proc?: string;
   manifest?: string;
@@ -32,6 +35,7 @@ interface ScanOptions {
   adminTokenFile?: string;
   host?: string;
   fleet: boolean;
+  caFile?: string;
 }
 
 export function register(program: Command): void {
@@ -39,7 +43,9 @@ export function register(program: Command): void {
     .command('scan')
     .description('Compare this host, a root folder or a saved manifest with its image\'s baseline and explain every difference.')
     .option('--baseline <file>', 'the image\'s baseline (from drift baseline)')
-    .option('--pubkey <file>', 'trusted ed25519 public key: refuse a baseline not signed by one of them (repeatable)', collect)
+    .option('--pubkey <file>', 'trusted ed25519 public key, besides those of --trust-dir (repeatable)', collect)
+    .option('--trust-dir <dir>', 'folder of trusted public keys (*.pub); with any trusted key, a baseline not signed by one of them is refused', TRUST_DIR)
+    .option('--any-image', 'compare even when the host\'s image stamp names another image than the baseline', false)
     .option('--root <dir>', 'scan this root folder instead of /')
     .option('--proc <dir>', 'read processes and ports from this /proc (default: /proc for the live host, none for --root)')
     .option('--manifest <file>', 'compare this saved manifest instead of collecting one')
@@ -49,17 +55,30 @@ export function register(program: Command): void {
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
     .option('--collector <url>', 'ask this collector (drift server) instead of scanning here; with --host or --fleet')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --collector)')
-    .option('--host <id>', 'with --collector: the collector\'s view of this host')
+    .option('--host <id|hostname>', 'with --collector: the collector\'s view of this host (its id, or its hostname when unique)')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
+    .option('--ca-file <file>', 'with --collector: extra CA certificates (PEM) to trust for an HTTPS collector')
     .addHelpText('after', `
-Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature).
+Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature,
+a host stamped with another image than the baseline's).
 Colour is used only on a terminal, and never when NO_COLOR is set.
+
+Signatures: the baseline is verified whenever a trusted key is at hand (--pubkey, or *.pub in
+--trust-dir, default ${TRUST_DIR}); every report says what was checked: verified, unverified
+(signed, but no trusted key here) or unsigned.
+
+Image: a host stamped by drift baseline --stamp (etc/drift/image.json) is compared only with
+its own image's baseline; --any-image compares anyway.
+
+--format prometheus writes a node_exporter textfile (findings by severity, scan time, unread
+paths): drift scan ... --format prometheus > /var/lib/node_exporter/drift.prom.tmp; mv it in place.
 
 Examples:
   drift scan --baseline /etc/drift/baseline.json --pubkey /etc/drift/bake.pub
   drift scan --root /mnt/suspect --baseline baseline.json --format json
   drift scan --manifest host.json --baseline baseline.json --format junit > drift.xml
-  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet`)
+  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet
+  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --host web-1 --ca-file ca.pem`)
     .action(async (opts: ScanOptions) => {
       if (!(FORMATS as readonly string[]).includes(opts.format)) {
         throw new DriftError('DRIFT_ERR_USAGE', `scan: --format must be one of ${FORMATS.join(', ')}, got "${opts.format}"`);
@@ -71,35 +90,53 @@ Examples:
       if (!opts.baseline) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline FILE is required (the image\'s baseline from drift baseline)');
       const baselinePath = resolve(opts.baseline);
       const baseline = await readJsonFile(baselinePath, BaselineSchema, 'baseline');
-      if (opts.pubkey && opts.pubkey.length > 0) {
-        const keys = await Promise.all(opts.pubkey.map((p) => loadPublicKey(p)));
-        verifyBaseline(baseline, keys, baselinePath);
+      const signature = checkBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
+      if (signature.status !== 'verified') {
+        process.stderr.write(`drift: warning: baseline ${baselinePath} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${signature.keyId ?? '?'}, but no trusted key is at hand to verify it`}; `
+          + `findings are only as trustworthy as the file (put the bake key's .pub in ${opts.trustDir}, or pass --pubkey)\n`);
       }
       const rules = await loadRuleSet(opts.rules ?? []);
       let manifest: Manifest;
       let target: string;
       if (opts.manifest) {
-        manifest = await readJsonFile(resolve(opts.manifest), ManifestSchema, 'manifest');
-        target = manifest.host.hostname || resolve(opts.manifest);
+        const manifestPath = resolve(opts.manifest);
+        manifest = await readJsonFile(manifestPath, ManifestSchema, 'manifest');
+        if (!opts.anyImage) checkImage(manifest.host, baseline, `manifest ${manifestPath} (host.image)`, baselinePath);
+        target = manifest.host.hostname || manifestPath;
       } else {
         const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
+        // The stamp is read before the collection: a host of another image is refused at once.
+        const host = await readHostInfo(root);
+        if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
         manifest = await collectManifest({
           root, proc, rules,
           stateDir: resolve(opts.stateDir ?? defaultStateDir()),
           forceRehash: opts.forceRehash,
-        }, await readHostInfo(root));
+        }, host);
         target = root === '/' ? manifest.host.hostname : root;
       }
       const findings = compare({ baseline, manifest, rules });
       const report = buildReport({
         target,
-        baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline) },
+        baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline), signature },
         findings,
         unread: manifest.unread,
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       exit(exitCodeOf(report));
     });
+}
+
+/**
+ * Refuse to compare a host stamped with one image against another image's baseline:
+ * every difference between two images would be reported as drift, with no hint why.
+ */
+function checkImage(host: HostInfo, baseline: Baseline, stampWhere: string, baselinePath: string): void {
+  const stamped = host.image?.id;
+  const wanted = baseline.host.image?.id;
+  if (stamped === undefined || wanted === undefined || stamped === wanted) return;
+  throw new DriftError('DRIFT_ERR_USAGE', `this host was baked from image ${JSON.stringify(stamped)} (${stampWhere}), not ${JSON.stringify(wanted)} (the image of ${baselinePath}); `
+    + `scan with image ${stamped}'s baseline, or pass --any-image to compare anyway`);
 }
 
 /** `--collector`: print the collector's view of one host or the fleet; returns the exit code. */
@@ -109,18 +146,21 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
   if ((opts.host === undefined) === !opts.fleet) throw new DriftError('DRIFT_ERR_USAGE', 'scan: with --collector, give exactly one of --host ID or --fleet');
   if (opts.baseline || opts.manifest || opts.root) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --collector reads the collector\'s view; --baseline, --manifest and --root are for a local scan');
   const token = await readSecretFile(opts.adminTokenFile);
+  const client = await clientOptions(opts.caFile);
   const color = useColor(process.stdout, process.env);
   if (opts.host !== undefined) {
-    const host = await remoteHost(opts.collector, token, opts.host);
+    const host = await resolveHost(opts.collector, token, opts.host, client);
     if (host.status === 'unknown-image') {
-      throw new DriftError('DRIFT_ERR_NOT_FOUND', `host ${host.id} reports image ${host.imageId ?? '(none)'}, which has no baseline on ${opts.collector}; push one with drift baseline --push`);
+      throw new DriftError('DRIFT_ERR_NOT_FOUND', host.imageId === null
+        ? `host ${host.id} reports no image: its root has no stamp (etc/drift/image.json); bake its image with drift baseline --stamp so the collector knows which baseline applies`
+        : `host ${host.id} reports image ${host.imageId}, which has no baseline on ${opts.collector}; push the baked one with drift baseline push FILE --collector ${opts.collector} (and stamp images with drift baseline --stamp)`);
     }
     if (host.status === 'silent') process.stderr.write(`drift: warning: host ${host.id} is silent (last report ${host.lastSeen ?? 'never'}); this is its last known state\n`);
     const report = hostReport(host);
     process.stdout.write(format(report, { format: fmt, color }));
     return exitCodeOf(report);
   }
-  const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token);
+  const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token, client);
   switch (fmt) {
     case 'json':
       process.stdout.write(`${JSON.stringify(JSON.parse(canonicalJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports })), null, 2)}\n`);

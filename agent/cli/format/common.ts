@@ -43,3 +43,8 @@ export function summaryLine(report: Report): string {
 export function judgedBy(f: Finding): string {
   return `action ${f.action}, ${f.rule ? `rule ${f.rule}` : 'default policy'}`;
 }
+
+/** `1 host`, `2 hosts`: a count with its noun in the right number (`plural(1, 'process', 'processes')`). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

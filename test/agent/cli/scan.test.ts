@@ -79,7 +79,7 @@ t.test('drift: exit 1 in every format, and a saved manifest compares the same', 
 
   // The same host as a saved manifest (a baseline of it is a manifest too).
   const saved = join(work, 'host-manifest.json');
-  t.equal((await drift(['baseline', '--root', host, '--image-id', 'x', '--out', saved, ...common])).code, 0);
+  t.equal((await drift(['baseline', '--root', host, '--image-id', 'img', '--out', saved, ...common])).code, 0);
   const fromFile = await drift(['scan', '--manifest', saved, '--baseline', baseline, '--format', 'json', ...common]);
   t.equal(fromFile.code, 1);
   const again = JSON.parse(fromFile.stdout) as typeof report;
