@@ -1,6 +1,6 @@
-import { REPORT_SCHEMA, type Finding, type Report, type SignatureCheck } from '../protocol/finding.js';
+import { REPORT_SCHEMA, type Cause, type Finding, type Report, type SignatureCheck } from '../protocol/finding.js';
 import type { Unread } from '../protocol/manifest.js';
-import { SEVERITIES, type Severity } from '../protocol/rules.js';
+import { CHANGES, FINDING_KINDS, SEVERITIES, type Change, type FindingKind, type Severity } from '../protocol/rules.js';
 
 
 /** What a report is built from. */
@@ -15,19 +15,73 @@ export interface ReportInput {
   unread: Unread[];
 }
 
-/** Build a `drift.report/v1`: summary counts every severity (zeros included). */
+/**
+ * Build a `drift.report/v1`: summary counts every severity and every kind and change
+ * (zeros included), and each finding that follows from another one names it as `cause`.
+ */
 export function buildReport(input: ReportInput): Report {
-  const findings = input.findings.filter((f) => f.action !== 'ignore');
+  const findings = linkCauses(input.findings.filter((f) => f.action !== 'ignore'));
   const bySeverity = Object.fromEntries(SEVERITIES.map((s) => [s, 0])) as Record<Severity, number>;
-  for (const f of findings) bySeverity[f.severity] += 1;
+  const byKind = Object.fromEntries(FINDING_KINDS.map((k) => [k, Object.fromEntries(CHANGES.map((c) => [c, 0]))])) as Record<FindingKind, Record<Change, number>>;
+  for (const f of findings) {
+    bySeverity[f.severity] += 1;
+    byKind[f.kind][f.change] += 1;
+  }
   return {
     schema: REPORT_SCHEMA,
     target: input.target,
     baseline: { imageId: input.baseline.imageId, digest: input.baseline.digest, signature: input.baseline.signature ?? { status: 'unverified', keyId: null } },
-    summary: { findings: findings.length, bySeverity },
+    summary: { findings: findings.length, bySeverity, byKind },
     findings,
     unread: [...input.unread],
   };
+}
+
+/**
+ * Link consequences to their root cause (a copy of each finding, `cause` set or left out):
+ *
+ * - a file owned by a package (`owner` `dpkg:ncurses-bin` or `dpkg:libc6:amd64`) whose
+ *   package has a finding follows from that package finding;
+ * - a file added (removed) below a folder that was itself added (removed) follows from
+ *   the topmost such folder, or from that folder's own cause.
+ *
+ * Only findings of the report are linked, so a consequence is never hidden behind a
+ * cause the report does not show. Linear in the findings times the path depth.
+ */
+export function linkCauses(findings: readonly Finding[]): Finding[] {
+  const packages = new Map<string, string>();
+  for (const f of findings) {
+    if (f.kind !== 'package') continue;
+    packages.set(f.key, f.key);
+    const [manager, name] = f.key.split(':');
+    const short = `${manager ?? ''}:${name ?? ''}`;
+    if (!packages.has(short)) packages.set(short, f.key);
+  }
+  const files = new Map<string, Finding>();
+  for (const f of findings) if (f.kind === 'file') files.set(f.key, f);
+
+  const packageCause = (f: Finding): Cause | undefined => {
+    if (f.kind !== 'file') return undefined;
+    const owner = (f.before ?? f.after)?.owner;
+    const key = owner === undefined ? undefined : packages.get(owner);
+    return key === undefined ? undefined : { kind: 'package', key };
+  };
+  const folderCause = (f: Finding): Finding | undefined => {
+    if (f.kind !== 'file' || f.change === 'modified') return undefined;
+    let top: Finding | undefined;
+    for (let at = f.key.lastIndexOf('/'); at > 0; at = f.key.lastIndexOf('/', at - 1)) {
+      const parent = files.get(f.key.slice(0, at));
+      if (parent?.change === f.change) top = parent;
+    }
+    return top;
+  };
+  return findings.map((f) => {
+    const { cause: _stale, ...rest } = f;
+    const own = packageCause(f);
+    const folder = own ? undefined : folderCause(f);
+    const cause = own ?? (folder ? (packageCause(folder) ?? { kind: 'file', key: folder.key }) : undefined);
+    return (cause ? { ...rest, cause } : rest) as Finding;
+  });
 }
 
 /** diff(1)-style exit code of a report: 0 no findings, 1 findings (2, trouble, is the caller's). */

@@ -1,5 +1,11 @@
 import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
-import type { Change, PolicyAction, Severity } from './rules.js';
+import type { Change, FindingKind, PolicyAction, Severity } from './rules.js';
+
+/** The finding another one follows from: a removed package for each file it owned, a new folder for what is in it. */
+export interface Cause {
+  kind: FindingKind;
+  key: string;
+}
 
 /** A raw difference between a baseline entry and a manifest entry, before rules judge it. */
 export interface Difference<K extends string, T> {
@@ -22,6 +28,11 @@ interface FindingBase<K extends string, T> extends Difference<K, T> {
   explanation: string;
   /** Unified diff of the content, where both sides are known. */
   diff?: string;
+  /**
+   * Set by `buildReport` on a finding that follows from another finding of the same
+   * report (its root cause, never a chain): human formats print it under its cause.
+   */
+  cause?: Cause;
 }
 
 /** One difference between a host and its image's baseline (DESIGN.md §5). */
@@ -58,7 +69,12 @@ export interface Report {
   schema: typeof REPORT_SCHEMA;
   target: string;
   baseline: ReportBaseline;
-  summary: { findings: number; bySeverity: Record<Severity, number> };
+  summary: {
+    findings: number;
+    bySeverity: Record<Severity, number>;
+    /** Findings by kind and change, zeros included. */
+    byKind: Record<FindingKind, Record<Change, number>>;
+  };
   findings: Finding[];
   /** What the scan could not read: a clean report must not hide blind spots. */
   unread: Unread[];

@@ -12,6 +12,7 @@ import { compare } from '../../engine/compare.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
+import { formatPrometheusMany } from '../format/prometheus.js';
 import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
@@ -167,6 +168,9 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
       break;
     case 'junit':
       process.stdout.write(formatJunitMany(reports));
+      break;
+    case 'prometheus':
+      process.stdout.write(formatPrometheusMany(reports));
       break;
     case 'text':
     case 'markdown':

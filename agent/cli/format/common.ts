@@ -48,3 +48,9 @@ export function judgedBy(f: Finding): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/** The explanation without the key it starts with, for formats that print the key next to it. */
+export function explanationOf(f: Finding): string {
+  const prefix = `${f.key}: `;
+  return f.explanation.startsWith(prefix) ? f.explanation.slice(prefix.length) : f.explanation;
+}
