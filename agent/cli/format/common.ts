@@ -51,6 +51,8 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 
 /** The explanation without the key it starts with, for formats that print the key next to it. */
 export function explanationOf(f: Finding): string {
-  const prefix = `${f.key}: `;
-  return f.explanation.startsWith(prefix) ? f.explanation.slice(prefix.length) : f.explanation;
+  for (const prefix of [`${f.key}: `, `${f.key} `]) {
+    if (f.explanation.startsWith(prefix)) return f.explanation.slice(prefix.length);
+  }
+  return f.explanation;
 }
