@@ -46,9 +46,9 @@ export function parseSize(text: string): number | null {
   return Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit];
 }
 
-const duration = (what: string) => z.union([z.string(), z.number()]).transform((v, ctx) => {
+const duration = () => z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = typeof v === 'number' ? Math.round(v * 1000) : parseDuration(v);
-  if (ms === null) { ctx.addIssue({ code: 'custom', message: `${what}: ${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
+  if (ms === null) { ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
   return ms;
 });
 
@@ -59,9 +59,9 @@ export const AgentConfigInputSchema = z.strictObject({
   root: z.string().min(1).optional(),
   proc: z.string().min(1).optional(),
   'state-dir': z.string().min(1).optional(),
-  interval: duration('interval').optional(),
-  splay: duration('splay').optional(),
-  timeout: duration('timeout').optional(),
+  interval: duration().optional(),
+  splay: duration().optional(),
+  timeout: duration().optional(),
   once: z.boolean().optional(),
   'host-id': z.string().min(1).optional(),
   role: z.string().min(1).optional(),
@@ -70,7 +70,7 @@ export const AgentConfigInputSchema = z.strictObject({
   'spool-max-bytes': z.union([z.number(), z.string()]).transform((v, ctx) => {
     const n = typeof v === 'number' ? v : parseSize(v);
     if (n === null || !Number.isInteger(n) || n < 1) {
-      ctx.addIssue({ code: 'custom', message: `spool-max-bytes: ${JSON.stringify(v)} is not a size of at least 1 byte (use 268435456, 512MiB, 1GiB)` });
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a size of at least 1 byte (use 268435456, 512MiB, 1GiB)` });
       return z.NEVER;
     }
     return n;

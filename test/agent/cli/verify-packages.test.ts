@@ -45,6 +45,8 @@ t.test('node bin/drift.js verify-packages, as a user runs it', async (t) => {
   const dirty = drift('verify-packages', '--root', root, '--format', 'json');
   t.equal(dirty.status, 1, dirty.stderr);
   t.same(JSON.parse(dirty.stdout).map((p: { path: string }) => p.path), ['/usr/share/drift-demo-a/sub', '/usr/share/drift-demo-a/sub/file.txt']);
+  const problems = JSON.parse(dirty.stdout) as Array<Record<string, unknown>>;
+  t.ok(problems.every((p) => JSON.stringify(Object.keys(p)) === JSON.stringify(Object.keys(p).sort())), 'keys sorted as in drift scan --format json');
   const text = drift('verify-packages', '--root', root);
   t.match(text.stdout, /^missing {5}\/usr\/share\/drift-demo-a\/sub {2}\[drift-demo-a:all\]$/m);
   const bad = drift('verify-packages', '--root', join(root, 'nope'));
