@@ -19,6 +19,7 @@ export async function hostCommands(): Promise<Register[]> {
     import('./commands/keygen.js'),
     import('./commands/rules.js'),
     import('./commands/verify-packages.js'),
+    import('./commands/hosts.js'),
   ]);
   return mods.map((m) => m.register);
 }
