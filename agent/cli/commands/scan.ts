@@ -9,10 +9,11 @@ import { DriftError } from '../../protocol/errors.js';
 import { BaselineSchema, ManifestSchema, type Baseline, type HostInfo, type Manifest } from '../../protocol/manifest.js';
 import { IMAGE_STAMP_PATH } from '../../identity.js';
 import { compare } from '../../engine/compare.js';
-import { buildReport, exitCodeOf } from '../../engine/report.js';
+import { buildReport, exitCodeOf, linkCauses } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
 import { formatPrometheusMany } from '../format/prometheus.js';
+import { nextSteps, shellWord } from '../format/next.js';
 import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
@@ -37,6 +38,8 @@ interface ScanOptions {
   host?: string;
   fleet: boolean;
   caFile?: string;
+  finding?: string;
+  nextSteps: boolean;
 }
 
 export function register(program: Command): void {
@@ -59,6 +62,8 @@ export function register(program: Command): void {
     .option('--host <id|hostname>', 'with --collector: the collector\'s view of this host (its id, or its hostname when unique)')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
     .option('--ca-file <file>', 'with --collector: extra CA certificates (PEM) to trust for an HTTPS collector')
+    .option('--finding <key>', 'report only the finding with this key (a path, dpkg:name:arch, exe|user, proto:addr:port), e.g. with --format json to see it in full')
+    .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
     .addHelpText('after', `
 Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, unreadable baseline, bad signature,
 a host stamped with another image than the baseline's).
@@ -116,7 +121,14 @@ Examples:
         }, host);
         target = root === '/' ? manifest.host.hostname : root;
       }
-      const findings = compare({ baseline, manifest, rules });
+      let findings = compare({ baseline, manifest, rules });
+      if (opts.finding !== undefined) {
+        const key = opts.finding;
+        const one = findings.filter((f) => f.key === key);
+        if (one.length === 0) throw new DriftError('DRIFT_ERR_USAGE', `scan: no finding has the key ${JSON.stringify(key)}; run the scan without --finding to see the keys`);
+        // Its consequences ride along, so a package shows the files that went with it.
+        findings = linkCauses(findings).filter((f) => f.key === key || f.cause?.key === key);
+      }
       const report = buildReport({
         target,
         baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline), signature },
@@ -124,6 +136,12 @@ Examples:
         unread: manifest.unread,
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
+      if (opts.nextSteps) {
+        const command = ['npx drift scan', '--baseline', shellWord(opts.baseline),
+          ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),
+          ...(opts.rules ?? []).flatMap((r) => ['--rules', shellWord(r)])].join(' ');
+        process.stderr.write(nextSteps(report, { exitCode: exitCodeOf(report), baselinePath: opts.baseline, command, rulesDir: opts.stateDir ? `${opts.stateDir}/rules.d` : '/etc/drift/rules.d' }));
+      }
       exit(exitCodeOf(report));
     });
 }

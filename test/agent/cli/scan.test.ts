@@ -188,3 +188,29 @@ t.test('--format prometheus: a node_exporter textfile', async (t) => {
   t.ok(at >= before && at <= Math.floor(Date.now() / 1000), 'the scan time is now');
   for (const line of r.stdout.trimEnd().split('\n')) t.match(line, /^(# (HELP|TYPE) drift_\w+ .+|drift_\w+\{(\w+="(?:[^"\\]|\\.)*",?)+\} \d+)$/, `exposition format: ${line}`);
 });
+
+t.test('--next-steps says what to do next, and the rule it prints, pasted as is, silences the finding', async (t) => {
+  const host = join(work, 'host');
+  const keys = ['--trust-dir', join(work, 'keys')];
+  const r = await drift(['scan', '--root', host, '--baseline', baseline, '--next-steps', ...keys, ...common]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /\nWhat next:\n {2}Exit code 1: drift found \(as diff\(1\): 0 no drift, 1 drift found, 2 trouble\)/);
+  t.match(r.stderr, new RegExp(`The baseline is ${baseline.replace(/[.]/g, '\\.')} \\(image img, verified with key [0-9a-f]{16}\\)`));
+  const full = /\n {4}npx drift scan (.*) --finding (\S+) --format json\n/.exec(r.stderr);
+  t.ok(full, 'a command to see one finding in full');
+  t.equal(full?.[2], '/etc/app.conf');
+  const one = await drift(['scan', '--root', host, '--baseline', baseline, '--finding', '/etc/app.conf', '--format', 'json', ...keys, ...common]);
+  t.equal(one.code, 1);
+  t.match(JSON.parse(one.stdout), { findings: [{ key: '/etc/app.conf', before: { content: 'listen = 80\n' }, after: { content: 'listen = 8080\n' } }] });
+  const none = await drift(['scan', '--root', host, '--baseline', baseline, '--finding', '/etc/nothing', ...keys, ...common]);
+  t.equal(none.code, 2);
+  t.match(none.stderr, /no finding has the key "\/etc\/nothing"/);
+
+  const yaml = r.stderr.slice(r.stderr.indexOf('    ignore:')).split('\n').filter((l) => l.startsWith('    ')).map((l) => l.slice(4)).join('\n');
+  t.equal(yaml, 'ignore:\n  - path: "/etc/app.conf"\n    why: "<why this is not drift here>"');
+  const site = join(work, 'site-rules');
+  await mkdir(site, { recursive: true });
+  await writeFile(join(site, 'site.yaml'), `${yaml}\n`);
+  const quiet = await drift(['scan', '--root', host, '--baseline', baseline, '--rules', site, ...keys, ...common]);
+  t.equal(quiet.code, 0, `the pasted rule is valid and silences the finding: ${quiet.stderr}${quiet.stdout}`);
+});
