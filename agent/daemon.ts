@@ -426,6 +426,7 @@ export class AgentDaemon {
         // Retrying sooner cannot help; try again at the next collection, so a fixed
         // configuration (a rotated secret, a new CA file is read at start) is picked up.
         failures = 0;
+        this.log.info('delivery stopped by a configuration error; trying again at the next collection', { pending: r.pending, inMs: Math.max(0, wait) });
       } else if (r.stopped !== null) {
         wait = Math.min(wait, backoffDelay(failures, 1_000, 300_000, this.random));
         failures++;

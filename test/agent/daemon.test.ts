@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { resolveAgentConfig } from '../../agent/config.js';
-import { AgentDaemon, jsonLogger } from '../../agent/daemon.js';
+import { AGENT_METRICS_FILE, AgentDaemon, jsonLogger } from '../../agent/daemon.js';
 import { collectManifest } from '../../agent/manifest.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
@@ -287,4 +287,35 @@ t.test('--spool-max-bytes bounds the spool by manifest size, and the drops are c
   t.equal((await readdir(join(s.stateDir, 'spool'))).filter((n) => n.startsWith('m-')).length, 1, 'with its manifest alone');
   t.equal(a.d.state.spoolDropped, 2, 'two dropped and counted');
   t.ok(a.logs.some((l) => l['msg'] === 'spool full: oldest reports dropped' && l['spoolMaxBytes'] === 1), 'and logged');
+});
+
+t.test('the daemon: a refused enrolment secret is an error with a metric, and the loop waits for the next collection', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const wrong = join(s.dir, 'wrong-secret');
+  await writeFile(wrong, 'not-the-enrollment-secret\n', { mode: 0o600 });
+  const cfg = await resolveAgentConfig({ collector: c.url, 'enroll-secret-file': wrong, root: s.root, 'state-dir': s.stateDir, interval: '1h', splay: '0s' });
+  const logs: Array<Record<string, unknown>> = [];
+  let onFatal: () => void = () => undefined;
+  const fatal = new Promise<void>((r) => { onFatal = r; });
+  const d = await AgentDaemon.open(cfg, {
+    collect: collectManifest, loadRules: (dirs) => loadRuleSet(dirs),
+    log: jsonLogger((l) => { const j = JSON.parse(l) as Record<string, unknown>; logs.push(j); if (j['msg'] === 'retrying later' || /^delivery stopped by a configuration error/.test(String(j['msg']))) onFatal(); }),
+  });
+  t.teardown(() => d.close());
+  const ac = new AbortController();
+  const loop = d.runLoop(ac.signal);
+  await fatal;
+  // The drain wrote the metrics file before the loop said it waits for the next collection.
+  const metrics = await readFile(join(s.stateDir, AGENT_METRICS_FILE), 'utf8');
+  ac.abort();
+  await loop;
+  const errors = logs.filter((l) => l['level'] === 'error');
+  t.match(errors[0], { fatal: true, configErrors: 1, msg: /^enrollment refused: the collector does not accept the enrollment secret in .*wrong-secret/ });
+  t.notOk(logs.some((l) => l['msg'] === 'retrying later'), 'no backoff retries: retrying cannot help');
+  t.match(metrics, /\ndrift_agent_config_errors_total 1\n/);
+  t.match(metrics, /\ndrift_agent_config_error 1\n/);
+  t.match(metrics, /\ndrift_agent_spooled_reports 1\n/);
+  t.equal(c.received.length, 0, 'nothing was delivered');
 });

@@ -133,7 +133,7 @@ t.test('five hosts of one image; the one that drifted is the snowflake', async (
   t.equal(cleanScan.code, 0, `scan --host of a clean host exits 0: ${cleanScan.stdout}`);
   const missing = await drift(['scan', '--collector', server.url, '--admin-token-file', admin, '--host', 'nope']);
   t.equal(missing.code, 2, 'an unknown host is trouble');
-  t.match(missing.stderr, /no host nope/);
+  t.match(missing.stderr, /no host with id or hostname "nope"/);
 
   const done = exited(server.child);
   server.child.kill('SIGTERM');

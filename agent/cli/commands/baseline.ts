@@ -58,8 +58,9 @@ export function register(program: Command): void {
     .option('--ca-file <file>', 'extra CA certificates (PEM) to trust for an HTTPS collector (with --push)')
     .addHelpText('after', `
 With --stamp and --sign-key, the bake key's public half is written to etc/drift/keys/ under the
-root, so hosts of the image verify their baseline by default. Upload a baseline written earlier with drift baseline push FILE:
-collecting again would change its digest, and hosts stamped with the first one would be refused.
+root, so hosts of the image verify their baseline by default. Upload a baseline written
+earlier with drift baseline push FILE: collecting again would change its digest, and hosts
+stamped with the first one would be refused.
 
 Examples:
   drift keygen --out /secure/bake

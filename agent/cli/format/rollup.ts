@@ -1,5 +1,5 @@
 import type { Finding, Report } from '../../protocol/finding.js';
-import { CHANGES, FINDING_KINDS, type Severity } from '../../protocol/rules.js';
+import { CHANGES, FINDING_KINDS, SEVERITIES, type Severity } from '../../protocol/rules.js';
 import { SEVERITY_ORDER, plural } from './common.js';
 
 /**
@@ -22,18 +22,24 @@ export const WORST_SHOWN = 5;
 
 const keyOf = (f: { kind: string; key: string }): string => `${f.kind}\u0000${f.key}`;
 
-/** The report's findings rolled up under their causes, in report order. */
+/**
+ * The report's findings rolled up under their causes, in report order. A consequence
+ * judged more severe than its cause (a setuid binary in a new folder) stays a finding
+ * of its own: rolling it up would hide it under a milder heading.
+ */
 export function rollUp(report: Report): Rolled[] {
   const roots = new Map<string, Rolled>();
   for (const f of report.findings) if (!f.cause) roots.set(keyOf(f), { finding: f, consequences: [] });
   const out: Rolled[] = [];
   for (const f of report.findings) {
     const parent = f.cause ? roots.get(keyOf(f.cause)) : undefined;
-    if (parent) parent.consequences.push(f);
+    if (parent && rank(f.severity) <= rank(parent.finding.severity)) parent.consequences.push(f);
     else out.push(roots.get(keyOf(f)) ?? { finding: f, consequences: [] });
   }
   return out;
 }
+
+const rank = (s: Severity): number => SEVERITIES.indexOf(s);
 
 /** The rolled-up findings whose cause has this severity (consequences ride with their cause). */
 export function rolledOf(rolled: readonly Rolled[], severity: Severity): Rolled[] {

@@ -87,3 +87,15 @@ t.test('markdown: the same roll-up, the path not repeated in the explanation', a
   t.match(r.stdout, /\n {2}- 12 files it owned went with it: /);
   t.notMatch(r.stdout, /`\/opt\/vendor`: \/opt\/vendor/, 'the key is not repeated after itself');
 });
+
+t.test('a consequence more severe than its cause is not hidden under it', async (t) => {
+  const site = join(work, 'severe-rules');
+  await mkdir(site, { recursive: true });
+  await writeFile(join(site, 'policy.yaml'), 'policy:\n  - match: { kind: file, path: /opt/vendor/agent/bin/** }\n    severity: critical\n    action: replace\n');
+  const r = await drift(['scan', '--root', root, '--baseline', baseline, '--rules', site, '--trust-dir', join(work, 'no-keys'), ...common]);
+  t.equal(r.code, 1);
+  t.match(r.stdout, /\nCRITICAL \(2\)\n {2}\+ file \/opt\/vendor\/agent\/bin\n(.*\n){2} {2}\+ file \/opt\/vendor\/agent\/bin\/run\n/, 'the critical ones are findings of their own');
+  t.match(r.stdout, /\n {4}3 paths below it came with it: \+\/opt\/vendor\/agent, \+\/opt\/vendor\/agent\/etc, \+\/opt\/vendor\/agent\/etc\/agent\.conf\n/);
+  const json = JSON.parse((await drift(['scan', '--root', root, '--baseline', baseline, '--rules', site, '--format', 'json', ...common])).stdout) as { findings: Array<{ key: string; cause?: { key: string } }> };
+  t.equal(json.findings.find((f) => f.key === '/opt/vendor/agent/bin/run')?.cause?.key, '/opt/vendor', 'the JSON still names the cause');
+});
