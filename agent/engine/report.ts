@@ -46,7 +46,7 @@ export function buildReport(input: ReportInput): Report {
  *   the topmost such folder, or from that folder's own cause.
  *
  * Only findings of the report are linked, so a consequence is never hidden behind a
- * cause the report does not show. Linear in the findings times the path depth.
+ * cause the report does not show. Each finding costs a look-up per level of its path (paths are bounded by the manifest schema).
  */
 export function linkCauses(findings: readonly Finding[]): Finding[] {
   const packages = new Map<string, string>();
@@ -66,14 +66,32 @@ export function linkCauses(findings: readonly Finding[]): Finding[] {
     const key = owner === undefined ? undefined : packages.get(owner);
     return key === undefined ? undefined : { kind: 'package', key };
   };
+  // Topmost file finding of a change at or above a path, memoised per path: a chain of
+  // nested folders costs one look-up per folder, not one per folder and level.
+  const memo = new Map<string, Finding | null>();
+  const topAtOrAbove = (path: string, change: Change): Finding | null => {
+    const chain: string[] = [];
+    let above: Finding | null = null;
+    for (let p = path; ;) {
+      const known = memo.get(`${change}\u0000${p}`);
+      if (known !== undefined) { above = known; break; }
+      chain.push(p);
+      const at = p.lastIndexOf('/');
+      if (at <= 0) break;
+      p = p.slice(0, at);
+    }
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const p = chain[i] as string;
+      const here = files.get(p);
+      if (above === null && here?.change === change) above = here;
+      memo.set(`${change}\u0000${p}`, above);
+    }
+    return above;
+  };
   const folderCause = (f: Finding): Finding | undefined => {
     if (f.kind !== 'file' || f.change === 'modified') return undefined;
-    let top: Finding | undefined;
-    for (let at = f.key.lastIndexOf('/'); at > 0; at = f.key.lastIndexOf('/', at - 1)) {
-      const parent = files.get(f.key.slice(0, at));
-      if (parent?.change === f.change) top = parent;
-    }
-    return top;
+    const at = f.key.lastIndexOf('/');
+    return at > 0 ? (topAtOrAbove(f.key.slice(0, at), f.change) ?? undefined) : undefined;
   };
   return findings.map((f) => {
     const { cause: _stale, ...rest } = f;
