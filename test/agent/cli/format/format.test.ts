@@ -125,3 +125,10 @@ t.test('junit: escaped, and valid XML where xmllint is installed', async (t) => 
   t.equal(spawnSync('xmllint', ['--noout', '-'], { input: nastyXml }).status, 0);
   t.equal(spawnSync('xmllint', ['--noout', '-'], { input: format(clean, { format: 'junit', color: false }) }).status, 0);
 });
+
+t.test('prometheus: hostile target and image names cannot break out of their label', async (t) => {
+  const nasty: Report = { ...clean, target: 'a"b\\c\nd\u0001e', baseline: { ...clean.baseline, imageId: 'img"} 1\ndrift_findings{x="y' } };
+  const out = format(nasty, { format: 'prometheus', color: false, now: SCANNED });
+  t.match(out, /\ndrift_findings\{target="a\\"b\\\\c\\nde",image="img\\"\} 1\\ndrift_findings\{x=\\"y",severity="low"\} 0\n/);
+  t.equal(out.split('\n').filter((l) => l.startsWith('drift_findings{')).length, 4, 'one series per severity, no injected line');
+});
