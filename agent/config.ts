@@ -75,9 +75,9 @@ export function byteBudget(maxFile: string | number | undefined, maxScan: string
   return new ByteBudget(read(maxFile, 'max-file-bytes', DEFAULT_MAX_FILE_BYTES), read(maxScan, 'max-scan-bytes', DEFAULT_MAX_SCAN_BYTES));
 }
 
-const duration = (what: string) => z.union([z.string(), z.number()]).transform((v, ctx) => {
+const duration = () => z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = typeof v === 'number' ? Math.round(v * 1000) : parseDuration(v);
-  if (ms === null) { ctx.addIssue({ code: 'custom', message: `${what}: ${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
+  if (ms === null) { ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration (use 30s, 5m, 1h)` }); return z.NEVER; }
   return ms;
 });
 
@@ -88,9 +88,9 @@ export const AgentConfigInputSchema = z.strictObject({
   root: z.string().min(1).optional(),
   proc: z.string().min(1).optional(),
   'state-dir': z.string().min(1).optional(),
-  interval: duration('interval').optional(),
-  splay: duration('splay').optional(),
-  timeout: duration('timeout').optional(),
+  interval: duration().optional(),
+  splay: duration().optional(),
+  timeout: duration().optional(),
   once: z.boolean().optional(),
   'host-id': z.string().min(1).optional(),
   role: z.string().min(1).optional(),

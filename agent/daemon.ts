@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleepTimer } from 'node:timers/promises';
 import type { CollectContext } from './collectors/contract.js';
 import type { AgentConfig } from './config.js';
-import { readHostInfo } from './identity.js';
+import { IMAGE_STAMP_PATH, readHostInfo } from './identity.js';
 import { readInstanceKeys } from './instance-data.js';
 import { compareUnread } from './protocol/unread.js';
 import { canonicalJson } from './protocol/canonical.js';
@@ -11,9 +11,10 @@ import { BaselineSchema, SECTIONS, type Digests, type HostInfo, type Manifest, t
 import { BAKED_BASELINE_PATH, readBakedScope, scopedRules } from './baseline.js';
 import type { RuleSet } from './protocol/rules.js';
 import { StateDir } from './state.js';
-import { backoffDelay, CollectorClient, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from './transport/client.js';
+import { backoffDelay, CollectorClient, readCaFile, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from './transport/client.js';
 import { Spool, type SpoolEntry } from './transport/spool.js';
 import { ByteBudget } from './hash.js';
+import { writeFileAtomic } from './atomic.js';
 
 /**
  * The agent loop (`drift agent`): collect a manifest, spool it, deliver the spool in
@@ -57,8 +58,12 @@ export interface DaemonDeps {
   random?: () => number;
 }
 
-/** What became of one report in a delivery attempt. */
-type Delivery = 'accepted' | 'refused' | 'retry' | 'unauthorized' | 'aborted';
+/**
+ * What became of one report in a delivery attempt. `fatal`: a configuration error
+ * (the enrolment secret refused, an untrusted TLS certificate) that no retry will cure;
+ * the report stays spooled until the configuration is fixed.
+ */
+type Delivery = 'accepted' | 'refused' | 'retry' | 'fatal' | 'aborted';
 
 /** The result of draining the spool once. */
 export interface DrainResult {
@@ -69,8 +74,13 @@ export interface DrainResult {
   /** Reports still spooled. */
   pending: number;
   /** Why draining stopped before the spool was empty, if it did. */
-  stopped: 'unreachable' | 'unauthorized' | 'aborted' | 'unreadable' | null;
+  stopped: 'unreachable' | 'fatal' | 'aborted' | 'unreadable' | null;
+  /** With `stopped: 'fatal'`: what is wrong and what to change. */
+  fatal?: string;
 }
+
+/** Name of the node_exporter textfile the daemon keeps in its state folder. */
+export const AGENT_METRICS_FILE = 'drift-agent.prom';
 
 function sameDigests(a: Digests | null, b: Digests): boolean {
   return a !== null && canonicalJson(a) === canonicalJson(b);
@@ -104,6 +114,14 @@ export class AgentDaemon {
   private readonly random: () => number;
   private rules: RuleSet | null = null;
   private release: (() => Promise<void>) | null = null;
+  /** The configuration error of the last delivery attempt, if it met one. */
+  private fatal: string | null = null;
+  /** Delivery attempts stopped by a configuration error since start (the metric). */
+  private fatalCount = 0;
+  private lastAcceptedAt: number | null = null;
+  /** The secret-permission warning is given once per run, not at every enrolment. */
+  private warnedSecret = false;
+  private warnedStamp = false;
 
   private constructor(cfg: AgentConfig, deps: DaemonDeps, state: StateDir, client: CollectorClient) {
     this.cfg = cfg;
@@ -119,19 +137,14 @@ export class AgentDaemon {
   /** Open the state folder (locked against a second agent) and check the secret file is readable. */
   static async open(cfg: AgentConfig, deps: DaemonDeps): Promise<AgentDaemon> {
     const state = await StateDir.open(cfg.stateDir);
-    let ca: Buffer | undefined;
-    if (cfg.caFile) {
-      try { ca = await readFile(cfg.caFile); } catch (err) {
-        throw new DriftError('DRIFT_ERR_CONFIG', `cannot read CA file ${cfg.caFile}: ${errnoOf(err)}`, { cause: err });
-      }
-    }
+    const ca = cfg.caFile ? await readCaFile(cfg.caFile) : undefined;
     const client = new CollectorClient(cfg.collector, { timeoutMs: cfg.timeoutMs, ...(ca ? { ca } : {}) });
     const d = new AgentDaemon(cfg, deps, state, client);
     d.release = await state.lock();
     // Blobs and temporary files a crash left behind (put and remove tidy up otherwise).
     await d.spool.collectGarbage();
     // Fail at start, not at the first enrollment hours later, when the secret is unreadable.
-    await readSecretFile(cfg.enrollSecretFile, (m) => d.log.warn(m));
+    await d.readSecret();
     return d;
   }
 
@@ -140,6 +153,47 @@ export class AgentDaemon {
     this.client.close();
     if (this.release) await this.release();
     this.release = null;
+  }
+
+  private async readSecret(): Promise<string> {
+    return readSecretFile(this.cfg.enrollSecretFile, (m) => {
+      if (!this.warnedSecret) this.log.warn(m);
+      this.warnedSecret = true;
+    });
+  }
+
+  /** Record a configuration error: logged as an error, counted in the metrics file. */
+  private configError(message: string, fields: Record<string, unknown>): Delivery {
+    this.fatal = message;
+    this.fatalCount += 1;
+    this.log.error(message, { ...fields, fatal: true, configErrors: this.fatalCount });
+    return 'fatal';
+  }
+
+  /**
+   * Write the node_exporter textfile (STATE_DIR/drift-agent.prom): configuration
+   * errors, reports waiting in the spool, the last accepted report. Point the textfile
+   * collector at it (or link it into its folder) to alert on an agent that cannot deliver.
+   */
+  private async writeMetrics(pending: number): Promise<void> {
+    const lines = [
+      '# HELP drift_agent_config_errors_total Deliveries stopped by a configuration error (enrolment secret refused, TLS certificate not trusted) since the agent started.',
+      '# TYPE drift_agent_config_errors_total counter',
+      `drift_agent_config_errors_total ${this.fatalCount}`,
+      '# HELP drift_agent_config_error 1 while the last delivery attempt met a configuration error.',
+      '# TYPE drift_agent_config_error gauge',
+      `drift_agent_config_error ${this.fatal === null ? 0 : 1}`,
+      '# HELP drift_agent_spooled_reports Reports waiting in the spool.',
+      '# TYPE drift_agent_spooled_reports gauge',
+      `drift_agent_spooled_reports ${pending}`,
+    ];
+    if (this.lastAcceptedAt !== null) {
+      lines.push('# HELP drift_agent_last_accepted_timestamp_seconds When the collector last accepted a report.',
+        '# TYPE drift_agent_last_accepted_timestamp_seconds gauge', `drift_agent_last_accepted_timestamp_seconds ${Math.floor(this.lastAcceptedAt / 1000)}`);
+    }
+    try { await writeFileAtomic(join(this.cfg.stateDir, AGENT_METRICS_FILE), `${lines.join('\n')}\n`); } catch (err) {
+      this.log.warn('cannot write the metrics file', { path: join(this.cfg.stateDir, AGENT_METRICS_FILE), reason: errnoOf(err) });
+    }
   }
 
   private hostIdOf(host: HostInfo): string {
@@ -151,6 +205,10 @@ export class AgentDaemon {
     const host = await readHostInfo(this.cfg.root);
     if (!this.cfg.hostId && host.machineId === '') {
       throw new DriftError('DRIFT_ERR_CONFIG', `${this.cfg.root}: no etc/machine-id to identify this host; create it (systemd-machine-id-setup) or pass --host-id`);
+    }
+    if (!host.image && !this.warnedStamp) {
+      this.warnedStamp = true;
+      this.log.warn('this root has no image stamp: the collector cannot tell which baseline to compare it with; bake the image with drift baseline --stamp', { stamp: join(this.cfg.root, IMAGE_STAMP_PATH) });
     }
     this.rules ??= await this.scopeRules(host);
     const ctx: CollectContext = {
@@ -202,7 +260,7 @@ export class AgentDaemon {
     const hostId = this.hostIdOf(host);
     const existing = await this.state.readNodeKey(hostId, this.cfg.collector);
     if (existing) return { key: existing };
-    const secret = await readSecretFile(this.cfg.enrollSecretFile, (m) => this.log.warn(m));
+    const secret = await this.readSecret();
     const o = await this.client.enroll(secret, { hostId, hostname: host.hostname, imageId: host.image?.id ?? null }, signal);
     switch (o.kind) {
       case 'ok':
@@ -210,11 +268,11 @@ export class AgentDaemon {
         this.log.info('enrolled', { hostId, collector: this.cfg.collector });
         return { key: o.value };
       case 'unauthorized':
-        this.log.error('enrollment refused: the collector does not accept the enrollment secret; check --enroll-secret-file', { hostId, secretFile: this.cfg.enrollSecretFile, reason: o.message });
-        return { stop: 'unauthorized' };
+        return { stop: this.configError(`enrollment refused: the collector does not accept the enrollment secret in ${this.cfg.enrollSecretFile}; put the collector's secret (its --enroll-secret-file) there`, { hostId, secretFile: this.cfg.enrollSecretFile, reason: o.message }) };
       case 'refused':
-        this.log.error('enrollment refused', { hostId, status: o.status, code: o.code, reason: o.message });
-        return { stop: 'unauthorized' };
+        return { stop: this.configError(`enrollment refused by the collector (${o.status} ${o.code}): ${o.message}`, { hostId, status: o.status, code: o.code }) };
+      case 'misconfigured':
+        return { stop: this.configError(`cannot enroll: ${o.message}`, { hostId, collector: this.cfg.collector }) };
       case 'unreachable':
         this.log.warn('collector unreachable', { collector: this.cfg.collector, reason: o.message });
         return { stop: 'retry' };
@@ -279,10 +337,7 @@ export class AgentDaemon {
           continue;
         }
         case 'unauthorized':
-          if (reenrolled) {
-            this.log.error('report refused with a fresh node key', { seq: entry.seq, reason: o.message });
-            return 'unauthorized';
-          }
+          if (reenrolled) return this.configError(`report refused with a fresh node key: ${o.message}`, { seq: entry.seq });
           this.log.warn('node key refused; enrolling again', { seq: entry.seq, reason: o.message });
           await this.state.dropNodeKey();
           reenrolled = true;
@@ -299,6 +354,8 @@ export class AgentDaemon {
           }
           this.log.error('report refused by the collector; dropping it (it would never be accepted)', { seq: entry.seq, status: o.status, code: o.code, reason: o.message, sent });
           return 'refused';
+        case 'misconfigured':
+          return this.configError(`cannot deliver: ${o.message}`, { seq: entry.seq, collector: this.cfg.collector });
         case 'unreachable':
           this.log.warn('collector unreachable', { collector: this.cfg.collector, seq: entry.seq, reason: o.message });
           return 'retry';
@@ -338,12 +395,16 @@ export class AgentDaemon {
         continue;
       }
       const r = await this.deliver(entry, signal);
-      if (r === 'accepted') { delivered.push(seq); await this.spool.remove(seq); continue; }
+      if (r !== 'fatal') this.fatal = null;
+      if (r === 'accepted') { this.lastAcceptedAt = this.now(); delivered.push(seq); await this.spool.remove(seq); continue; }
       if (r === 'refused') { refused.push(seq); await this.spool.remove(seq); continue; }
       stopped = r === 'retry' ? 'unreachable' : r;
       break;
     }
-    return { delivered, refused, pending: (await this.spool.seqs()).length, stopped };
+    const pending = (await this.spool.seqs()).length;
+    await this.writeMetrics(pending);
+    if (stopped === 'fatal' && this.fatal !== null) return { delivered, refused, pending, stopped, fatal: this.fatal };
+    return { delivered, refused, pending, stopped };
   }
 
   /**
@@ -356,6 +417,11 @@ export class AgentDaemon {
     if (r.delivered.includes(seq)) return 0;
     if (r.stopped === 'aborted') { this.log.info('interrupted; report kept in the spool', { seq, pending: r.pending }); return 2; }
     if (r.refused.includes(seq)) { this.log.error('report refused by the collector', { seq }); return 2; }
+    if (r.stopped === 'fatal') {
+      // Not "delivered by the next run": no run will deliver it until the configuration changes.
+      this.log.error(`cannot deliver to the collector: ${r.fatal ?? 'configuration error'}; the report stays spooled until this is fixed`, { seq, pending: r.pending, fatal: true });
+      return 2;
+    }
     this.log.warn('report spooled; it will be delivered by the next run', { seq, pending: r.pending, reason: r.stopped });
     return 2;
   }
@@ -387,7 +453,12 @@ export class AgentDaemon {
       const r = await this.drain(signal);
       if (r.stopped === 'aborted') break;
       let wait = nextCollect - this.now();
-      if (r.stopped !== null) {
+      if (r.stopped === 'fatal') {
+        // Retrying sooner cannot help; try again at the next collection, so a fixed
+        // configuration (a rotated secret, a new CA file is read at start) is picked up.
+        failures = 0;
+        this.log.info('delivery stopped by a configuration error; trying again at the next collection', { pending: r.pending, inMs: Math.max(0, wait) });
+      } else if (r.stopped !== null) {
         wait = Math.min(wait, backoffDelay(failures, 1_000, 300_000, this.random));
         failures++;
         this.log.info('retrying later', { pending: r.pending, inMs: Math.max(0, wait), failures });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
+import { readCaFile, type ClientOptions } from '../transport/client.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 
 /** Collect a repeatable option into a list (commander's custom processing). */
@@ -35,3 +36,7 @@ a 15 TiB sparse file is listed unread ("over the per-file byte budget: ... bytes
 allocated, sparse)") at once instead of being hashed for hours; unchanged files answered
 from the stat cache cost nothing.`,
 } as const;
+/** Client options of an operator command talking to a collector: `--ca-file` read once, with a clear error. */
+export async function clientOptions(caFile: string | undefined): Promise<ClientOptions> {
+  return caFile === undefined ? {} : { ca: await readCaFile(caFile) };
+}

@@ -21,6 +21,7 @@ export async function hostCommands(): Promise<Register[]> {
     import('./commands/verify-packages.js'),
     import('./commands/pins.js'),
     import('./commands/actions.js'),
+    import('./commands/hosts.js'),
   ]);
   return mods.map((m) => m.register);
 }

@@ -1,10 +1,16 @@
 import type { FileEntry, PackageEntry, PortEntry, ProcessEntry, Unread } from './manifest.js';
-import type { Change, PolicyAction, Severity } from './rules.js';
+import type { Change, FindingKind, PolicyAction, Severity } from './rules.js';
 import type { FirstBoot } from './pins.js';
 
 /** A finding that breaks a first-boot pin: `before` is then the pinned value, seen first at `firstSeen`. */
 export interface PinnedRef {
   firstSeen: string;
+}
+
+/** The finding another one follows from: a removed package for each file it owned, a new folder for what is in it. */
+export interface Cause {
+  kind: FindingKind;
+  key: string;
 }
 
 /** A raw difference between a baseline entry and a manifest entry, before rules judge it. */
@@ -30,6 +36,11 @@ interface FindingBase<K extends string, T> extends Difference<K, T> {
   diff?: string;
   /** Set when the finding breaks a first-boot pin (agent/engine/pins.ts). */
   pinned?: PinnedRef;
+  /**
+   * Set by `buildReport` on a finding that follows from another finding of the same
+   * report (its root cause, never a chain): human formats print it under its cause.
+   */
+  cause?: Cause;
 }
 
 /**
@@ -61,12 +72,37 @@ export interface Drop {
 
 export const REPORT_SCHEMA = 'drift.report/v1';
 
+/** What was checked of a baseline's signature before it was compared. */
+export type SignatureStatus = 'verified' | 'unverified' | 'unsigned';
+
+/**
+ * `verified`: signed by a trusted key (`keyId`); `unverified`: signed by `keyId`, but
+ * no trusted key was there to check it, so the findings are only as good as the file;
+ * `unsigned`: no signature at all (`keyId` null).
+ */
+export interface SignatureCheck {
+  status: SignatureStatus;
+  keyId: string | null;
+}
+
+/** The baseline a report was judged against. */
+export interface ReportBaseline {
+  imageId: string;
+  digest: string;
+  signature: SignatureCheck;
+}
+
 /** The result of a scan, as `--format json` prints it (documented in README). */
 export interface Report {
   schema: typeof REPORT_SCHEMA;
   target: string;
-  baseline: { imageId: string; digest: string };
-  summary: { findings: number; bySeverity: Record<Severity, number> };
+  baseline: ReportBaseline;
+  summary: {
+    findings: number;
+    bySeverity: Record<Severity, number>;
+    /** Findings by kind and change, zeros included. */
+    byKind: Record<FindingKind, Record<Change, number>>;
+  };
   findings: Finding[];
   /** What the scan could not read: a clean report must not hide blind spots. */
   unread: Unread[];

@@ -53,6 +53,12 @@ export type Outcome<T> =
   | { kind: 'unauthorized'; message: string }
   /** Another 4xx: the request will never be accepted as it is. */
   | { kind: 'refused'; status: number; code: string; message: string }
+  /**
+   * The collector's TLS certificate is not trusted (self-signed, unknown CA, wrong
+   * name, expired) or it does not speak TLS: trying again will not help until the
+   * configuration changes (`--ca-file`, the URL).
+   */
+  | { kind: 'misconfigured'; message: string }
   /** Connection refused or reset, DNS, timeout, 5xx: worth trying again later. */
   | { kind: 'unreachable'; message: string }
   /** The caller's signal fired (shutdown). */
@@ -82,6 +88,27 @@ interface RawResponse { status: number; json: unknown; bytes: number }
 class NetError extends Error {
   readonly aborted: boolean;
   constructor(message: string, aborted: boolean, cause?: unknown) { super(message, { cause }); this.aborted = aborted; }
+}
+
+/** OpenSSL's and Node's codes for a certificate the client does not trust. */
+const CERT_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED', 'INVALID_CA', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+/** Codes of a TLS handshake with something that does not speak TLS (an http:// collector behind https://). */
+const NOT_TLS_ERRORS = new Set(['EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG']);
+
+/**
+ * A configuration error behind a failed connection, in a person's words, or null
+ * when the failure may pass by itself (refused, reset, timeout).
+ */
+export function tlsProblem(code: string, url: URL): string | null {
+  if (CERT_ERRORS.has(code)) {
+    return `the collector's TLS certificate is not trusted (${code}); pass --ca-file with the CA certificate (PEM) that signed it`;
+  }
+  if (NOT_TLS_ERRORS.has(code)) return `${url.host} does not speak TLS (${code}); check the URL's scheme (http:// or https://)`;
+  return null;
 }
 
 /** Join a collector base URL and an API path (with an optional `?query`), keeping any base path prefix. */
@@ -186,8 +213,12 @@ function classify<T>(res: RawResponse, parse: (json: unknown) => T | null, what:
   return { kind: 'unreachable', message: `${what}: HTTP ${res.status}: ${e.message}` };
 }
 
-function netOutcome(err: unknown, what: string): Outcome<never> {
-  if (err instanceof NetError) return err.aborted ? { kind: 'aborted' } : { kind: 'unreachable', message: `${what}: ${err.message}` };
+function netOutcome(err: unknown, what: string, url: URL): Outcome<never> {
+  if (err instanceof NetError) {
+    if (err.aborted) return { kind: 'aborted' };
+    const tls = tlsProblem(err.message, url);
+    return tls !== null ? { kind: 'misconfigured', message: `${what}: ${tls}` } : { kind: 'unreachable', message: `${what}: ${err.message}` };
+  }
   throw err;
 }
 
@@ -215,7 +246,7 @@ export class CollectorClient {
     try {
       const res = await send('POST', url, secret, body, { ...this.opts, agent: this.agent, ...(signal ? { signal } : {}) });
       return classify(res, (j) => { const p = EnrollResponseSchema.safeParse(j); return p.success ? p.data.nodeKey : null; }, `POST ${url.href}`);
-    } catch (err) { return netOutcome(err, `POST ${url.href}`); }
+    } catch (err) { return netOutcome(err, `POST ${url.href}`, url); }
   }
 
   /** `POST /v1/reports` with the node key. */
@@ -230,7 +261,7 @@ export class CollectorClient {
         const need = p.data.need.filter((n): n is SectionName => (SECTIONS as readonly string[]).includes(n));
         return { accepted: false, seq: p.data.seq, need };
       }, `POST ${url.href}`);
-    } catch (err) { return netOutcome(err, `POST ${url.href}`); }
+    } catch (err) { return netOutcome(err, `POST ${url.href}`, url); }
   }
 
   /** Close idle keep-alive connections (so a `--once` run exits at once). */
@@ -267,11 +298,23 @@ export async function readSecretFile(path: string, warn: (msg: string) => void =
   return secret;
 }
 
+/** Read `--ca-file`: the PEM certificates to trust for an HTTPS collector, with a clear error. */
+export async function readCaFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `cannot read CA file ${path}: ${errnoOf(err)}; give the PEM file of the CA that signed the collector's certificate`, { cause: err });
+  }
+}
+
 /** Throw the user-facing DriftError for a failed admin request. */
 function adminFailure(method: string, url: URL, o: Exclude<Outcome<unknown>, { kind: 'ok' }>, hint: string): never {
   switch (o.kind) {
     case 'unauthorized':
-      throw new DriftError('DRIFT_ERR_UNAUTHORIZED', `${method} ${url.href} refused the admin token: ${o.message}; check --admin-token-file against the collector's --admin-token-file`);
+      // The collector's message already says what to check; adding advice here would say it twice.
+      throw new DriftError('DRIFT_ERR_UNAUTHORIZED', `${method} ${url.href}: ${o.message}`);
+    case 'misconfigured':
+      throw new DriftError('DRIFT_ERR_CONFIG', o.message);
     case 'refused':
       throw new DriftError(o.status === 404 ? 'DRIFT_ERR_NOT_FOUND' : o.status === 409 ? 'DRIFT_ERR_CONFLICT' : o.status === 413 ? 'DRIFT_ERR_TOO_LARGE' : 'DRIFT_ERR_USAGE',
         `${method} ${url.href}: the collector answered ${o.status} ${o.code}: ${o.message}`);
@@ -294,7 +337,7 @@ async function adminCall<T>(method: string, collectorUrl: string, path: string, 
   try {
     o = classify(await send(method, url, adminToken, body, opts), parse, `${method} ${url.href}`);
   } catch (err) {
-    o = netOutcome(err, `${method} ${url.href}`);
+    o = netOutcome(err, `${method} ${url.href}`, url);
   }
   if (o.kind === 'ok') return o.value;
   return adminFailure(method, url, o, REACH_HINT);

@@ -14,8 +14,8 @@ export interface RunningServer {
   /** `http://127.0.0.1:8750` (the real port when 0 was asked for). */
   address: string;
   store: Store;
-  /** Stop accepting, finish in-flight requests, close the database. Idempotent. */
-  stop(): Promise<void>;
+  /** Stop accepting, finish in-flight requests, close the database; logs why and when done. Idempotent. */
+  stop(reason?: string): Promise<void>;
 }
 
 /**
@@ -69,10 +69,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   return {
     address,
     store,
-    stop: () => (stopping ??= (async () => {
+    stop: (reason?: string) => (stopping ??= (async () => {
+      app.log.info(reason ? { reason } : {}, 'stopping: finishing requests in flight');
+      logStream.flush();
       clearInterval(timer);
       await app.close();
       store.close();
+      app.log.info('stopped');
       logStream.flush();
     })()),
   };

@@ -29,10 +29,10 @@ export function register(program: Command): void {
       const { startServer } = await import('./serve.js');
       const running = await startServer(cfg);
       await new Promise<void>((resolve) => {
-        const onSignal = (): void => {
+        const onSignal = (signal: NodeJS.Signals): void => {
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);
-          running.stop().then(resolve, resolve);
+          running.stop(signal).then(resolve, resolve);
         };
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);

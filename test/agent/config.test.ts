@@ -62,6 +62,7 @@ t.test('mistakes are refused with the file and key', async (t) => {
   await writeFile(bad, 'collector: [\n');
   await t.rejects(resolveAgentConfig({ config: bad }), { code: 'DRIFT_ERR_CONFIG', message: new RegExp(`${bad}:\\d+:\\d+: `) });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', interval: 'soon' }), { code: 'DRIFT_ERR_USAGE', message: /interval: "soon" is not a duration/ });
+  await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', interval: '5 minutes' }), { message: /^[^:]*: interval: "5 minutes" is not a duration \(use 30s, 5m, 1h\)$/ }, 'the key is named once');
   await t.rejects(resolveAgentConfig({ 'enroll-secret-file': '/s' }), { code: 'DRIFT_ERR_USAGE', message: /needs --collector/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', interval: '1m', splay: '2m' }), { message: /splay .* must not exceed the interval/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max': '0' }), { message: /spool-max must be at least 1/ });

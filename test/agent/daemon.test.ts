@@ -6,17 +6,12 @@ import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { resolveAgentConfig } from '../../agent/config.js';
-import { AgentDaemon, jsonLogger } from '../../agent/daemon.js';
+import { AGENT_METRICS_FILE, AgentDaemon, jsonLogger } from '../../agent/daemon.js';
 import { collectManifest } from '../../agent/manifest.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
 import { closedPort, exited, makeRoot, spawnAgent, startCollector, waitForLog } from '../e2e/helpers.js';
-import { driftBin, repoRoot } from '../helpers/paths.js';
+import { driftBin } from '../helpers/paths.js';
 import { run } from '../helpers/run.js';
-
-/** Run `bin/drift.js agent ARGS` through main, which sets the exit code (spawnAgent's register() alone cannot). */
-function spawnDriftAgent(args: string[]): ReturnType<typeof spawn> {
-  return spawn(process.execPath, [driftBin, 'agent', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-}
 
 /** A temp folder with a host root, a state folder and the enrollment secret. */
 async function setup(t: { teardown(fn: () => unknown): void }, machineId = '0123456789abcdef0123456789abcdef'): Promise<{ dir: string; root: string; stateDir: string; secret: string }> {
@@ -206,7 +201,7 @@ t.test('SIGTERM while the collector does not answer: the report stays spooled, -
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { for (const k of sockets) k.destroy(); silent.close(() => r()); }));
   const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-  const child = spawnDriftAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
+  const child = spawnAgent(['--collector', url, '--enroll-secret-file', s.secret, '--root', s.root, '--state-dir', s.stateDir, '--timeout', '10m', '--once']);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   await waitForLog(child, /^manifest collected$/);
   // The enrollment request is now in flight and will not be answered for 10 minutes.
@@ -329,4 +324,35 @@ t.test('the agent collects the scope baked into the image, not the rule files th
   const swapped = await other.d.spool.get(await other.d.collectAndSpool());
   t.notOk(Object.keys(swapped?.manifest.files ?? {}).includes('/srv/app.conf'), 'the host\'s rules are used');
   t.match(other.logs.find((l) => l['level'] === 'warn'), { msg: /no baked scope/, reason: /but the image stamp names sha256:/ });
+});
+
+t.test('the daemon: a refused enrolment secret is an error with a metric, and the loop waits for the next collection', async (t) => {
+  const s = await setup(t);
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const wrong = join(s.dir, 'wrong-secret');
+  await writeFile(wrong, 'not-the-enrollment-secret\n', { mode: 0o600 });
+  const cfg = await resolveAgentConfig({ collector: c.url, 'enroll-secret-file': wrong, root: s.root, 'state-dir': s.stateDir, interval: '1h', splay: '0s' });
+  const logs: Array<Record<string, unknown>> = [];
+  let onFatal: () => void = () => undefined;
+  const fatal = new Promise<void>((r) => { onFatal = r; });
+  const d = await AgentDaemon.open(cfg, {
+    collect: collectManifest, loadRules: (dirs) => loadRuleSet(dirs),
+    log: jsonLogger((l) => { const j = JSON.parse(l) as Record<string, unknown>; logs.push(j); if (j['msg'] === 'retrying later' || /^delivery stopped by a configuration error/.test(String(j['msg']))) onFatal(); }),
+  });
+  t.teardown(() => d.close());
+  const ac = new AbortController();
+  const loop = d.runLoop(ac.signal);
+  await fatal;
+  // The drain wrote the metrics file before the loop said it waits for the next collection.
+  const metrics = await readFile(join(s.stateDir, AGENT_METRICS_FILE), 'utf8');
+  ac.abort();
+  await loop;
+  const errors = logs.filter((l) => l['level'] === 'error');
+  t.match(errors[0], { fatal: true, configErrors: 1, msg: /^enrollment refused: the collector does not accept the enrollment secret in .*wrong-secret/ });
+  t.notOk(logs.some((l) => l['msg'] === 'retrying later'), 'no backoff retries: retrying cannot help');
+  t.match(metrics, /\ndrift_agent_config_errors_total 1\n/);
+  t.match(metrics, /\ndrift_agent_config_error 1\n/);
+  t.match(metrics, /\ndrift_agent_spooled_reports 1\n/);
+  t.equal(c.received.length, 0, 'nothing was delivered');
 });

@@ -1,8 +1,21 @@
 import t from 'tap';
-import { linkSync, lstatSync, mkdtempSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdtempSync, statSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STAT_CACHE_FILE, StatCache } from '../../agent/statcache.js';
+import { StatPool, type StatView } from '../../agent/walk.js';
+
+/**
+ * The cache is driven the way the files collector drives it: stat fields in the
+ * record layout, as the walk's stat pool fills them (lookupStamp, stageStamp).
+ */
+function statOf(path: string): StatView {
+  const pool = new StatPool({ thread: false });
+  const ref = pool.statNow(path);
+  return pool.read(ref, { mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, mtime: 0, view: new DataView(new ArrayBuffer(0)), stampAt: 0 });
+}
+const lookup = (cache: StatCache, path: string): string | undefined => { const st = statOf(path); return cache.lookupStamp(st.view, st.stampAt); };
+const stage = (cache: StatCache, path: string): number => { const st = statOf(path); return cache.stageStamp(st.view, st.stampAt, st.nlink); };
 
 const later = (): Date => new Date(Date.now() + 10_000);
 const SHA = 'ab'.repeat(32);
@@ -18,27 +31,27 @@ function setup(t: { teardown: (fn: () => void) => void }): { dir: string; state:
 t.test('a saved record is a hit while the stat is unchanged, and a miss after a change', async (t) => {
   const { state, file } = setup(t);
   const first = StatCache.load(state, '/', later());
-  t.equal(first.lookup(lstatSync(file, { bigint: true })), undefined, 'empty without a file');
-  first.record(first.stage(lstatSync(file, { bigint: true })), SHA);
+  t.equal(lookup(first, file), undefined, 'empty without a file');
+  first.record(stage(first, file), SHA);
   first.save(state);
   t.same(readdirSync(state), [STAT_CACHE_FILE], 'written atomically: no temp file left');
 
   const second = StatCache.load(state, '/', later());
   t.equal(second.loadedCount, 1);
-  t.equal(second.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.equal(lookup(second, file), SHA);
   t.notOk(second.dirty, 'nothing to write when every record was hit');
 
   // Same size, mtime put back: ctime still moves, so the change is seen.
-  const before = lstatSync(file);
+  const before = statSync(file);
   writeFileSync(file, 'HELLO\n');
   utimesSync(file, before.atime, before.mtime);
-  t.equal(second.lookup(lstatSync(file, { bigint: true })), undefined);
+  t.equal(lookup(second, file), undefined);
 });
 
 t.test('files changed within the racy window before the scan are not cached', async (t) => {
   const { state, file } = setup(t);
   const cache = StatCache.load(state, '/', new Date());
-  t.equal(cache.stage(lstatSync(file, { bigint: true })), -1);
+  t.equal(stage(cache, file), -1);
   cache.record(-1, SHA);
   t.notOk(cache.dirty);
 });
@@ -48,12 +61,12 @@ t.test('records not seen again leave the cache', async (t) => {
   const other = join(dir, 'g');
   writeFileSync(other, 'x');
   const a = StatCache.load(state, '/', later());
-  a.record(a.stage(lstatSync(file, { bigint: true })), SHA);
-  a.record(a.stage(lstatSync(other, { bigint: true })), SHA);
+  a.record(stage(a, file), SHA);
+  a.record(stage(a, other), SHA);
   a.save(state);
   const b = StatCache.load(state, '/', later());
   t.equal(b.loadedCount, 2);
-  t.equal(b.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.equal(lookup(b, file), SHA);
   t.ok(b.dirty, 'one record was not hit');
   b.save(state);
   t.equal(StatCache.load(state, '/', later()).loadedCount, 1);
@@ -62,7 +75,7 @@ t.test('records not seen again leave the cache', async (t) => {
 t.test('a cache of another root, a truncated or foreign file reads as empty', async (t) => {
   const { state, file } = setup(t);
   const a = StatCache.load(state, '/', later());
-  a.record(a.stage(lstatSync(file, { bigint: true })), SHA);
+  a.record(stage(a, file), SHA);
   a.save(state);
   t.equal(StatCache.load(state, '/mnt/image', later()).loadedCount, 0);
   truncateSync(join(state, STAT_CACHE_FILE), 30);
@@ -76,14 +89,14 @@ t.test('hard links are one record, and each path hits it', async (t) => {
   const link = join(dir, 'hard');
   linkSync(file, link);
   const a = StatCache.load(state, '/', later());
-  const first = a.stage(lstatSync(file, { bigint: true }));
+  const first = stage(a, file);
   t.not(first, -1);
-  t.equal(a.stage(lstatSync(link, { bigint: true })), -1, 'the second path of the same inode is not staged again');
+  t.equal(stage(a, link), -1, 'the second path of the same inode is not staged again');
   a.record(first, SHA);
   a.save(state);
   const b = StatCache.load(state, '/', later());
   t.equal(b.loadedCount, 1);
-  t.equal(b.lookup(lstatSync(link, { bigint: true })), SHA);
-  t.equal(b.lookup(lstatSync(file, { bigint: true })), SHA);
+  t.equal(lookup(b, link), SHA);
+  t.equal(lookup(b, file), SHA);
   t.notOk(b.dirty);
 });

@@ -1,14 +1,13 @@
 import t from 'tap';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BaselineSchema } from '../../agent/protocol/manifest.js';
 import { fetchFleet, fetchHost, fetchHosts, pushBaseline } from '../../agent/transport/client.js';
 import { promisify } from 'node:util';
-import { driftBin } from '../helpers/paths.js';
 import { drift } from '../helpers/run.js';
-import { exited, makeRoot } from './helpers.js';
+import { exited, makeRoot, startServer } from './helpers.js';
 
 /**
  * The issue's "Done when": a real collector (`drift server`, a child process, a real
@@ -16,30 +15,6 @@ import { exited, makeRoot } from './helpers.js';
  * `drift agent --once`, one of them drifted; /v1/hosts and /v1/fleet must name exactly
  * that host as the snowflake, and say why.
  */
-
-/** Start `drift server` and resolve with its URL once it logs "listening" (never a sleep). */
-function startServer(args: string[]): Promise<{ child: ChildProcess; url: string; logs: string[] }> {
-  const child = spawn(process.execPath, [driftBin, 'server', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: string[] = [];
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stderr?.on('data', (b: Buffer) => logs.push(b.toString()));
-    child.stdout?.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        logs.push(line);
-        try {
-          const j = JSON.parse(line) as { msg?: string; address?: string };
-          if (j.msg === 'listening' && j.address) resolve({ child, url: j.address, logs });
-        } catch { /* not JSON */ }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`drift server exited ${code} before listening:\n${logs.join('')}`)));
-  });
-}
 
 const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'];
 const machineIdOf = (name: string): string => `${name.replace(/\D/g, '').padStart(2, '0')}`.padEnd(32, 'a');
@@ -158,7 +133,7 @@ t.test('five hosts of one image; the one that drifted is the snowflake', async (
   t.equal(cleanScan.code, 0, `scan --host of a clean host exits 0: ${cleanScan.stdout}`);
   const missing = await drift(['scan', '--collector', server.url, '--admin-token-file', admin, '--host', 'nope']);
   t.equal(missing.code, 2, 'an unknown host is trouble');
-  t.match(missing.stderr, /no host nope/);
+  t.match(missing.stderr, /no host with id or hostname "nope"/);
 
   const done = exited(server.child);
   server.child.kill('SIGTERM');

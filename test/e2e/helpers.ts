@@ -7,7 +7,7 @@ import { buildApp } from '../../server/http/app.js';
 import { Store } from '../../server/store/store.js';
 import { compare } from '../../agent/engine/compare.js';
 import { loadRuleSet } from '../../agent/rules/load.js';
-import { repoRoot } from '../helpers/paths.js';
+import { driftBin, repoRoot } from '../helpers/paths.js';
 
 /**
  * Helpers of the agent and fleet tests: small real roots, a real collector in-process
@@ -109,5 +109,29 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) { resolve({ code: child.exitCode, signal: child.signalCode }); return; }
     child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+/** Start `drift server` and resolve with its URL once it logs "listening" (never a sleep). */
+export function startServer(args: string[]): Promise<{ child: ChildProcess; url: string; logs: string[] }> {
+  const child = spawn(process.execPath, [driftBin, 'server', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stderr?.on('data', (b: Buffer) => logs.push(b.toString()));
+    child.stdout?.on('data', (b: Buffer) => {
+      buf += b.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        try {
+          const j = JSON.parse(line) as { msg?: string; address?: string };
+          if (j.msg === 'listening' && j.address) resolve({ child, url: j.address, logs });
+        } catch { /* not JSON */ }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`drift server exited ${code} before listening:\n${logs.join('')}`)));
   });
 }

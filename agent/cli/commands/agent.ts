@@ -56,6 +56,14 @@ that seq, the answer was lost) counts as delivered. The spool keeps at most
 (the drops are counted and announced to the collector). Logs are JSON lines on
 standard error.
 
+Configuration errors: an enrolment secret the collector refuses, a TLS certificate this
+host does not trust (pass --ca-file) or a URL that does not speak TLS are logged as
+errors with "fatal":true: retrying cannot help, the report waits in the spool until the
+configuration is fixed, and --once exits 2. The daemon tries again at the next
+collection. STATE_DIR/drift-agent.prom (node_exporter textfile) counts them
+(drift_agent_config_errors_total) with the spooled reports and the last delivery.
+A root without an image stamp (etc/drift/image.json) is warned about once.
+
 ${BUDGET_HELP.after}
 
 Stopping: SIGTERM or SIGINT never interrupts a collection in progress (a first run

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { checkRules, formatProblem, shippedRulesDir } from '../../rules/load.js';
 import { exit } from '../exit.js';
+import { plural } from '../format/common.js';
 
 /**
  * `drift rules check [DIR...]`: validate rule files the way `drift scan` and the
@@ -30,11 +31,11 @@ export function register(program: Command): void {
       if (result.problems.length > 0) {
         for (const p of result.problems) process.stdout.write(`${formatProblem(p)}\n`);
         const n = result.problems.length;
-        process.stderr.write(`drift: ${n} problem${n === 1 ? '' : 's'} in rule files\n`);
+        process.stderr.write(`drift: ${plural(n, 'problem')} in rule files\n`);
         exit(2);
         return;
       }
-      process.stdout.write(`${result.files} files, ${result.rules} rules: OK\n`);
+      process.stdout.write(`${plural(result.files, 'file')}, ${plural(result.rules, 'rule')}: OK\n`);
       exit(0);
     });
 }

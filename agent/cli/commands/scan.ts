@@ -3,10 +3,11 @@ import { resolve } from 'node:path';
 import { collectManifest } from '../../manifest.js';
 import { readHostInfo } from '../../identity.js';
 import { baselineDigest, scopedRules, scopeOf } from '../../baseline.js';
-import { loadPublicKey, verifyBaseline } from '../../sign.js';
+import { checkBaseline, loadTrustedKeys, TRUST_DIR } from '../../sign.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
-import { BaselineSchema, ManifestSchema, type Manifest, type SectionName } from '../../protocol/manifest.js';
+import { BaselineSchema, ManifestSchema, type Baseline, type HostInfo, type Manifest, type SectionName } from '../../protocol/manifest.js';
+import { IMAGE_STAMP_PATH } from '../../identity.js';
 import { compareWithDrops } from '../../engine/compare.js';
 import { compareWithPins } from '../../engine/pins.js';
 import { readInstanceKeys } from '../../instance-data.js';
@@ -14,19 +15,23 @@ import { compareUnread } from '../../protocol/unread.js';
 import { beforeFirstBoot, readPins, writePins } from '../../pins-store.js';
 import type { FirstBoot } from '../../protocol/pins.js';
 import type { Drop, Finding } from '../../protocol/finding.js';
-import { buildReport, exitCodeOf } from '../../engine/report.js';
+import { buildReport, exitCodeOf, linkCauses } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
+import { formatPrometheusMany } from '../format/prometheus.js';
+import { nextSteps, shellWord } from '../format/next.js';
 import { canonicalJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
-import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
+import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
 import { exit } from '../exit.js';
 import { byteBudget, defaultStateDir, parseSections, requireRootDir, resolveRootAndProc } from '../../config.js';
-import { BUDGET_HELP, collect, readJsonFile } from '../common.js';
+import { BUDGET_HELP, clientOptions, collect, readJsonFile } from '../common.js';
 
 interface ScanOptions {
   baseline?: string;
   pubkey?: string[];
+  trustDir: string;
+  anyImage: boolean;
   root?: string;
   proc?: string;
   manifest?: string;
@@ -42,6 +47,9 @@ interface ScanOptions {
   host?: string;
   fleet: boolean;
   sections?: string;
+  caFile?: string;
+  finding?: string;
+  nextSteps: boolean;
 }
 
 export function register(program: Command): void {
@@ -49,7 +57,9 @@ export function register(program: Command): void {
     .command('scan')
     .description('Compare this host, a root folder or a saved manifest with its image\'s baseline and explain every difference.')
     .option('--baseline <file>', 'the image\'s baseline (from drift baseline)')
-    .option('--pubkey <file>', 'trusted ed25519 public key: refuse a baseline not signed by one of them (repeatable)', collect)
+    .option('--pubkey <file>', 'trusted ed25519 public key, besides those of --trust-dir (repeatable)', collect)
+    .option('--trust-dir <dir>', 'folder of trusted public keys (*.pub); with any trusted key, a baseline not signed by one of them is refused', TRUST_DIR)
+    .option('--any-image', 'compare even when the host\'s image stamp names another image than the baseline', false)
     .option('--root <dir>', 'scan this root folder instead of /')
     .option('--proc <dir>', 'read processes and ports from this /proc (default: /proc for the live host, none for --root)')
     .option('--manifest <file>', 'compare this saved manifest instead of collecting one')
@@ -63,8 +73,11 @@ export function register(program: Command): void {
     .option('--repin', 'take this scan\'s first-boot values as the pinned ones (after a wanted change to a pinned path)', false)
     .option('--collector <url>', 'ask this collector (drift server) instead of scanning here; with --host or --fleet')
     .option('--admin-token-file <file>', 'the collector\'s admin token (with --collector)')
-    .option('--host <id>', 'with --collector: the collector\'s view of this host')
+    .option('--host <id|hostname>', 'with --collector: the collector\'s view of this host (its id, or its hostname when unique)')
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
+    .option('--ca-file <file>', 'with --collector: extra CA certificates (PEM) to trust for an HTTPS collector')
+    .option('--finding <key>', 'report only the finding with this key (a path, dpkg:name:arch, exe|user, proto:addr:port), e.g. with --format json to see it in full')
+    .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
     .addHelpText('after', `
 Scope: what is watched, ignored and expected is the scope recorded in the baseline at bake
 time; rule files on this host (shipped and --rules) give the policy (severity, action) only.
@@ -79,18 +92,30 @@ expect rules accepted, in the state folder; a later change to them is drift. The
 user's SSH keys are checked against the instance's metadata (run/cloud-init/instance-data*.json).
 
 Exit status (as diff(1)): 0 no drift, 1 drift found, 2 trouble (bad input, a --root that
-does not exist, unreadable baseline, bad signature).
+does not exist, unreadable baseline, bad signature, a host stamped with another image
+than the baseline's).
 Colour is used only on a terminal, and never when NO_COLOR is set. Names, content
 and every other string from the host are printed with control characters and bidi
 overrides escaped (\\x1b, \\u202e) in text and markdown.
 
 ${BUDGET_HELP.after}
 
+Signatures: the baseline is verified whenever a trusted key is at hand (--pubkey, or *.pub in
+--trust-dir, default ${TRUST_DIR}); every report says what was checked: verified, unverified
+(signed, but no trusted key here) or unsigned.
+
+Image: a host stamped by drift baseline --stamp (etc/drift/image.json) is compared only with
+its own image's baseline; --any-image compares anyway.
+
+--format prometheus writes a node_exporter textfile (findings by severity, scan time, unread
+paths): drift scan ... --format prometheus > /var/lib/node_exporter/drift.prom.tmp; mv it in place.
+
 Examples:
   drift scan --baseline /etc/drift/baseline.json --pubkey /etc/drift/bake.pub
   drift scan --root /mnt/suspect --baseline baseline.json --format json
   drift scan --manifest host.json --baseline baseline.json --format junit > drift.xml
-  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet`)
+  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet
+  drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --host web-1 --ca-file ca.pem`)
     .action(async (opts: ScanOptions) => {
       if (!(FORMATS as readonly string[]).includes(opts.format)) {
         throw new DriftError('DRIFT_ERR_USAGE', `scan: --format must be one of ${FORMATS.join(', ')}, got "${opts.format}"`);
@@ -102,9 +127,10 @@ Examples:
       if (!opts.baseline) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline FILE is required (the image\'s baseline from drift baseline)');
       const baselinePath = resolve(opts.baseline);
       const baseline = await readJsonFile(baselinePath, BaselineSchema, 'baseline');
-      if (opts.pubkey && opts.pubkey.length > 0) {
-        const keys = await Promise.all(opts.pubkey.map((p) => loadPublicKey(p)));
-        verifyBaseline(baseline, keys, baselinePath);
+      const signature = checkBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
+      if (signature.status !== 'verified') {
+        process.stderr.write(`drift: warning: baseline ${baselinePath} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${signature.keyId ?? '?'}, but no trusted key is at hand to verify it`}; `
+          + `findings are only as trustworthy as the file (put the bake key's .pub in ${opts.trustDir}, or pass --pubkey)\n`);
       }
       const sections = opts.sections !== undefined ? parseSections(opts.sections) : undefined;
       const hostRules = await loadRuleSet(opts.rules ?? []);
@@ -120,14 +146,18 @@ Examples:
       const compareInput = (m: Manifest) => ({ baseline: onlySections(baseline, sections), manifest: onlySections(m, sections), rules: hostRules });
       if (opts.manifest) {
         if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin pins what a scan of a host or root finds; a saved manifest (--manifest) has no pins');
-        manifest = await readJsonFile(resolve(opts.manifest), ManifestSchema, 'manifest');
-        target = manifest.host.hostname || resolve(opts.manifest);
+        const manifestPath = resolve(opts.manifest);
+        manifest = await readJsonFile(manifestPath, ManifestSchema, 'manifest');
+        if (!opts.anyImage) checkImage(manifest.host, baseline, `manifest ${manifestPath} (host.image)`, baselinePath);
+        target = manifest.host.hostname || manifestPath;
         ({ findings, dropped } = compareWithDrops(compareInput(manifest)));
       } else {
         const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
         await requireRootDir(root);
         const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+        // The stamp is read before the collection: a host of another image is refused at once.
         const host = await readHostInfo(root);
+        if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
         const instance = await readInstanceKeys(root);
         if (instance.keys) host.instanceKeys = instance.keys;
         manifest = await collectManifest({
@@ -152,15 +182,28 @@ Examples:
           firstBoot = result.firstBoot;
         }
       }
+      if (opts.finding !== undefined) {
+        const key = opts.finding;
+        const one = findings.filter((f) => f.key === key);
+        if (one.length === 0) throw new DriftError('DRIFT_ERR_USAGE', `scan: no finding has the key ${JSON.stringify(key)}; run the scan without --finding to see the keys`);
+        // Its consequences ride along, so a package shows the files that went with it.
+        findings = linkCauses(findings).filter((f) => f.key === key || f.cause?.key === key);
+      }
       const report = buildReport({
         target,
-        baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline) },
+        baseline: { imageId: baseline.host.image?.id ?? 'unknown', digest: baselineDigest(baseline), signature },
         findings,
         unread: manifest.unread,
         dropped,
         ...(firstBoot ? { firstBoot } : {}),
       });
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
+      if (opts.nextSteps) {
+        const command = ['npx drift scan', '--baseline', shellWord(opts.baseline),
+          ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),
+          ...(opts.rules ?? []).flatMap((r) => ['--rules', shellWord(r)])].join(' ');
+        process.stderr.write(nextSteps(report, { exitCode: exitCodeOf(report), baselinePath: opts.baseline, command, rulesDir: opts.stateDir ? `${opts.stateDir}/rules.d` : '/etc/drift/rules.d' }));
+      }
       exit(exitCodeOf(report));
     });
 }
@@ -173,6 +216,18 @@ function onlySections<M extends Manifest>(m: M, sections: readonly SectionName[]
   return copy;
 }
 
+/**
+ * Refuse to compare a host stamped with one image against another image's baseline:
+ * every difference between two images would be reported as drift, with no hint why.
+ */
+function checkImage(host: HostInfo, baseline: Baseline, stampWhere: string, baselinePath: string): void {
+  const stamped = host.image?.id;
+  const wanted = baseline.host.image?.id;
+  if (stamped === undefined || wanted === undefined || stamped === wanted) return;
+  throw new DriftError('DRIFT_ERR_USAGE', `this host was baked from image ${JSON.stringify(stamped)} (${stampWhere}), not ${JSON.stringify(wanted)} (the image of ${baselinePath}); `
+    + `scan with image ${stamped}'s baseline, or pass --any-image to compare anyway`);
+}
+
 /** `--collector`: print the collector's view of one host or the fleet; returns the exit code. */
 async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
   if (!opts.collector) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --host and --fleet ask a collector: give --collector URL too');
@@ -180,24 +235,30 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
   if ((opts.host === undefined) === !opts.fleet) throw new DriftError('DRIFT_ERR_USAGE', 'scan: with --collector, give exactly one of --host ID or --fleet');
   if (opts.baseline || opts.manifest || opts.root) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --collector reads the collector\'s view; --baseline, --manifest and --root are for a local scan');
   const token = await readSecretFile(opts.adminTokenFile);
+  const client = await clientOptions(opts.caFile);
   const color = useColor(process.stdout, process.env);
   if (opts.host !== undefined) {
-    const host = await remoteHost(opts.collector, token, opts.host);
+    const host = await resolveHost(opts.collector, token, opts.host, client);
     if (host.status === 'unknown-image') {
-      throw new DriftError('DRIFT_ERR_NOT_FOUND', `host ${host.id} reports image ${host.imageId ?? '(none)'}, which has no baseline on ${opts.collector}; push one with drift baseline --push`);
+      throw new DriftError('DRIFT_ERR_NOT_FOUND', host.imageId === null
+        ? `host ${host.id} reports no image: its root has no stamp (etc/drift/image.json); bake its image with drift baseline --stamp so the collector knows which baseline applies`
+        : `host ${host.id} reports image ${host.imageId}, which has no baseline on ${opts.collector}; push the baked one with drift baseline push FILE --collector ${opts.collector} (and stamp images with drift baseline --stamp)`);
     }
     if (host.status === 'silent') process.stderr.write(`drift: warning: host ${host.id} is silent (last report ${host.lastSeen ?? 'never'}); this is its last known state\n`);
     const report = hostReport(host);
     process.stdout.write(format(report, { format: fmt, color }));
     return exitCodeOf(report);
   }
-  const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token);
+  const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token, client);
   switch (fmt) {
     case 'json':
       process.stdout.write(`${JSON.stringify(JSON.parse(canonicalJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports })), null, 2)}\n`);
       break;
     case 'junit':
       process.stdout.write(formatJunitMany(reports));
+      break;
+    case 'prometheus':
+      process.stdout.write(formatPrometheusMany(reports));
       break;
     case 'text':
     case 'markdown':

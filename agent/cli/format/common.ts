@@ -97,3 +97,16 @@ function escapeUnsafe(c: string): string {
 export function visible(s: string, keepTab = false): string {
   return s.replace(keepTab ? UNSAFE_BUT_TAB : UNSAFE, escapeUnsafe);
 }
+
+/** `1 host`, `2 hosts`: a count with its noun in the right number (`plural(1, 'process', 'processes')`). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** The explanation without the key it starts with, for formats that print the key next to it. */
+export function explanationOf(f: Finding): string {
+  for (const prefix of [`${f.key}: `, `${f.key} `]) {
+    if (f.explanation.startsWith(prefix)) return f.explanation.slice(prefix.length);
+  }
+  return f.explanation;
+}

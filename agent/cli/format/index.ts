@@ -2,16 +2,19 @@ import { formatJson } from './json.js';
 import { formatJunit } from './junit.js';
 import { formatMarkdown } from './markdown.js';
 import { formatText } from './text.js';
+import { formatPrometheus } from './prometheus.js';
 import type { Report } from '../../protocol/finding.js';
 
 /** The output formats of `drift scan` (`--format`). */
-export const FORMATS = ['text', 'json', 'markdown', 'junit'] as const;
+export const FORMATS = ['text', 'json', 'markdown', 'junit', 'prometheus'] as const;
 export type FormatName = (typeof FORMATS)[number];
 
 /** How to print: the format, and whether text may use ANSI colour (ignored by the others). */
 export interface FormatOptions {
   format: FormatName;
   color: boolean;
+  /** The scan time the prometheus format records (default: now). */
+  now?: Date;
 }
 
 /** Print a report in one format; the result ends with a newline. */
@@ -21,6 +24,7 @@ export function format(report: Report, options: FormatOptions): string {
     case 'json': return formatJson(report);
     case 'markdown': return formatMarkdown(report);
     case 'junit': return formatJunit(report);
+    case 'prometheus': return formatPrometheus(report, options.now);
     default: {
       const never: never = options.format;
       throw new TypeError(`unknown format ${String(never)}`);

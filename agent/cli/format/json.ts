@@ -6,7 +6,12 @@ import type { Report } from '../../protocol/finding.js';
  * equal bytes and diff well. `unread` is always included.
  */
 export function formatJson(report: Report): string {
-  return `${JSON.stringify(sortKeys(report), null, 2)}\n`;
+  return sortedJson(report);
+}
+
+/** Any value as drift prints JSON: keys sorted at every depth, two-space indented, newline-terminated. */
+export function sortedJson(value: unknown): string {
+  return `${JSON.stringify(sortKeys(value), null, 2)}\n`;
 }
 
 function sortKeys(value: unknown): unknown {

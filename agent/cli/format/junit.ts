@@ -1,4 +1,5 @@
 import { judgedBy, summaryLine } from './common.js';
+import { baselineLine } from './rollup.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -39,7 +40,7 @@ function suiteLines(report: Report): string[] {
       '    </testcase>',
     );
   }
-  const err = [summaryLine(report), ...report.unread.map((u) => `unread: ${u.path}: ${u.reason}`)].join('\n');
+  const err = [summaryLine(report), baselineLine(report), ...report.unread.map((u) => `unread: ${u.path}: ${u.reason}`)].join('\n');
   out.push(`    <system-err>${text(err)}</system-err>`, '  </testsuite>');
   return out;
 }

@@ -1,4 +1,5 @@
-import { changeSymbol, countPhrase, findingsOf, firstBootLine, judgedBy, SEVERITY_ORDER, visible } from './common.js';
+import { changeSymbol, countPhrase, explanationOf, firstBootLine, judgedBy, SEVERITY_ORDER, visible } from './common.js';
+import { consequencePhrase, rolledOf, rollUp, summaryBlock } from './rollup.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -17,12 +18,17 @@ export function formatMarkdown(report: Report): string {
     '| --- | ---: |',
     ...SEVERITY_ORDER.map((s) => `| ${s} | ${report.summary.bySeverity[s]} |`),
   ];
+  const rolled = rollUp(report);
+  out.push('', ...summaryBlock(report, rolled, '- ').map((l) => (l === '' ? l : escapeText(l))));
   for (const severity of SEVERITY_ORDER) {
-    const findings = findingsOf(report, severity);
+    const findings = rolledOf(rolled, severity);
     if (findings.length === 0) continue;
     out.push('', `## ${capitalize(severity)} (${findings.length})`, '');
-    for (const f of findings) {
-      out.push(`- ${code(changeSymbol(f.change))} **${f.change}** ${f.kind} ${code(f.key)}: ${escapeText(f.explanation)} _(${escapeText(judgedBy(f))})_`);
+    for (const r of findings) {
+      const f = r.finding;
+      out.push(`- ${code(changeSymbol(f.change))} **${f.change}** ${f.kind} ${code(f.key)}: ${escapeText(explanationOf(f))} _(${escapeText(judgedBy(f))})_`);
+      const consequences = consequencePhrase(r);
+      if (consequences !== null) out.push(`  - ${escapeText(consequences)}`);
       if (f.diff !== undefined) {
         const fence = '`'.repeat(Math.max(3, longestRun(f.diff, '`') + 1));
         out.push('', `  ${fence}diff`, ...f.diff.replace(/\n$/, '').split('\n').map((l) => `  ${visible(l, true)}`), `  ${fence}`, '');

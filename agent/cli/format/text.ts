@@ -1,5 +1,6 @@
 import type { Severity } from '../../protocol/rules.js';
-import { changeSymbol, findingsOf, firstBootLine, judgedBy, SEVERITY_ORDER, summaryLine, visible } from './common.js';
+import { changeSymbol, firstBootLine, judgedBy, SEVERITY_ORDER, summaryLine, visible } from './common.js';
+import { consequencePhrase, rolledOf, rollUp, summaryBlock } from './rollup.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -13,18 +14,22 @@ export function formatText(report: Report, color: boolean): string {
   const paint = (code: string, s: string): string => (color ? `\u001b[${code}m${s}\u001b[0m` : s);
   const severityStyle: Record<Severity, string> = { critical: '1;31', high: '31', medium: '33', low: '36' };
   const symbolStyle = { added: '32', removed: '31', modified: '33' } as const;
-  const out: string[] = [paint('1', visible(summaryLine(report)))];
+  const rolled = rollUp(report);
+  const out: string[] = [paint('1', visible(summaryLine(report))), ...summaryBlock(report, rolled, '  ').map((l) => visible(l))];
   const firstBoot = firstBootLine(report);
   if (firstBoot !== null) out.push(paint('2', visible(firstBoot)));
 
   for (const severity of SEVERITY_ORDER) {
-    const findings = findingsOf(report, severity);
+    const findings = rolledOf(rolled, severity);
     if (findings.length === 0) continue;
     out.push('', paint(severityStyle[severity], `${severity.toUpperCase()} (${findings.length})`));
-    for (const f of findings) {
+    for (const r of findings) {
+      const f = r.finding;
       out.push(`  ${paint(symbolStyle[f.change], changeSymbol(f.change))} ${visible(`${f.kind} ${f.key}`)}`);
       out.push(`    ${visible(f.explanation)}`);
       out.push(`    ${paint('2', visible(judgedBy(f)))}`);
+      const consequences = consequencePhrase(r);
+      if (consequences !== null) out.push(`    ${visible(consequences)}`);
       if (f.diff !== undefined) {
         for (const line of f.diff.replace(/\n$/, '').split('\n')) out.push(`      ${paintDiffLine(visible(line, true), paint)}`);
       }

@@ -46,7 +46,7 @@ t.test('a baseline of a built root has the right hashes, modes, owners, links an
   const out = join(work, 'b.json');
   const r = await drift(['baseline', '--root', root, '--image-id', 'img-1', '--image-version', '7', '--rules', rules, '--out', out, '--state-dir', state]);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stderr, /baseline of image img-1: 1 packages, \d+ files/);
+  t.match(r.stderr, /baseline of image img-1: 1 package, \d+ files/);
   const b = JSON.parse(await readFile(out, 'utf8')) as Baseline;
   t.equal(b.schema, 'drift.manifest/v1');
   t.same(b.host.image, { id: 'img-1', version: '7' });

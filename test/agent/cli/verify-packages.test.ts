@@ -8,8 +8,6 @@ import { register, runVerifyPackages } from '../../../agent/cli/commands/verify-
 import { makeDpkgRoot } from '../verify/debroot.js';
 
 const drift = (...args: string[]) => spawnSync(process.execPath, [driftBin, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
-// main.ts wires the command in the lead's commit; until then the launcher says "unknown command".
-const wired = /^\s+verify-packages\b/m.test(drift('--help').stdout);
 
 t.test('the command registers with its options and help', async (t) => {
   const program = new Command('drift').exitOverride();
@@ -36,7 +34,8 @@ t.test('exit codes and output on a built root: 0 clean, 1 differences (text and 
   await t.rejects(runVerifyPackages({ root: join(root, 'nope'), format: 'text', concurrency: 4 }, () => undefined), { code: 'DRIFT_ERR_USAGE' }, 'a missing root is a usage error (exit 2)');
 });
 
-t.test('node bin/drift.js verify-packages, as a user runs it', { skip: wired ? false : 'verify-packages is not wired into the drift entry point yet' }, async (t) => {
+t.test('node bin/drift.js verify-packages, as a user runs it', async (t) => {
+  t.match(drift('--help').stdout, /^\s+verify-packages\b/m, 'drift --help lists verify-packages');
   const root = makeDpkgRoot();
   t.teardown(() => rmSync(join(root, '..'), { recursive: true, force: true }));
   const clean = drift('verify-packages', '--root', root);
@@ -46,6 +45,8 @@ t.test('node bin/drift.js verify-packages, as a user runs it', { skip: wired ? f
   const dirty = drift('verify-packages', '--root', root, '--format', 'json');
   t.equal(dirty.status, 1, dirty.stderr);
   t.same(JSON.parse(dirty.stdout).map((p: { path: string }) => p.path), ['/usr/share/drift-demo-a/sub', '/usr/share/drift-demo-a/sub/file.txt']);
+  const problems = JSON.parse(dirty.stdout) as Array<Record<string, unknown>>;
+  t.ok(problems.every((p) => JSON.stringify(Object.keys(p)) === JSON.stringify(Object.keys(p).sort())), 'keys sorted as in drift scan --format json');
   const text = drift('verify-packages', '--root', root);
   t.match(text.stdout, /^missing {5}\/usr\/share\/drift-demo-a\/sub {2}\[drift-demo-a:all\]$/m);
   const bad = drift('verify-packages', '--root', join(root, 'nope'));

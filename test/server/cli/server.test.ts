@@ -29,7 +29,7 @@ function secrets(dir: string): string[] {
   return ['--enroll-secret-file', join(dir, 'enroll'), '--admin-token-file', join(dir, 'admin')];
 }
 
-interface Child { proc: ChildProcess; address: string; exited: Promise<{ code: number | null; signal: string | null; stderr: string }> }
+interface Child { proc: ChildProcess; address: string; exited: Promise<{ code: number | null; signal: string | null; stderr: string }>; logs: Array<{ msg?: string; reason?: string }> }
 
 /** Start the server and wait for its `listening` log line (no sleeps). */
 function start(args: string[]): Promise<Child> {
@@ -39,12 +39,14 @@ function start(args: string[]): Promise<Child> {
   const exited = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
     proc.on('exit', (code, signal) => resolve({ code, signal, stderr }));
   });
+  const logs: Child['logs'] = [];
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
       let log: { msg?: string; address?: string };
       try { log = JSON.parse(line) as typeof log; } catch { reject(new Error(`stdout line is not JSON: ${line}`)); return; }
-      if (log.msg === 'listening' && log.address) resolve({ proc, address: log.address, exited });
+      logs.push(log);
+      if (log.msg === 'listening' && log.address) resolve({ proc, address: log.address, exited, logs });
     });
     void exited.then((e) => reject(new Error(`server exited ${e.code ?? e.signal}: ${e.stderr}`)));
   });
@@ -105,6 +107,8 @@ t.test('SIGTERM finishes in-flight work and closes the database', async (t) => {
   const exit = await child.exited;
   t.equal(exit.code, 0, exit.stderr);
   t.equal(exit.stderr, '', 'nothing on stderr: no deprecation warning (FSTDEP023) or other');
+  const said = child.logs.map((l) => `${l.msg ?? ''}${l.reason ? ` (${l.reason})` : ''}`);
+  t.same(said.slice(-2), ['stopping: finishing requests in flight (SIGTERM)', 'stopped'], 'the collector says it stops, and why');
   const raw = new Database(db, { readonly: true });
   t.equal(raw.pragma('integrity_check', { simple: true }), 'ok');
   t.equal(raw.prepare('SELECT count(*) FROM hosts').pluck().get(), 1);
@@ -210,4 +214,12 @@ t.test('TLS: --tls-cert/--tls-key serve HTTPS; plain HTTP to the port gets no an
   child.proc.kill('SIGTERM');
   const exit = await child.exited;
   t.equal(exit.code, 0, exit.stderr);
+});
+
+t.test('a private key given as --baseline-pubkey is refused: exit 2, the file named', async (t) => {
+  const dir = tmp(t);
+  execFileSync(process.execPath, [entry, 'keygen', '--out', join(dir, 'bake')]);
+  const r = spawnSync(process.execPath, [entry, 'server', '--listen', '127.0.0.1:0', '--db', join(dir, 'drift.db'), ...secrets(dir), '--baseline-pubkey', join(dir, 'bake.key')], { encoding: 'utf8' });
+  t.equal(r.status, 2);
+  t.match(r.stderr, new RegExp(`^drift: ${join(dir, 'bake.key').replace(/[.]/g, '\\.')} is a private key, not a public key: give the \\.pub file`));
 });

@@ -38,7 +38,8 @@ const image = { imageId: 'ami-0a1b2c3d4e5f67890', digest: `sha256:${'ab'.repeat(
 const drifted = buildReport({ target, baseline: image, findings: compare({ baseline, manifest, rules }), unread: manifest.unread });
 const clean = buildReport({ target: 'bake-7f3a', baseline: image, findings: compare({ baseline, manifest: baseline, rules }), unread: [] });
 
-const EXT: Record<FormatName, string> = { text: 'txt', json: 'json', markdown: 'md', junit: 'xml' };
+const EXT: Record<FormatName, string> = { text: 'txt', json: 'json', markdown: 'md', junit: 'xml', prometheus: 'prom' };
+const SCANNED = new Date('2026-11-25T00:00:00Z');
 
 function golden(t: Test, name: string, actual: string): void {
   const path = fixtures('golden', name);
@@ -56,15 +57,17 @@ t.test('the drifted report holds findings of every kind, a diff, and no ignored 
   t.same(drifted.summary.bySeverity, { low: 2, medium: 0, high: 7, critical: 4 });
   t.equal(drifted.summary.findings, drifted.findings.length);
   t.equal(exitCodeOf(drifted), 1);
-  t.same(clean.summary, { findings: 0, bySeverity: { low: 0, medium: 0, high: 0, critical: 0 } });
+  const none = { added: 0, removed: 0, modified: 0 };
+  t.same(clean.summary, { findings: 0, bySeverity: { low: 0, medium: 0, high: 0, critical: 0 }, byKind: { package: none, file: none, process: none, port: none } });
+  t.same(drifted.summary.byKind.package, { added: 1, removed: 1, modified: 1 });
   t.equal(exitCodeOf(clean), 0);
   t.same(drifted.unread, manifest.unread);
 });
 
 for (const fmt of FORMATS) {
   t.test(`${fmt}: golden files`, async (t) => {
-    golden(t, `drifted.${EXT[fmt]}`, format(drifted, { format: fmt, color: false }));
-    golden(t, `clean.${EXT[fmt]}`, format(clean, { format: fmt, color: false }));
+    golden(t, `drifted.${EXT[fmt]}`, format(drifted, { format: fmt, color: false, now: SCANNED }));
+    golden(t, `clean.${EXT[fmt]}`, format(clean, { format: fmt, color: false, now: SCANNED }));
     if (fmt === 'text') {
       golden(t, 'drifted.color.txt', format(drifted, { format: fmt, color: true }));
       golden(t, 'clean.color.txt', format(clean, { format: fmt, color: true }));
@@ -77,7 +80,7 @@ t.test('text: summary line, colour only when asked', async (t) => {
   t.equal(plain.split('\n')[0], `drift: 13 findings (4 critical, 7 high, 2 low) on ${target} against image ami-0a1b2c3d4e5f67890`);
   t.notMatch(plain, /\u001b\[/);
   t.match(format(drifted, { format: 'text', color: true }), /\u001b\[1;31mCRITICAL \(4\)\u001b\[0m/);
-  t.equal(format(clean, { format: 'text', color: false }), 'drift: no drift on bake-7f3a against image ami-0a1b2c3d4e5f67890\n');
+  t.equal(format(clean, { format: 'text', color: false }), `drift: no drift on bake-7f3a against image ami-0a1b2c3d4e5f67890\nbaseline sha256:${'ab'.repeat(32)} of image ami-0a1b2c3d4e5f67890: signature NOT verified here\n`);
   t.ok(plain.indexOf('CRITICAL') < plain.indexOf('HIGH') && plain.indexOf('HIGH') < plain.indexOf('LOW'), 'critical first');
 });
 
@@ -121,4 +124,11 @@ t.test('junit: escaped, and valid XML where xmllint is installed', async (t) => 
   t.equal(lint.status, 0, `xmllint: ${lint.stderr.toString()}`);
   t.equal(spawnSync('xmllint', ['--noout', '-'], { input: nastyXml }).status, 0);
   t.equal(spawnSync('xmllint', ['--noout', '-'], { input: format(clean, { format: 'junit', color: false }) }).status, 0);
+});
+
+t.test('prometheus: hostile target and image names cannot break out of their label', async (t) => {
+  const nasty: Report = { ...clean, target: 'a"b\\c\nd\u0001e', baseline: { ...clean.baseline, imageId: 'img"} 1\ndrift_findings{x="y' } };
+  const out = format(nasty, { format: 'prometheus', color: false, now: SCANNED });
+  t.match(out, /\ndrift_findings\{target="a\\"b\\\\c\\nde",image="img\\"\} 1\\ndrift_findings\{x=\\"y",severity="low"\} 0\n/);
+  t.equal(out.split('\n').filter((l) => l.startsWith('drift_findings{')).length, 4, 'one series per severity, no injected line');
 });
