@@ -1,6 +1,7 @@
 import type { Finding, Report } from '../../protocol/finding.js';
 import { rollUp } from './rollup.js';
 import { SEVERITY_ORDER } from './common.js';
+import { nameOf } from '../../engine/policy.js';
 
 /**
  * "What to do next" after a scan (`drift scan --next-steps`, which `npm start` uses):
@@ -28,20 +29,14 @@ function literalGlob(s: string): string {
   return s.replace(/[\\*?[\]{}()!+@]/g, (c) => `\\${c}`);
 }
 
-/** The YAML of an ignore rule for this finding (its subject per kind, see rules/README.md). */
+/**
+ * The YAML of a site policy rule that drops this finding (action ignore; its subject per
+ * kind, see rules/README.md). A policy rule, not an ignore rule: what is watched, ignored
+ * and expected comes from the baseline's scope, while the policy stays the operator's.
+ */
 export function ignoreRuleFor(f: Finding): string {
-  const why = 'why: "<why this is not drift here>"';
-  switch (f.kind) {
-    case 'file':
-    case 'coverage': return `ignore:\n  - path: ${JSON.stringify(literalGlob(f.key))}\n    ${why}`;
-    case 'process': return `ignore:\n  - process: ${JSON.stringify(literalGlob(f.key.split('|')[0] ?? f.key))}\n    ${why}`;
-    case 'package': return `ignore:\n  - package: ${JSON.stringify(literalGlob(f.key.split(':')[1] ?? f.key))}\n    ${why}`;
-    case 'port': return `ignore:\n  - port: ${JSON.stringify(literalGlob(f.key))}\n    ${why}`;
-    default: {
-      const never: never = f;
-      throw new TypeError(`unknown finding kind ${JSON.stringify(never)}`);
-    }
-  }
+  const subject = f.kind === 'file' ? `path: ${JSON.stringify(literalGlob(f.key))}` : `name: ${JSON.stringify(literalGlob(nameOf(f.kind, f.key)))}`;
+  return `policy:\n  - match: { kind: ${f.kind}, ${subject} }\n    severity: low\n    action: ignore`;
 }
 
 export function nextSteps(report: Report, ctx: NextContext): string {

@@ -1,6 +1,6 @@
 import type { Finding, Report } from '../../protocol/finding.js';
 import { CHANGES, FINDING_KINDS, SEVERITIES, type Severity } from '../../protocol/rules.js';
-import { SEVERITY_ORDER, plural } from './common.js';
+import { SEVERITY_ORDER, plural, visible } from './common.js';
 
 /**
  * Roll-ups and the one-screen summary of the human formats (text, markdown): a
@@ -53,14 +53,9 @@ export function consequencePhrase(r: Rolled): string | null {
   const what = r.finding.kind === 'package'
     ? `${plural(n, 'file')} it owned ${r.finding.change === 'removed' ? 'went with it' : r.finding.change === 'added' ? 'came with it' : 'changed with it'}`
     : `${plural(n, 'path')} ${r.finding.change === 'added' ? 'below it came with it' : 'below it went with it'}`;
-  const shown = r.consequences.slice(0, CONSEQUENCES_SHOWN).map((c) => `${c.change === 'added' ? '+' : c.change === 'removed' ? '-' : '~'}${printable(c.key)}`);
+  const shown = r.consequences.slice(0, CONSEQUENCES_SHOWN).map((c) => `${c.change === 'added' ? '+' : c.change === 'removed' ? '-' : '~'}${visible(c.key)}`);
   const more = n > CONSEQUENCES_SHOWN ? `, and ${n - CONSEQUENCES_SHOWN} more (--format json lists every one)` : '';
   return `${what}: ${shown.join(', ')}${more}`;
-}
-
-/** A key from a hostile host on one line: control characters shown as `?`. */
-function printable(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
 }
 
 /** `verified by key 0123…`, `signed by key 0123…, not verified`, `unsigned`. */
@@ -79,7 +74,7 @@ export function signaturePhrase(report: Report): string {
 
 /** `baseline sha256:… of image ami-1: signature verified (key …)`: what the report was judged against. */
 export function baselineLine(report: Report): string {
-  return `baseline ${report.baseline.digest} of image ${printable(report.baseline.imageId)}: ${signaturePhrase(report)}`;
+  return `baseline ${report.baseline.digest} of image ${visible(report.baseline.imageId)}: ${signaturePhrase(report)}`;
 }
 
 /** `package: 1 removed · file: 11 removed, 1 modified`: counts by kind and change, non-zero only. */
@@ -116,7 +111,7 @@ export function summaryBlock(report: Report, rolled: readonly Rolled[], bullet: 
   out.push('', `worst ${rolled.length > WORST_SHOWN ? `${WORST_SHOWN} of ${rolled.length}` : ''}`.trimEnd() + ':');
   for (const r of worst(rolled)) {
     const extra = r.consequences.length > 0 ? ` (and ${r.consequences.length} following from it)` : '';
-    out.push(`${bullet}${r.finding.severity} ${r.finding.change} ${r.finding.kind} ${printable(r.finding.key)}${extra}`);
+    out.push(`${bullet}${r.finding.severity} ${r.finding.change} ${r.finding.kind} ${visible(r.finding.key)}${extra}`);
   }
   return out;
 }

@@ -206,8 +206,8 @@ t.test('--next-steps says what to do next, and the rule it prints, pasted as is,
   t.equal(none.code, 2);
   t.match(none.stderr, /no finding has the key "\/etc\/nothing"/);
 
-  const yaml = r.stderr.slice(r.stderr.indexOf('    ignore:')).split('\n').filter((l) => l.startsWith('    ')).map((l) => l.slice(4)).join('\n');
-  t.equal(yaml, 'ignore:\n  - path: "/etc/app.conf"\n    why: "<why this is not drift here>"');
+  const yaml = r.stderr.slice(r.stderr.indexOf('    policy:')).split('\n').filter((l) => l.startsWith('    ')).map((l) => l.slice(4)).join('\n');
+  t.equal(yaml, 'policy:\n  - match: { kind: file, path: "/etc/app.conf" }\n    severity: low\n    action: ignore');
   const site = join(work, 'site-rules');
   await mkdir(site, { recursive: true });
   await writeFile(join(site, 'site.yaml'), `${yaml}\n`);

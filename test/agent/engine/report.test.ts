@@ -18,7 +18,7 @@ t.test('a report counts every severity, drops ignored findings, keeps unread', a
   t.equal(r.schema, 'drift.report/v1');
   t.same(r.findings.map((f) => f.key), ['/a', '/b']);
   const none = { added: 0, removed: 0, modified: 0 };
-  t.same(r.summary, { findings: 2, bySeverity: { low: 1, medium: 0, high: 0, critical: 1 }, byKind: { package: none, file: { ...none, added: 2 }, process: none, port: none } });
+  t.same(r.summary, { findings: 2, bySeverity: { low: 1, medium: 0, high: 0, critical: 1 }, byKind: { package: none, file: { ...none, added: 2 }, process: none, port: none, coverage: none } });
   t.same(r.baseline.signature, { status: 'unverified', keyId: null }, 'a report never claims a verified baseline by default');
   t.same(r.unread, [{ path: '/root', reason: 'EACCES' }]);
   t.equal(exitCodeOf(r), 1);

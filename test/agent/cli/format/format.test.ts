@@ -58,7 +58,7 @@ t.test('the drifted report holds findings of every kind, a diff, and no ignored 
   t.equal(drifted.summary.findings, drifted.findings.length);
   t.equal(exitCodeOf(drifted), 1);
   const none = { added: 0, removed: 0, modified: 0 };
-  t.same(clean.summary, { findings: 0, bySeverity: { low: 0, medium: 0, high: 0, critical: 0 }, byKind: { package: none, file: none, process: none, port: none } });
+  t.same(clean.summary, { findings: 0, bySeverity: { low: 0, medium: 0, high: 0, critical: 0 }, byKind: { package: none, file: none, process: none, port: none, coverage: none } });
   t.same(drifted.summary.byKind.package, { added: 1, removed: 1, modified: 1 });
   t.equal(exitCodeOf(clean), 0);
   t.same(drifted.unread, manifest.unread);
