@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
@@ -17,6 +17,9 @@ export function baselineDigest(baseline: Manifest | Baseline): Digest {
   // One helper defines what is signed and what is digested: they must never differ.
   return `sha256:${createHash('sha256').update(signedBytes(baseline)).digest('hex')}` as Digest;
 }
+
+/** The largest baked baseline an agent reads (a host's file is hostile input). */
+export const BAKED_BASELINE_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Where a baked image keeps its baseline, relative to the root: agents read their scope from it. */
 export const BAKED_BASELINE_PATH = 'etc/drift/baseline.json';
@@ -66,7 +69,11 @@ export async function readBakedScope(root: string, stampDigest: string | undefin
   const path = join(root, BAKED_BASELINE_PATH);
   if (stampDigest === undefined) return { none: `no image stamp with a baseline digest under ${root}` };
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
+  try {
+    const size = (await stat(path)).size;
+    if (size > BAKED_BASELINE_MAX_BYTES) return { none: `${path} is ${size} bytes, more than the ${BAKED_BASELINE_MAX_BYTES} a baseline may have` };
+    text = await readFile(path, 'utf8');
+  } catch (err) {
     return { none: `cannot read ${path}: ${errnoOf(err)}` };
   }
   let data: unknown;
