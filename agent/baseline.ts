@@ -1,4 +1,5 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { HashError, readFileChecked } from './hash.js';
 import { dirname, join } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
@@ -18,6 +19,9 @@ export function baselineDigest(baseline: Manifest | Baseline): Digest {
   // One helper defines what is signed and what is digested: they must never differ.
   return `sha256:${createHash('sha256').update(signedBytes(baseline)).digest('hex')}` as Digest;
 }
+
+/** The largest baked baseline an agent reads (a host's file is hostile input). */
+export const BAKED_BASELINE_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Where a baked image keeps its baseline, relative to the root: agents read their scope from it. */
 export const BAKED_BASELINE_PATH = 'etc/drift/baseline.json';
@@ -67,8 +71,12 @@ export async function readBakedScope(root: string, stampDigest: string | undefin
   const path = join(root, BAKED_BASELINE_PATH);
   if (stampDigest === undefined) return { none: `no image stamp with a baseline digest under ${root}` };
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
-    return { none: `cannot read ${path}: ${errnoOf(err)}` };
+  try {
+    // Never through a symlink, never a FIFO or device, never more than a baseline may hold.
+    text = readFileChecked(path, BAKED_BASELINE_MAX_BYTES, { checkPath: false }).toString('utf8');
+  } catch (err) {
+    const code = err instanceof HashError ? err.code : errnoOf(err);
+    return { none: code.startsWith('over the per-file') ? `${path} is more than the ${BAKED_BASELINE_MAX_BYTES} bytes a baseline may have` : `cannot read ${path}: ${code}` };
   }
   let data: unknown;
   try { data = JSON.parse(text); } catch {

@@ -3,10 +3,11 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baselineDigest } from '../../agent/baseline.js';
+import { BAKED_BASELINE_MAX_BYTES, BAKED_BASELINE_PATH, baselineDigest, makeBaseline, readBakedScope, scopeOf } from '../../agent/baseline.js';
 import { writeFileAtomic } from '../../agent/atomic.js';
+import { execFileSync } from 'node:child_process';
 import { signBaseline, signedBytes } from '../../agent/sign.js';
-import type { Manifest } from '../../agent/protocol/manifest.js';
+import { BaselineSchema, type Baseline, type Manifest } from '../../agent/protocol/manifest.js';
 
 function folder(t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'drift-baseline-'));
@@ -46,4 +47,21 @@ t.test('baselineDigest is the sha256 of the signed bytes, the same signed or not
   const expected = `sha256:${createHash('sha256').update(signedBytes(manifest)).digest('hex')}`;
   t.equal(baselineDigest(manifest), expected);
   t.equal(baselineDigest(signed), expected, 'signing does not change the digest');
+});
+
+t.test('readBakedScope: only the baseline the stamp names, within a size bound', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'drift-baked-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'etc', 'drift'), { recursive: true });
+  const m: Manifest = { schema: 'drift.manifest/v1', host: { hostname: 'h', machineId: 'm', image: { id: 'img' } }, collectedAt: '2026-01-01T00:00:00Z', agent: { version: '0' }, digests: { root: `sha256:${'0'.repeat(64)}` }, unread: [] };
+  const b = makeBaseline(m, { id: 'img' }, null, scopeOf({ vars: {}, watch: [{ path: '/srv/**' }], ignore: [], expect: [], policy: [] }));
+  const path = join(root, BAKED_BASELINE_PATH);
+  writeFileSync(path, JSON.stringify(b));
+  const parse = (d: unknown): Baseline | null => BaselineSchema.safeParse(d).data ?? null;
+  t.match(await readBakedScope(root, baselineDigest(b), parse), { baseline: { scope: { watch: [{ path: '/srv/**' }] } } });
+  t.match(await readBakedScope(root, `sha256:${'f'.repeat(64)}`, parse), { none: /but the image stamp names sha256:f+/ });
+  t.match(await readBakedScope(root, undefined, parse), { none: /no image stamp/ });
+  // A sparse file as large as a hostile host may make it: refused from its size, never read.
+  execFileSync('truncate', ['-s', String(BAKED_BASELINE_MAX_BYTES + 1), path]);
+  t.match(await readBakedScope(root, baselineDigest(b), parse), { none: /more than the 268435456 bytes a baseline may have/ });
 });

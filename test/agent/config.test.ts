@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultStateDir, parseDuration, parseSize, resolveAgentConfig } from '../../agent/config.js';
+import { defaultStateDir, parseDuration, parseSections, parseSize, resolveAgentConfig } from '../../agent/config.js';
 
 t.test('durations', async (t) => {
   t.equal(parseDuration('5m'), 300_000);
@@ -68,4 +68,17 @@ t.test('mistakes are refused with the file and key', async (t) => {
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max': '0' }), { message: /spool-max must be at least 1/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max-bytes': 'lots' }), { code: 'DRIFT_ERR_USAGE', message: /spool-max-bytes: "lots" is not a size/ });
   await t.rejects(resolveAgentConfig({ collector: 'http://c:1', 'enroll-secret-file': '/s', 'spool-max-bytes': '0' }), { message: /spool-max-bytes: "0" is not a size of at least 1 byte/ });
+});
+
+t.test('sections: a comma-separated subset in manifest order, from a flag or a list in the file', async (t) => {
+  const base = { collector: 'http://127.0.0.1:9', 'enroll-secret-file': '/dev/null' };
+  t.same((await resolveAgentConfig({ ...base, sections: 'ports, files' })).sections, ['files', 'ports']);
+  t.equal((await resolveAgentConfig(base)).sections, null, 'all sections by default');
+  const dir = await mkdtemp(join(tmpdir(), 'drift-config-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'agent.yaml'), 'sections: [processes, packages]\n');
+  t.same((await resolveAgentConfig({ ...base, config: join(dir, 'agent.yaml') })).sections, ['packages', 'processes']);
+  await t.rejects(resolveAgentConfig({ ...base, sections: 'files,users' }), { code: 'DRIFT_ERR_USAGE', message: /unknown: "users"/ });
+  await t.rejects(resolveAgentConfig({ ...base, sections: ',' }), { code: 'DRIFT_ERR_USAGE' });
+  t.same(parseSections('files,files'), ['files'], 'duplicates collapse');
 });

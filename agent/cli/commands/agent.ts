@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option('--once', 'collect and deliver once, then exit: 0 delivered, 2 spooled or refused')
     .option('--host-id <id>', 'host identity to report under (default: the root\'s etc/machine-id)')
     .option('--role <role>', 'cohort role (web, db, ...): hosts of one image and role are compared together')
-    .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable; added to those of --config)', collect)
+    .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable; added to those of --config); used only where the image has no baked scope', collect)
     .option('--spool-max <n>', 'most reports kept on disk while the collector is away; the oldest are dropped first (default 1000)')
     .option('--spool-max-bytes <size>', 'most bytes of manifests kept in the spool, e.g. 512MiB; the oldest reports are dropped first (default 256MiB)')
     .option('--max-file-bytes <size>', BUDGET_HELP.file)

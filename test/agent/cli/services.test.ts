@@ -1,6 +1,7 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,8 @@ import { run } from '../../helpers/run.js';
  * process placed in a system.slice unit's cgroup, must be found.
  */
 
-const cgroupV1 = '/sys/fs/cgroup/systemd';
+// systemd's own v1 hierarchy where the machine has one (this one does), else the unified one.
+const cgroupV1 = existsSync('/sys/fs/cgroup/systemd/cgroup.procs') ? '/sys/fs/cgroup/systemd' : '/sys/fs/cgroup';
 const work = await mkdtemp(join(tmpdir(), 'drift-services-'));
 const cg = join(cgroupV1, `drift-test-${process.pid}`);
 const unit = join(cg, 'system.slice', 'drift-test-evil.service');

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { MANIFEST_SCHEMA, type FileEntry, type Manifest } from '../../../agent/protocol/manifest.js';
 import { emptyRuleSet, type RuleSet } from '../../../agent/protocol/rules.js';
 import type { Finding } from '../../../agent/protocol/finding.js';
-import { compare } from '../../../agent/engine/compare.js';
+import { compare, compareWithDrops, rulesFor } from '../../../agent/engine/compare.js';
 import { compileRules } from '../../../agent/engine/policy.js';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -385,4 +385,44 @@ t.test('policy gains: matches a file that gains setuid/setgid, a new setuid file
     '/usr/bin/wall': 'high rules/site.yaml:3',
     '/usr/local/bin/shell': 'critical rules/site.yaml:2',
   });
+});
+
+t.test('coverage: baseline paths under an unread folder, and a file that could not be hashed, are one finding per unread path', async (t) => {
+  const dir: FileEntry = { type: 'dir', mode: '0755', uid: 0, gid: 0 };
+  const before = manifest({ files: { '/etc': dir, '/etc/secret': dir, '/etc/secret/a': file('a'), '/etc/secret/b/c': file('c'), '/etc/f': file('f'), '/etc/gone': file('g') } });
+  const after = manifest({ files: { '/etc': dir, '/etc/secret': dir, '/etc/f': { type: 'file', mode: '0644', uid: 0, gid: 0, size: 1 } } });
+  after.unread = [{ path: '/etc/f', reason: 'EIO' }, { path: '/etc/gone', reason: 'ENOENT' }, { path: '/etc/secret', reason: 'EACCES' }];
+  const findings = compare({ baseline: before, manifest: after, rules: none });
+  t.same(findings.map((f) => `${f.kind} ${f.change} ${f.key}`), [
+    'file removed /etc/gone', // vanished: a removal, not a loss of sight
+    'coverage modified /etc/f',
+    'coverage modified /etc/secret',
+  ]);
+  t.match(findings[2], { before: { paths: 2 }, after: { paths: 0, reason: 'EACCES' }, changed: ['paths'] });
+  t.match(findings[1]?.explanation, /^\/etc\/f: could not be read \(EIO\), which hides 1 path the baseline recorded/);
+});
+
+t.test('the baseline\'s recorded scope replaces the ignore and expect rules; drops are counted by rule', async (t) => {
+  const before = manifest({ files: { '/etc/a': file('1\n'), '/etc/b': file('1\n'), '/etc/c': file('1\n') }, packages: { 'dpkg:x:amd64': { version: '1' } } });
+  const after = manifest({ files: { '/etc/a': file('2\n'), '/etc/b': file('2\n'), '/etc/c': file('2\n') }, packages: { 'dpkg:x:amd64': { version: '2' } } });
+  const host = rules({
+    ignore: [{ path: '/etc/**', why: 'hide everything', broad: true, ...src(1) }],
+    policy: [{ match: { kind: 'package' }, severity: 'low', action: 'ignore', ...src(9) }],
+  });
+  const scope = {
+    digest: `sha256:${'1'.repeat(64)}`, vars: {}, watch: [{ path: '/etc/**' }],
+    ignore: [{ path: '/etc/a', why: 'a', ...src(2) }],
+    expect: [{ path: '/etc/b', why: 'b', ...src(3) }],
+  };
+  const r = compareWithDrops({ baseline: { ...before, scope }, manifest: after, rules: host });
+  t.same(r.findings.filter((f) => f.action !== 'ignore').map((f) => f.key), ['/etc/c'], 'the host\'s ignore rule is not used; the scope\'s are');
+  t.same(r.dropped, [
+    { rule: 'rules/site.yaml:2', by: 'ignore', count: 1 },
+    { rule: 'rules/site.yaml:3', by: 'expect', count: 1 },
+    { rule: 'rules/site.yaml:9', by: 'policy', count: 1 },
+  ], 'the host\'s policy still applies');
+  const withScope = { ...before, scope };
+  t.equal(rulesFor(withScope, host), rulesFor(withScope, host), 'merged once per scope and rule set (a fleet compiles once)');
+  t.equal(rulesFor(withScope, host).policy, host.policy);
+  t.equal(rulesFor(before, host), host, 'no scope: the rules as given');
 });
