@@ -128,7 +128,7 @@ export class StatCache {
   }
 
   /**
-   * Read `statcache.v1` from `stateDir` for the given root. Never throws: a missing
+   * Read `statcache.v2` from `stateDir` for the given root. Never throws: a missing
    * or unusable file gives an empty cache. `startedAt` is when the scan started.
    */
   static load(stateDir: string, root: string, startedAt: Date = new Date(), file: string = STAT_CACHE_FILE): StatCache {

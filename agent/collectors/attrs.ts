@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { constants as osConstants } from 'node:os';
 import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
+import { MAX_ACL_ENTRIES, MAX_XATTRS } from '../protocol/manifest.js';
 
 /**
  * Attributes of a file beyond its stat: file capabilities, POSIX ACLs, other
@@ -24,10 +25,7 @@ export const ACL_DEFAULT_XATTR = 'system.posix_acl_default';
 /** The SELinux label, recorded as its text. */
 export const SELINUX_XATTR = 'security.selinux';
 
-/** Extended attributes recorded per path at most; more are listed in `unread`. */
-export const MAX_XATTRS = 64;
-/** ACL entries decoded at most (a real ACL has a handful; the kernel allows ~8,000). */
-export const MAX_ACL_ENTRIES = 256;
+export { MAX_ACL_ENTRIES, MAX_XATTRS };
 /** Longest SELinux label kept as text. */
 const MAX_LABEL_BYTES = 255;
 

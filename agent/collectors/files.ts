@@ -535,8 +535,8 @@ class Walk {
     const unsupported = new Map<number, string>();
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i] as FlagJob;
-      const mask = result.flags.get(i);
-      if (mask !== undefined) {
+      const mask = result.flags[i] as number;
+      if (mask >= 0) {
         if (mask !== 0) job.entry.flags = flagsText(mask);
         this.cache?.setAttrs(job.stage, mask, job.bits | ATTR_FLAGS_READ);
         continue;

@@ -4,8 +4,9 @@ import { spawn } from 'node:child_process';
  * Inode flags (chattr/lsattr: immutable, append-only, ...). They are read with the
  * FS_IOC_GETFLAGS ioctl, which Node cannot make, so drift runs `lsattr -d` from
  * e2fsprogs (priority "required" on Debian, in every RHEL and Alpine base image)
- * over batches of regular files and folders: one process per few thousand paths,
- * running while the files are hashed.
+ * over the regular files and folders, through `xargs -0` (paths on its stdin,
+ * NUL-separated: no argument list limit, and one process started from Node, whose
+ * own spawns cost ~20 ms each with a large heap), while the files are hashed.
  *
  * lsattr lstats each path and opens only regular files and folders (O_NONBLOCK),
  * so symlinks, devices, FIFOs and sockets are never opened; drift never passes
@@ -43,11 +44,8 @@ export function flagsText(mask: number): string {
   return out;
 }
 
-/** Paths per lsattr run at most, and argument bytes per run at most. */
-const BATCH_PATHS = 4096;
-const BATCH_BYTES = 512 * 1024;
-/** lsattr output accepted per run: a line per path, each at most ~4 KiB of path. */
-const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** Output accepted per path: its flags field, the path and a newline, or an error line. */
+const OUTPUT_BYTES_PER_PATH = 256;
 
 const REASONS: Record<string, string> = {
   'Operation not supported': 'EOPNOTSUPP',
@@ -66,8 +64,8 @@ export function keptFlags(field: string): number {
 
 /** Flags read per path index of a batch, and why the others were not. */
 export interface FlagsResult {
-  /** Mask of the kept letters (see flagsText). */
-  flags: Map<number, number>;
+  /** Mask of the kept letters (see flagsText) per path index, -1 where not read. */
+  flags: Int32Array;
   /** errno code (`ENOTTY`, `EOPNOTSUPP`, ...) or lsattr's message, per path index not read. */
   errors: Map<number, string>;
 }
@@ -79,15 +77,29 @@ export interface FlagsResult {
  * from stderr (`lsattr: REASON While reading flags on PATH`).
  */
 export function parseLsattr(paths: readonly string[], stdout: string, stderr: string): FlagsResult {
-  const flags = new Map<number, number>();
+  const flags = new Int32Array(paths.length).fill(-1);
   const errors = new Map<number, string>();
+  // Nearly every line has the same FLAGS field: it is checked and decoded once.
+  let lastField = '';
+  let lastMask = 0;
   let at = 0;
   for (let i = 0; i < paths.length; i++) {
     const path = paths[i] as string;
     const space = stdout.indexOf(' ', at);
-    const end = space < 0 ? -1 : space + 1 + path.length;
-    if (space > at && /^[A-Za-z-]+$/.test(stdout.slice(at, space)) && stdout.startsWith(path, space + 1) && stdout[end] === '\n') {
-      flags.set(i, keptFlags(stdout.slice(at, space)));
+    let mask: number | undefined;
+    if (space > at) {
+      if (space - at === lastField.length && stdout.startsWith(lastField, at)) mask = lastMask;
+      else {
+        const field = stdout.slice(at, space);
+        if (FLAGS_FIELD.test(field)) {
+          lastField = field;
+          lastMask = mask = flagsMask(field);
+        }
+      }
+    }
+    const end = space + 1 + path.length;
+    if (mask !== undefined && stdout.startsWith(path, space + 1) && stdout.charCodeAt(end) === 10) {
+      flags[i] = mask;
       at = end + 1;
       continue;
     }
@@ -95,6 +107,8 @@ export function parseLsattr(paths: readonly string[], stdout: string, stderr: st
   }
   return { flags, errors };
 }
+
+const FLAGS_FIELD = /^[A-Za-z-]+$/;
 
 function reasonFor(stderr: string, path: string): string {
   for (const tail of [` While reading flags on ${path}\n`, ` while trying to stat ${path}\n`]) {
@@ -108,16 +122,23 @@ function reasonFor(stderr: string, path: string): string {
   return 'not read by lsattr';
 }
 
-/** Run one lsattr over `paths`; resolves with its output, or rejects when it cannot be started. */
-function runLsattr(paths: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+/** Run lsattr over `paths` through xargs; resolves with its output, or rejects when it cannot be started. */
+function runLsattr(paths: readonly string[]): Promise<{ stdout: string; stderr: string; code: number | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('lsattr', ['-d', '--', ...paths], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+    const child = spawn('xargs', ['-0', '-r', 'lsattr', '-d', '--'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let bytes = 0;
+    let input = 0;
+    for (const p of paths) input += p.length;
+    const cap = paths.length * OUTPUT_BYTES_PER_PATH + input * 3;
     const take = (into: Buffer[]) => (chunk: Buffer): void => {
       bytes += chunk.length;
-      if (bytes > MAX_OUTPUT_BYTES) {
+      // More than every path could explain: something else writes there; stop reading it.
+      if (bytes > cap) {
         child.kill('SIGKILL');
         return;
       }
@@ -125,8 +146,12 @@ function runLsattr(paths: readonly string[]): Promise<{ stdout: string; stderr: 
     };
     child.stdout.on('data', take(out));
     child.stderr.on('data', take(err));
+    child.stdin.on('error', () => {
+      // xargs gone early (killed, or missing lsattr): its exit says why.
+    });
     child.on('error', reject);
-    child.on('close', () => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code) => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), code }));
+    child.stdin.end(paths.length === 0 ? '' : `${paths.join('\0')}\0`);
   });
 }
 
@@ -136,42 +161,46 @@ export type FlagsFailure = string | null;
 /**
  * Read the inode flags of `paths` (absolute paths on disk of regular files and
  * folders). Resolves with flags and errors by index into `paths`, and `missing`
- * set when lsattr could not be run at all (then every path is in errors).
+ * set when lsattr could not be run at all (then no path has flags).
  */
 export async function readFlags(paths: readonly string[]): Promise<FlagsResult & { missing: FlagsFailure }> {
-  const result: FlagsResult & { missing: FlagsFailure } = { flags: new Map(), errors: new Map(), missing: null };
-  const batches: number[][] = [];
-  let batch: number[] = [];
-  let bytes = 0;
+  const result: FlagsResult & { missing: FlagsFailure } = { flags: new Int32Array(paths.length).fill(-1), errors: new Map(), missing: null };
+  // A path with a newline would make lsattr's output ambiguous: it gets a run of its own.
+  const plain: number[] = [];
+  const batches: number[][] = [plain];
   for (let i = 0; i < paths.length; i++) {
-    const path = paths[i] as string;
-    if (path.includes('\n')) {
-      batches.push([i]);
-      continue;
-    }
-    if (batch.length === BATCH_PATHS || bytes + path.length + 1 > BATCH_BYTES) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(i);
-    bytes += Buffer.byteLength(path) + 1;
+    if ((paths[i] as string).includes('\n')) batches.push([i]);
+    else plain.push(i);
   }
-  if (batch.length > 0) batches.push(batch);
   for (const indexes of batches) {
-    const names = indexes.map((i) => paths[i] as string);
-    let output: { stdout: string; stderr: string };
+    if (indexes.length === 0) continue;
+    const names = indexes.length === paths.length ? paths : indexes.map((i) => paths[i] as string);
+    let output: { stdout: string; stderr: string; code: number | null };
     try {
       output = await runLsattr(names);
     } catch (err) {
       const code = err && typeof err === 'object' && 'code' in err ? String((err as { code: unknown }).code) : 'EIO';
-      result.missing = code === 'ENOENT' ? 'lsattr not found (install e2fsprogs to record inode flags)' : `lsattr could not be run (${code})`;
-      for (let i = 0; i < paths.length; i++) if (!result.flags.has(i)) result.errors.set(i, result.missing);
+      result.missing = code === 'ENOENT' ? 'xargs not found (install findutils to record inode flags)' : `xargs could not be run (${code})`;
+      return result;
+    }
+    // xargs: 127 the command was not found, 126 it could not be run.
+    if (output.code === 127 || output.code === 126) {
+      result.missing = output.code === 127 ? 'lsattr not found (install e2fsprogs to record inode flags)' : 'lsattr could not be run';
+      result.flags.fill(-1);
+      result.errors.clear();
       return result;
     }
     const parsed = parseLsattr(names, output.stdout, output.stderr);
-    for (const [k, f] of parsed.flags) result.flags.set(indexes[k] as number, f);
-    for (const [k, e] of parsed.errors) result.errors.set(indexes[k] as number, e);
+    if (names === paths) {
+      result.flags = parsed.flags;
+      result.errors = parsed.errors;
+      continue;
+    }
+    indexes.forEach((i, k) => {
+      result.flags[i] = parsed.flags[k] as number;
+      const e = parsed.errors.get(k);
+      if (e !== undefined) result.errors.set(i, e);
+    });
   }
   return result;
 }

@@ -93,6 +93,11 @@ export const PackageEntrySchema = z.object({
 export type PackageEntry = z.infer<typeof PackageEntrySchema>;
 
 export const FILE_TYPES = ['file', 'dir', 'symlink', 'other'] as const;
+
+/** Extended attributes recorded per path at most (the collector lists the rest as unread). */
+export const MAX_XATTRS = 64;
+/** POSIX ACL entries per ACL at most (a real one has a handful; the kernel allows ~8,000). */
+export const MAX_ACL_ENTRIES = 256;
 export type FileType = (typeof FILE_TYPES)[number];
 
 /**
@@ -130,13 +135,13 @@ export const FileEntrySchema = z.object({
   /** File capabilities (`security.capability`) in getcap's text form: `cap_net_raw=ep`. */
   caps: z.string().max(4096).optional(),
   /** Extended POSIX access ACL as getfacl prints it, numeric ids: `user::rwx`, `user:1000:r-x`, `mask::r-x`. */
-  acl: z.array(z.string().max(32)).max(256).optional(),
+  acl: z.array(z.string().max(32)).max(MAX_ACL_ENTRIES).optional(),
   /** Default POSIX ACL of a folder, same form. */
-  defaultAcl: z.array(z.string().max(32)).max(256).optional(),
+  defaultAcl: z.array(z.string().max(32)).max(MAX_ACL_ENTRIES).optional(),
   /** Other extended attributes: name → `sha256:<hex>` of the value; `security.selinux` → its label. */
   xattrs: z
     .record(z.string().max(255), z.string().max(300))
-    .refine((r) => Object.keys(r).length <= 64, 'at most 64 extended attributes')
+    .refine((r) => Object.keys(r).length <= MAX_XATTRS, `at most ${MAX_XATTRS} extended attributes`)
     .optional(),
   /** Inode flags set, as lsattr letters (`i` immutable, `a` append-only); absent: none, or not readable (then in `unread`). */
   flags: z.string().regex(/^[A-Za-z]{1,32}$/, 'lsattr letters').optional(),
