@@ -145,13 +145,21 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     } else if (encoding !== 'identity') {
       throw new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415);
     }
-    const deep = await jsonDepthExceeded(bytes);
-    if (deep >= 0) {
-      throw new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); drift's protocol never nests deeper than 5`, 400);
-    }
+    const tooDeep = (where: string, at: number): HttpError =>
+      new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (${where}at byte ${at}); drift's protocol never nests deeper than 5`, 400);
     if (req.url === '/v1/reports') {
+      // The locator is linear and never recurses into values, so it runs before the
+      // depth check; a section equal to a known canonical one needs no depth check.
       const located = locateManifestSections(bytes, ingest.knownSections());
       if (located) {
+        let deep = await jsonDepthExceeded(located.rest);
+        if (deep >= 0) throw tooDeep('', deep);
+        for (const [name, section] of located.sections) {
+          if (located.canonical.has(name)) continue;
+          // A section sits at depth 2 of the body (body, manifest).
+          deep = await jsonDepthExceeded(section, MAX_JSON_DEPTH - 2);
+          if (deep >= 0) throw tooDeep(`in manifest.${name}, `, deep);
+        }
         try {
           const body: unknown = JSON.parse(located.rest.toString('utf8'));
           if (body !== null && typeof body === 'object') {
@@ -161,6 +169,8 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
         } catch { /* parse it whole below, for the exact error */ }
       }
     }
+    const deep = await jsonDepthExceeded(bytes);
+    if (deep >= 0) throw tooDeep('', deep);
     try {
       return JSON.parse(bytes.toString('utf8')) as unknown;
     } catch (err) {

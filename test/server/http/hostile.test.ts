@@ -168,6 +168,11 @@ t.test('attack 1: JSON nested deeper than the protocol needs is refused before i
     method: 'PUT', body: deep, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, signal: AbortSignal.timeout(60_000),
   });
   t.equal(admin.status, 400, 'the admin routes too');
+  await putBaseline(ctx);
+  const inSection = Buffer.from(`{"schema":"drift.report-request/v1","manifest":{"files":${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}}}`);
+  const sec = await call(ctx, 'POST', '/v1/reports', { token: key, raw: inSection });
+  t.equal(sec.status, 400, 'a deep section of a located manifest too');
+  t.match(errorOf(sec).message, /deeper than 16 levels \(in manifest\.files, at byte 14\)/);
   const shallow = await call(ctx, 'POST', '/v1/reports', { token: key, body: { a: [[[[[[[[[[[[[[[1]]]]]]]]]]]]]]] } });
   t.equal(shallow.status, 400, 'sixteen levels parse (and fail as a report)');
   t.match(errorOf(shallow).message, /drift\.report-request\/v1/);
