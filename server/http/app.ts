@@ -13,7 +13,7 @@ import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
 import { sameDigests } from '../../agent/protocol/digests.js';
 import { Metrics } from './metrics.js';
-import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH } from './sections.js';
+import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH, type LocateStats } from './sections.js';
 import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
 import { EnrollRequestSchema, firstIssue } from './wire.js';
@@ -151,7 +151,11 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     if (req.url === '/v1/reports') {
       // The locator is linear and never recurses into values, so it runs before the
       // depth check; a section equal to a known canonical one needs no depth check.
-      const located = locateManifestSections(bytes, ingest.knownSections());
+      const stats: LocateStats = { hashedBytes: 0 };
+      const located = locateManifestSections(bytes, ingest.knownSections(), stats);
+      if (stats.twice !== undefined) {
+        throw new HttpError('DRIFT_ERR_USAGE', `report body names ${stats.twice} twice; send each key once (drift agents do)`, 400);
+      }
       if (located) {
         let deep = await jsonDepthExceeded(located.rest);
         if (deep >= 0) throw tooDeep('', deep);

@@ -22,6 +22,13 @@ export interface LocatedSections {
   canonical: Set<SectionName>;
 }
 
+/** What the locator did: bytes hashed against known sections, and a key it met twice. */
+export interface LocateStats {
+  hashedBytes: number;
+  /** `manifest` or `manifest.<section>` when the body names it twice (no agent does). */
+  twice?: string;
+}
+
 const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -34,7 +41,7 @@ const BACKSLASH = 0x5c;
  * given twice. Never throws; the rest is JSON-parsed by the caller, which catches
  * any malformation the scan let through.
  */
-export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: { hashedBytes: number } = { hashedBytes: 0 }): LocatedSections | null {
+export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: LocateStats = { hashedBytes: 0 }): LocatedSections | null {
   const n = buf.length;
   /**
    * End of a section value that is byte for byte a known canonical section, else -1.
@@ -113,10 +120,10 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
   let broken = false;
   function manifest(start: number): number {
     // A second manifest key makes the body ambiguous: stop here, before walking it.
-    if (++manifests > 1) return -1;
+    if (++manifests > 1) { broken = true; stats.twice = 'manifest'; return -1; }
     const e = members(start, true, (k, s, e) => {
       if (!(SECTIONS as readonly string[]).includes(k)) return true;
-      if (spans.some(([name]) => name === k)) return false;
+      if (spans.some(([name]) => name === k)) { stats.twice = `manifest.${k}`; return false; }
       spans.push([k as SectionName, s, e]);
       if (e === lastKnownEnd) canonical.add(k as SectionName);
       return true;
