@@ -166,8 +166,9 @@ function vmHwmKb(pid: number): number {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'drift-load-'));
-  writeFileSync(join(dir, 'enroll'), ENROLL);
-  writeFileSync(join(dir, 'admin'), ADMIN);
+  // The collector refuses secret files others can read.
+  writeFileSync(join(dir, 'enroll'), ENROLL, { mode: 0o600 });
+  writeFileSync(join(dir, 'admin'), ADMIN, { mode: 0o600 });
   const db = join(dir, 'drift.db');
   const nodeArgs = (process.env['DRIFT_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
   const server = spawn(process.execPath, [...nodeArgs, driftBin, 'server', '--listen', '127.0.0.1:0', '--db', db,

@@ -13,7 +13,7 @@ import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
 import { sameDigests } from '../../agent/protocol/digests.js';
 import { Metrics } from './metrics.js';
-import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH } from './sections.js';
+import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH, type LocateStats } from './sections.js';
 import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
 import { EnrollRequestSchema, firstIssue, RepinRequestSchema } from './wire.js';
@@ -137,7 +137,8 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       try {
         // On the thread pool, not the event loop; maxOutputLength stops inflation at
         // the limit: a gzip bomb costs maxBody bytes, not its full size.
-        bytes = await gunzipAsync(raw, { maxOutputLength: deps.maxBody });
+        // Output in 1 MiB chunks: a few thread-pool round trips per report, not one per 16 KiB.
+        bytes = await gunzipAsync(raw, { maxOutputLength: deps.maxBody, chunkSize: 1 << 20 });
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
           throw new HttpError('DRIFT_ERR_TOO_LARGE', `request body inflates to more than ${deps.maxBody} bytes (the --max-body limit); send a smaller report or raise --max-body`, 413);
@@ -147,13 +148,25 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     } else if (encoding !== 'identity') {
       throw new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415);
     }
-    const deep = await jsonDepthExceeded(bytes);
-    if (deep >= 0) {
-      throw new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (at byte ${deep}); drift's protocol never nests deeper than 5`, 400);
-    }
+    const tooDeep = (where: string, at: number): HttpError =>
+      new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (${where}at byte ${at}); drift's protocol never nests deeper than 5`, 400);
     if (req.url === '/v1/reports') {
-      const located = locateManifestSections(bytes, ingest.knownSections());
+      // The locator is linear and never recurses into values, so it runs before the
+      // depth check; a section equal to a known canonical one needs no depth check.
+      const stats: LocateStats = { hashedBytes: 0 };
+      const located = locateManifestSections(bytes, ingest.knownSections(), stats);
+      if (stats.twice !== undefined) {
+        throw new HttpError('DRIFT_ERR_USAGE', `report body names ${stats.twice} twice; send each key once (drift agents do)`, 400);
+      }
       if (located) {
+        let deep = await jsonDepthExceeded(located.rest);
+        if (deep >= 0) throw tooDeep('', deep);
+        for (const [name, section] of located.sections) {
+          if (located.canonical.has(name)) continue;
+          // A section sits at depth 2 of the body (body, manifest).
+          deep = await jsonDepthExceeded(section, MAX_JSON_DEPTH - 2);
+          if (deep >= 0) throw tooDeep(`in manifest.${name}, `, deep);
+        }
         try {
           const body: unknown = JSON.parse(located.rest.toString('utf8'));
           if (body !== null && typeof body === 'object') {
@@ -163,6 +176,8 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
         } catch { /* parse it whole below, for the exact error */ }
       }
     }
+    const deep = await jsonDepthExceeded(bytes);
+    if (deep >= 0) throw tooDeep('', deep);
     try {
       return JSON.parse(bytes.toString('utf8')) as unknown;
     } catch (err) {

@@ -18,6 +18,15 @@ export interface LocatedSections {
   rest: Buffer;
   /** The raw bytes of each section of `manifest`. */
   sections: Map<SectionName, Buffer>;
+  /** The sections whose bytes are a known canonical section (sha256 equal): valid JSON of known depth. */
+  canonical: Set<SectionName>;
+}
+
+/** What the locator did: bytes hashed against known sections, and a key it met twice. */
+export interface LocateStats {
+  hashedBytes: number;
+  /** `manifest` or `manifest.<section>` when the body names it twice (no agent does). */
+  twice?: string;
 }
 
 const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
@@ -32,7 +41,7 @@ const BACKSLASH = 0x5c;
  * given twice. Never throws; the rest is JSON-parsed by the caller, which catches
  * any malformation the scan let through.
  */
-export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: { hashedBytes: number } = { hashedBytes: 0 }): LocatedSections | null {
+export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: LocateStats = { hashedBytes: 0 }): LocatedSections | null {
   const n = buf.length;
   /**
    * End of a section value that is byte for byte a known canonical section, else -1.
@@ -93,7 +102,7 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
       if (buf[i] !== 0x3a) return -1;
       const vStart = ws(i + 1);
       let vEnd = -1;
-      if (inManifest && known.length > 0 && (SECTIONS as readonly string[]).includes(key)) vEnd = knownEnd(vStart);
+      if (inManifest && known.length > 0 && (SECTIONS as readonly string[]).includes(key)) lastKnownEnd = vEnd = knownEnd(vStart);
       // The manifest is walked member by member (not skipped whole first), so its big sections are scanned at most once.
       else if (!inManifest && key === 'manifest') vEnd = manifest(vStart);
       if (vEnd < 0) vEnd = value(vStart);
@@ -105,15 +114,18 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
     }
   };
   const spans: [SectionName, number, number][] = [];
+  const canonical = new Set<SectionName>();
+  let lastKnownEnd = -1;
   let manifests = 0;
   let broken = false;
   function manifest(start: number): number {
     // A second manifest key makes the body ambiguous: stop here, before walking it.
-    if (++manifests > 1) return -1;
+    if (++manifests > 1) { broken = true; stats.twice = 'manifest'; return -1; }
     const e = members(start, true, (k, s, e) => {
       if (!(SECTIONS as readonly string[]).includes(k)) return true;
-      if (spans.some(([name]) => name === k)) return false;
+      if (spans.some(([name]) => name === k)) { stats.twice = `manifest.${k}`; return false; }
       spans.push([k as SectionName, s, e]);
+      if (e === lastKnownEnd) canonical.add(k as SectionName);
       return true;
     });
     if (e < 0) broken = true;
@@ -130,7 +142,7 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
     at = e;
   }
   parts.push(buf.subarray(at));
-  return { rest: Buffer.concat(parts), sections };
+  return { rest: Buffer.concat(parts), sections, canonical };
 }
 
 /**
@@ -150,7 +162,7 @@ const DEPTH_SLICE = 1 << 20;
  * event loop every DEPTH_SLICE bytes, so a large body does not hold other requests
  * (or /healthz) for the whole scan.
  */
-export async function jsonDepthExceeded(buf: Buffer, max = MAX_JSON_DEPTH): Promise<number> {
+export async function jsonDepthExceeded(buf: Buffer, max: number = MAX_JSON_DEPTH): Promise<number> {
   let depth = 0;
   let inString = false;
   let i = 0;

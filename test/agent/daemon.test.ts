@@ -123,6 +123,12 @@ t.test('a lost node key or a collector that forgot the host: enroll again, resen
   const a = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
   t.equal(await a.d.runOnce(never), 0);
   await rm(join(s.stateDir, 'node-key.json'));
+  // The host id is bound to its first enrollment: without its key, an operator approves.
+  t.equal(await a.d.runOnce(never), 2, 'the enrollment secret alone does not re-key an enrolled host');
+  t.ok(a.logs.some((l) => l['msg'] === 'enrollment refused' && /already enrolled/.test(String(l['reason']))), 'refusal logged with the reason');
+  const hostId = c.store.listHosts()[0]?.id ?? '';
+  const approve = await fetch(`${c.url}/v1/hosts/${encodeURIComponent(hostId)}/reenroll`, { method: 'POST', headers: { authorization: 'Bearer admin-t0ken' } });
+  t.equal(approve.status, 200, 'operator approval');
   t.equal(await a.d.runOnce(never), 0, 'enrolled again and delivered');
   t.equal(a.logs.filter((l) => l['msg'] === 'enrolled').length, 2);
   t.equal(c.received[1]?.manifest, false, 'the collector still has the manifest: digests only');
@@ -142,8 +148,9 @@ t.test('a lost node key or a collector that forgot the host: enroll again, resen
   const msgs = b.logs.map((l) => l['msg']);
   t.ok(msgs.includes('node key refused; enrolling again'), '401 → re-enrolled');
   t.ok(msgs.includes('collector needs sections'), 'digests unknown → need');
-  t.same(c2.received.map((r) => r.manifest), [false, false, true], 'digests (401), digests (need), then the manifest');
-  t.equal(new Set(c2.received.map((r) => r.seq)).size, 1, 'all three with the same seq');
+  // The 401 is answered from the headers, before the body is read: the hook never sees it.
+  t.same(c2.received.map((r) => r.manifest), [false, true], 'digests (need), then the manifest');
+  t.equal(new Set(c2.received.map((r) => r.seq)).size, 1, 'both with the same seq');
 });
 
 t.test('a report the collector refuses for good is dropped, not retried for ever', async (t) => {

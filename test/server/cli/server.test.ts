@@ -173,12 +173,31 @@ t.test('kill -9 during a stream of reports loses no acknowledged report', async 
   store.close();
 });
 
+t.test('a secret file others can read, or one value for both secrets, exits 2 before listening', async (t) => {
+  const dir = tmp(t);
+  const run = (enroll: string, admin: string): Promise<{ code: number | null; stderr: string }> => {
+    const proc = spawn(process.execPath, [entry, 'server', '--listen', '127.0.0.1:0', '--db', join(dir, 'd.db'), '--enroll-secret-file', enroll, '--admin-token-file', admin], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    return new Promise((resolve) => proc.on('exit', (code) => resolve({ code, stderr })));
+  };
+  const args = secrets(dir);
+  const open = join(dir, 'open');
+  writeFileSync(open, `${ENROLL}\n`, { mode: 0o644 });
+  const r1 = await run(open, args[3] as string);
+  t.equal(r1.code, 2);
+  t.match(r1.stderr, `--enroll-secret-file ${open} is accessible to others (mode 0644)`);
+  const r2 = await run(args[1] as string, args[1] as string);
+  t.equal(r2.code, 2);
+  t.match(r2.stderr, 'hold the same value');
+});
+
 t.test('--help names every setting and the 64 MiB body limit', async (t) => {
   const r = spawnSync(process.execPath, [entry, 'server', '--help'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   // commander wraps the text to the terminal width: compare with the whitespace folded.
   t.match(r.stdout.replace(/\s+/g, ' '), '--max-body <bytes> largest request body after gzip inflation, e.g. 128MiB (default 64 MiB');
-  for (const flag of ['--listen', '--db', '--enroll-secret-file', '--admin-token-file', '--baseline-pubkey', '--tls-cert', '--tls-key', '--retention']) {
+  for (const flag of ['--listen', '--db', '--enroll-secret-file', '--admin-token-file', '--baseline-pubkey', '--tls-cert', '--tls-key', '--retention', '--roles']) {
     t.match(r.stdout, flag);
   }
 });

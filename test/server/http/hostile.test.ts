@@ -16,7 +16,8 @@ import { compare } from '../../../agent/engine/compare.js';
 import { signBaseline } from '../../../agent/sign.js';
 import { canonicalJson } from '../../../agent/protocol/canonical.js';
 import { buildApp, type AppDeps } from '../../../server/http/app.js';
-import { MAX_STORED_FINDINGS } from '../../../server/http/ingest.js';
+import { boundFindings, MAX_STORED_FINDINGS } from '../../../server/http/ingest.js';
+import type { Finding } from '../../../agent/protocol/finding.js';
 import { readSecrets } from '../../../server/config.js';
 import { Store } from '../../../server/store/store.js';
 import { baselineOf, digestReport, fullReport, imageSections, manifestOf } from '../helpers/fleet.js';
@@ -145,6 +146,7 @@ t.test('attack 1: an enrolled host repeating "manifest" costs one pass over its 
   for (const a of await proper) {
     t.equal(a.status, 400, 'not a report');
     t.equal(a.json.error.code, 'DRIFT_ERR_USAGE');
+    t.match((a.json.error as { message?: string }).message, /names manifest twice/, 'refused at the second manifest, never parsed');
   }
   t.ok(median(latencies) < 100, `/healthz median ${median(latencies).toFixed(1)} ms (bound 100 ms)`);
   t.ok(Math.max(...latencies) < 1000, `/healthz worst ${Math.max(...latencies).toFixed(1)} ms (bound 1 s)`);
@@ -168,6 +170,11 @@ t.test('attack 1: JSON nested deeper than the protocol needs is refused before i
     method: 'PUT', body: deep, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, signal: AbortSignal.timeout(60_000),
   });
   t.equal(admin.status, 400, 'the admin routes too');
+  await putBaseline(ctx);
+  const inSection = Buffer.from(`{"schema":"drift.report-request/v1","manifest":{"files":${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}}}`);
+  const sec = await call(ctx, 'POST', '/v1/reports', { token: key, raw: inSection });
+  t.equal(sec.status, 400, 'a deep section of a located manifest too');
+  t.match(errorOf(sec).message, /deeper than 16 levels \(in manifest\.files, at byte 14\)/);
   const shallow = await call(ctx, 'POST', '/v1/reports', { token: key, body: { a: [[[[[[[[[[[[[[[1]]]]]]]]]]]]]]] } });
   t.equal(shallow.status, 400, 'sixteen levels parse (and fail as a report)');
   t.match(errorOf(shallow).message, /drift\.report-request\/v1/);
@@ -306,7 +313,7 @@ t.test('attack 4: a host cannot choose its cohort', async (t) => {
   t.match(h6.flags, [{ claim: 'image', value: 'ami-mine' }], 'and flagged');
 });
 
-t.test('attack 5: unverified signatures, spoolDropped, seq, bad URLs, database mode', async (t) => {
+t.test('attack 5: a signature never verified records no key id', async (t) => {
   const ctx = await setup(t);
   const signer = generateKeyPairSync('ed25519');
   const signed = signBaseline(baselineOf('ami-1').baseline, signer.privateKey);
@@ -314,7 +321,11 @@ t.test('attack 5: unverified signatures, spoolDropped, seq, bad URLs, database m
   t.equal(put.status, 200);
   t.match(put.json, { keyId: null, signature: 'unverified' }, 'no key id for a signature never verified');
   t.equal(ctx.store.getBaseline('ami-1')?.keyId, null, 'nor stored');
+});
 
+t.test('attack 5: spoolDropped is bounded before it reaches a metric', async (t) => {
+  const ctx = await setup(t);
+  await putBaseline(ctx);
   const key = await keyOf(ctx, 'h1');
   const m = manifestOf(imageSections(), { hostname: 'h1', machineId: 'h1', imageId: 'ami-1' });
   const huge = await call(ctx, 'POST', '/v1/reports', { token: key, body: fullReport(1, m, { spoolDropped: 9_000_000_000_000_002 }) });
@@ -322,11 +333,23 @@ t.test('attack 5: unverified signatures, spoolDropped, seq, bad URLs, database m
   t.match(errorOf(huge).message, /spoolDropped/);
   t.equal((await call(ctx, 'POST', '/v1/reports', { token: key, body: fullReport(1, m, { spoolDropped: 2 }) })).status, 200);
   t.match((await call(ctx, 'GET', '/metrics')).text, /drift_agent_spool_dropped_total 2\n/, 'only the plausible one is counted');
+});
+
+t.test('attack 5: a seq at the end of the number line cannot block the host', async (t) => {
+  const ctx = await setup(t);
+  await putBaseline(ctx);
+  const key = await keyOf(ctx, 'h1');
+  const m = manifestOf(imageSections(), { hostname: 'h1', machineId: 'h1', imageId: 'ami-1' });
+  t.equal((await call(ctx, 'POST', '/v1/reports', { token: key, body: fullReport(1, m) })).status, 200);
 
   const ahead = await call(ctx, 'POST', '/v1/reports', { token: key, body: digestReport(Number.MAX_SAFE_INTEGER, m) });
   t.equal(ahead.status, 400, 'a seq far ahead of the clock is refused');
   t.match(errorOf(ahead).message, /more than a day ahead/);
   t.equal((await call(ctx, 'POST', '/v1/reports', { token: key, body: digestReport(Date.now(), m) })).status, 200, 'the host is not blocked');
+});
+
+t.test('attack 5: malformed URLs answer the documented error body; the database is 0600', async (t) => {
+  const ctx = await setup(t);
 
   for (const url of ['/v1/hosts/%E0%A4%A', '/v1/hosts/%zz', '/%']) {
     const bad = await call(ctx, 'GET', url, { token: ADMIN });
@@ -334,4 +357,16 @@ t.test('attack 5: unverified signatures, spoolDropped, seq, bad URLs, database m
     t.equal(errorOf(bad).code, 'DRIFT_ERR_USAGE', `${url}: the documented error body`);
   }
   for (const f of ['drift.db', 'drift.db-wal']) t.equal(statSync(join(ctx.dir, f)).mode & 0o777, 0o600, `${f} is 0600`);
+});
+
+t.test('findings beyond the bound: the most severe are kept, the rest counted by severity and kind', async (t) => {
+  const f = (key: string, severity: 'low' | 'medium' | 'high' | 'critical'): Finding => ({
+    kind: 'file', key, change: 'added', changed: [], before: null, after: null, severity, action: 'report', rule: null, explanation: `${key} added`,
+  });
+  const all = [f('/a', 'low'), f('/b', 'critical'), f('/c', 'low'), f('/d', 'high'), f('/e', 'critical')];
+  const b = boundFindings(all, 3);
+  t.same(b.findings.map((x) => x.key), ['/b', '/e', '/d'], 'critical first, then high, in their order');
+  t.same(b.omitted, { count: 2, bySeverity: { low: 2 }, byKind: { file: 2 } });
+  t.ok(b.bytes > 0 && b.bytes < 10_000, 'their size is estimated for the cache bound');
+  t.equal(boundFindings(all, 10).omitted, null, 'nothing omitted under the bound');
 });
