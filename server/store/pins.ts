@@ -43,12 +43,14 @@ export interface PinJournalEntry {
   paths: string[];
 }
 
-/** The pinned value of one path of one host, for cohort maths. */
-export interface PinValueRow {
+/** A host holding a pinned value that is rare among the hosts of its cohort that pinned the path. */
+export interface RarePinRow {
   host: number;
   path: string;
-  /** `sha256:<hex>` of the pinned entry, or null when first boot removed the path. */
-  value: string | null;
+  /** Hosts of the cohort holding this value. */
+  hosts: number;
+  /** Hosts of the cohort that pinned the path. */
+  of: number;
 }
 
 type Row = Record<string, unknown>;
@@ -73,7 +75,20 @@ export class PinStore {
       blobGet: db.prepare('SELECT data FROM blobs WHERE digest = ?').pluck(),
       journalPut: db.prepare('INSERT INTO pin_journal (host, at, action, by, reason, paths) VALUES (?, ?, ?, ?, ?, ?)'),
       journalOf: db.prepare('SELECT at, action, by, reason, paths FROM pin_journal WHERE host = ? ORDER BY id DESC LIMIT ?'),
-      values: db.prepare('SELECT p.host, s.text AS path, p.value FROM pins p JOIN strings s ON s.id = p.path'),
+      // Per cohort (image, role) and path: how many reporting hosts pinned it and how many
+      // hold its most common value; then the holders of values that are rare beside a
+      // majority value. Grouped in SQLite: 10,000 hosts × 16 pins stay in the database.
+      rare: db.prepare(`WITH g AS (
+          SELECT h.image AS image, h.role AS role, p.path AS path, p.value AS value, count(*) AS n
+          FROM pins p JOIN hosts h ON h.rowid = p.host WHERE h.last_seen IS NOT NULL GROUP BY 1, 2, 3, 4),
+        t AS (SELECT image, role, path, sum(n) AS total, max(n) AS top FROM g GROUP BY 1, 2, 3)
+        SELECT p.host AS host, s.text AS path, g.n AS n, t.total AS total
+        FROM t JOIN g ON g.image IS t.image AND g.role IS t.role AND g.path = t.path
+          JOIN pins p ON p.path = g.path AND p.value IS g.value
+          JOIN hosts h ON h.rowid = p.host AND h.image IS g.image AND h.role IS g.role AND h.last_seen IS NOT NULL
+          JOIN strings s ON s.id = g.path
+        WHERE t.total >= @minCohort AND t.top > @majority * t.total AND g.n < t.top
+          AND g.n <= max(1, CAST(@rareShare * t.total AS INTEGER))`),
     };
   }
 
@@ -121,11 +136,14 @@ export class PinStore {
     }));
   }
 
-  /** Every pinned value of every host (for cohorts): one scan of the pins table. */
-  values(): PinValueRow[] {
-    return (this.st.values.all() as Row[]).map((r) => ({
-      host: Number(r['host']), path: String(r['path']), value: r['value'] instanceof Buffer ? digestText(r['value']) : null,
-    }));
+  /**
+   * Hosts whose pinned value of a path is rare in their cohort (image, role): among
+   * the reporting hosts that pinned the path (at least `minCohort`), one value is held
+   * by more than `majority` of them, and this host's value by at most `rareShare` of
+   * them (at least one host). Per-instance paths (hostname, host keys) have no majority.
+   */
+  rareValues(opts: { minCohort: number; majority: number; rareShare: number }): RarePinRow[] {
+    return (this.st.rare.all(opts) as Row[]).map((r) => ({ host: Number(r['host']), path: String(r['path']), hosts: Number(r['n']), of: Number(r['total']) }));
   }
 
   private putEntry(entry: PinnedEntry): Buffer {
