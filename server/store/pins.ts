@@ -62,9 +62,12 @@ export class PinStore {
 
   constructor(db: Database.Database, private readonly file: string) {
     this.st = {
-      bookGet: db.prepare('SELECT pinned_at, keys, instance_keys FROM pin_books WHERE host = ?'),
-      bookPut: db.prepare(`INSERT INTO pin_books (host, pinned_at, keys, instance_keys) VALUES (?, ?, ?, ?)
+      pinnedAt: db.prepare('SELECT pinned_at FROM hosts WHERE rowid = ?').pluck(),
+      pinnedAtSet: db.prepare('UPDATE hosts SET pinned_at = coalesce(pinned_at, ?) WHERE rowid = ?'),
+      bookGet: db.prepare('SELECT keys, instance_keys FROM pin_books WHERE host = ?'),
+      bookPut: db.prepare(`INSERT INTO pin_books (host, keys, instance_keys) VALUES (?, ?, ?)
         ON CONFLICT(host) DO UPDATE SET keys = excluded.keys, instance_keys = excluded.instance_keys`),
+      bookDel: db.prepare('DELETE FROM pin_books WHERE host = ?'),
       pinsOf: db.prepare('SELECT s.text AS path, p.value, p.first_seen FROM pins p JOIN strings s ON s.id = p.path WHERE p.host = ?'),
       pinPut: db.prepare('INSERT OR REPLACE INTO pins (host, path, value, first_seen) VALUES (?, ?, ?, ?)'),
       pinDel: db.prepare('DELETE FROM pins WHERE host = ? AND path = (SELECT id FROM strings WHERE text = ?)'),
@@ -94,18 +97,19 @@ export class PinStore {
 
   /** The pins of a host; null before its first compare against a baseline. */
   pinsOf(rowid: number): StoredPins | null {
-    const head = this.st.bookGet.get(rowid) as Row | undefined;
-    if (!head) return null;
+    const pinnedAt = this.st.pinnedAt.get(rowid) as number | null | undefined;
+    if (pinnedAt === null || pinnedAt === undefined) return null;
     const files: Record<string, Pin> = {};
     const rows = (this.st.pinsOf.all(rowid) as Row[]).sort((a, b) => (String(a['path']) < String(b['path']) ? -1 : 1));
     for (const r of rows) {
       const value = r['value'];
       files[String(r['path'])] = { firstSeen: iso(Number(r['first_seen'])), entry: value instanceof Buffer ? this.entry(value) : null };
     }
-    const keys = head['keys'];
-    const ik = typeof head['instance_keys'] === 'string' ? InstanceKeysSchema.safeParse(JSON.parse(head['instance_keys'])) : null;
+    const head = this.st.bookGet.get(rowid) as Row | undefined;
+    const keys = head?.['keys'];
+    const ik = typeof head?.['instance_keys'] === 'string' ? InstanceKeysSchema.safeParse(JSON.parse(head['instance_keys'])) : null;
     return {
-      book: { schema: PINS_SCHEMA, pinnedAt: iso(Number(head['pinned_at'])), files },
+      book: { schema: PINS_SCHEMA, pinnedAt: iso(Number(pinnedAt)), files },
       keys: keys === 'verified' || keys === 'trust' ? keys : null,
       instanceKeys: ik?.success ? ik.data : null,
     };
@@ -113,7 +117,9 @@ export class PinStore {
 
   /** Write what a compare changed (call inside the report's or the re-pin's transaction). */
   write(rowid: number, w: PinWrite, now: number): void {
-    this.st.bookPut.run(rowid, Date.parse(w.book.pinnedAt), w.keys, w.instanceKeys === null ? null : JSON.stringify(w.instanceKeys));
+    this.st.pinnedAtSet.run(Date.parse(w.book.pinnedAt), rowid);
+    if (w.keys === null && w.instanceKeys === null) this.st.bookDel.run(rowid);
+    else this.st.bookPut.run(rowid, w.keys, w.instanceKeys === null ? null : JSON.stringify(w.instanceKeys));
     for (const path of w.changed) {
       const pin = w.book.files[path];
       if (!pin) { this.st.pinDel.run(rowid, path); continue; }
@@ -122,7 +128,8 @@ export class PinStore {
       const value = pin.entry === null ? null : this.putEntry(pin.entry);
       this.st.pinPut.run(rowid, pathId, value, Date.parse(pin.firstSeen));
     }
-    if (w.journal) this.st.journalPut.run(rowid, now, w.journal.action, w.journal.by, w.journal.reason, JSON.stringify(w.changed));
+    // A first boot that pinned nothing is not journaled: hosts.pinned_at says it happened.
+    if (w.journal && (w.journal.action === 'repin' || w.changed.length > 0)) this.st.journalPut.run(rowid, now, w.journal.action, w.journal.by, w.journal.reason, JSON.stringify(w.changed));
   }
 
   /** The last `limit` journal entries of a host, newest first. */
