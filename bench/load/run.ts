@@ -320,9 +320,12 @@ async function main(): Promise<void> {
     const pinBlobs = Number(raw.prepare('SELECT coalesce(sum(length(b.data) + 32), 0) FROM blobs b WHERE b.digest IN (SELECT DISTINCT value FROM pins WHERE value IS NOT NULL)').pluck().get());
     const pinStrings = Number(raw.prepare('SELECT coalesce(sum(length(text) + 8), 0) FROM strings WHERE id IN (SELECT DISTINCT path FROM pins)').pluck().get());
     const tables = pages('pins') + pages('pin_books') + pages('pin_journal') + pages('pin_journal_host');
+    // hosts.pinned_at: an integer of 6 bytes plus its 1-byte serial type, in each pinned host's row.
+    const column = 7 * Number(raw.prepare('SELECT count(*) FROM hosts WHERE pinned_at IS NOT NULL').pluck().get());
     pinBytes = {
+      hostsPinnedAtBytes: column,
       pinRows: Number(raw.prepare('SELECT count(*) FROM pins').pluck().get()), pinBlobs: Number(raw.prepare('SELECT count(DISTINCT value) FROM pins').pluck().get()),
-      tablePages: tables, blobBytes: pinBlobs, pathStringBytes: pinStrings, perHost: Math.round((tables + pinBlobs + pinStrings) / HOSTS),
+      tablePages: tables, blobBytes: pinBlobs, pathStringBytes: pinStrings, perHost: Math.round((tables + column + pinBlobs + pinStrings) / HOSTS),
     };
   } catch { /* no pins tables or no dbstat */ }
   raw.close();

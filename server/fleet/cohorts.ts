@@ -9,10 +9,12 @@
  * First-boot pins count too: hosts of a cohort launched alike pin the same values
  * for the paths first boot writes alike (the default user's keys when they share a
  * key pair, passwd, sudoers). Where one value of a path is held by more than
- * `fleetWideShare` of the hosts that pinned it, a host whose value is rare is a
- * snowflake like one with a rare finding, named as `{ kind: 'file', key: path,
- * change: 'pinned' }`. Paths whose values differ on every host (hostname, host keys)
- * have no such majority and never count.
+ * `fleetWideShare` of the hosts that pinned it, a host whose value is held by at most
+ * `rareShare` of them is a snowflake like one with a rare finding, named as
+ * `{ kind: 'file', key: path, change: 'pinned' }`. Paths whose values differ on every
+ * host (hostname, host keys) have no such majority and never count. The store finds
+ * those rare values (`PinStore.rareValues`, grouped in SQLite with these same
+ * thresholds); here they only weigh in the score.
  */
 
 /** What cohort maths needs to know about one host. */
@@ -24,14 +26,15 @@ export interface CohortHost {
   /** False for a host that enrolled but never reported: it does not count in shares. */
   reported: boolean;
   findings: FindingKey[];
-  /** Its first-boot pins: per path, a digest of the pinned value (null: pinned absent). */
-  pins?: PinnedValue[];
+  /** Its first-boot values that are rare in its cohort (see the module comment). */
+  rarePins?: RarePin[];
 }
 
-/** One pinned first-boot value of a host. */
-export interface PinnedValue {
+/** A host's pinned value of `path`, held by `hosts` of the `of` hosts of its cohort that pinned the path. */
+export interface RarePin {
   path: string;
-  value: string | null;
+  hosts: number;
+  of: number;
 }
 
 /** The identity of a finding across hosts. */
@@ -116,7 +119,8 @@ export function computeFleet(hosts: readonly CohortHost[], options: Partial<Coho
     const first = members[0] as CohortHost;
     const reporting = members.filter((h) => h.reported);
     const n = reporting.length;
-    const counts = new Map<string, { f: FindingKey; hosts: number }>();
+    // `of`: for a rare pinned value, the hosts that pinned its path.
+    const counts = new Map<string, { f: FindingKey; hosts: number; of?: number }>();
     for (const h of reporting) {
       const seen = new Set<string>();
       for (const f of h.findings) {
@@ -136,18 +140,23 @@ export function computeFleet(hosts: readonly CohortHost[], options: Partial<Coho
     fleetWide.sort((a, b) => b.hosts - a.hosts || cmp(keyOf(a), keyOf(b)));
 
     const rareMax = Math.max(1, Math.floor(opts.rareShare * n));
-    const rarePins = rarePinnedValues(reporting, opts);
-    for (const [k, c] of rarePins.counts) counts.set(k, c);
+    for (const h of reporting) {
+      for (const r of h.rarePins ?? []) {
+        const key: FindingKey = { kind: 'file', key: r.path, change: 'pinned' };
+        const prev = counts.get(keyOf(key));
+        if (!prev || r.hosts < prev.hosts) counts.set(keyOf(key), { f: key, hosts: r.hosts, of: r.of });
+      }
+    }
     const snowflakes: Snowflake[] = [];
     if (n >= opts.minCohort) {
       for (const h of reporting) {
         const rare: FindingKey[] = [];
         let product = 1;
-        for (const r of rarePins.byHost.get(h.id) ?? []) {
-          rare.push(r.key);
-          product *= r.share;
-        }
         const seen = new Set<string>();
+        for (const r of h.rarePins ?? []) {
+          rare.push({ kind: 'file', key: r.path, change: 'pinned' });
+          product *= r.hosts / r.of;
+        }
         for (const f of h.findings) {
           const k = keyOf(f);
           if (seen.has(k)) continue;
@@ -172,48 +181,6 @@ export function computeFleet(hosts: readonly CohortHost[], options: Partial<Coho
   }
   cohorts.sort((a, b) => cmp(a.imageId ?? '', b.imageId ?? '') || cmp(a.role ?? '', b.role ?? ''));
   return { cohorts, scores };
-}
-
-/**
- * The rare pinned values of a cohort's hosts: per host, the pin keys and the share
- * of the path's pinning hosts that hold the same value; `counts` for `explain`.
- */
-function rarePinnedValues(reporting: readonly CohortHost[], opts: CohortOptions): {
-  byHost: Map<string, Array<{ key: FindingKey; share: number }>>;
-  counts: Map<string, { f: FindingKey; hosts: number; of: number }>;
-} {
-  const byPath = new Map<string, Map<string | null, string[]>>();
-  for (const h of reporting) {
-    for (const p of h.pins ?? []) {
-      let values = byPath.get(p.path);
-      if (!values) byPath.set(p.path, (values = new Map()));
-      let holders = values.get(p.value);
-      if (!holders) values.set(p.value, (holders = []));
-      holders.push(h.id);
-    }
-  }
-  const byHost = new Map<string, Array<{ key: FindingKey; share: number }>>();
-  const counts = new Map<string, { f: FindingKey; hosts: number; of: number }>();
-  for (const [path, values] of byPath) {
-    let pinning = 0;
-    let top = 0;
-    for (const holders of values.values()) { pinning += holders.length; top = Math.max(top, holders.length); }
-    if (pinning < opts.minCohort || top / pinning <= opts.fleetWideShare) continue;
-    const rareMax = Math.max(1, Math.floor(opts.rareShare * pinning));
-    const key: FindingKey = { kind: 'file', key: path, change: 'pinned' };
-    for (const holders of values.values()) {
-      if (holders.length > rareMax || holders.length === top) continue;
-      for (const id of holders) {
-        let list = byHost.get(id);
-        if (!list) byHost.set(id, (list = []));
-        list.push({ key, share: holders.length / pinning });
-      }
-      // One count per pin key: the rarest holders' (explain names "only this host" when 1).
-      const prev = counts.get(keyOf(key));
-      if (!prev || holders.length < prev.hosts) counts.set(keyOf(key), { f: key, hosts: holders.length, of: pinning });
-    }
-  }
-  return { byHost, counts };
 }
 
 function explain(rare: FindingKey[], counts: Map<string, { hosts: number; of?: number }>, n: number): string {

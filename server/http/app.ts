@@ -7,7 +7,7 @@ import { BaselineSchema, type Baseline, type SectionName } from '../../agent/pro
 import type { RuleSet } from '../../agent/protocol/rules.js';
 import { baselineDigest } from '../../agent/baseline.js';
 import { verifyBaseline } from '../../agent/sign.js';
-import { computeFleet, type CohortHost, type CohortOptions, type PinnedValue } from '../fleet/cohorts.js';
+import { computeFleet, DEFAULT_COHORT_OPTIONS, type CohortHost, type CohortOptions, type RarePin } from '../fleet/cohorts.js';
 import type { HostRow, Store } from '../store/store.js';
 import { errorBody, HttpError } from './errors.js';
 import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
@@ -350,15 +350,16 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       if (!list) keys.set(k.host, (list = []));
       list.push({ kind: k.kind, key: k.key, change: k.change });
     }
-    const pins = new Map<number, PinnedValue[]>();
-    for (const p of deps.store.pins.values()) {
-      let list = pins.get(p.host);
-      if (!list) pins.set(p.host, (list = []));
-      list.push({ path: p.path, value: p.value });
+    const options = { ...DEFAULT_COHORT_OPTIONS, ...deps.cohorts };
+    const rarePins = new Map<number, RarePin[]>();
+    for (const r of deps.store.pins.rareValues({ minCohort: options.minCohort, majority: options.fleetWideShare, rareShare: options.rareShare })) {
+      let list = rarePins.get(r.host);
+      if (!list) rarePins.set(r.host, (list = []));
+      list.push({ path: r.path, hosts: r.hosts, of: r.of });
     }
     const cohortHosts: CohortHost[] = hosts.map((h) => ({
       id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, reported: h.lastSeen !== null, findings: keys.get(h.rowid) ?? [],
-      pins: pins.get(h.rowid) ?? [],
+      rarePins: rarePins.get(h.rowid) ?? [],
     }));
     return computeFleet(cohortHosts, deps.cohorts ?? {});
   };

@@ -6,7 +6,7 @@ import { MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionNam
 import { SEVERITIES, type RuleSet } from '../../agent/protocol/rules.js';
 import type { CompareInput } from '../../agent/engine/compare.js';
 import { FirstBootCheck } from '../../agent/engine/pins.js';
-import type { FirstBoot } from '../../agent/protocol/pins.js';
+import { PINS_SCHEMA, type FirstBoot, type PinBook } from '../../agent/protocol/pins.js';
 import type { HostFlag, HostRow, OmittedFindings, SaveReport, Store, StoredBaseline } from '../store/store.js';
 import type { PinWrite, StoredPins } from '../store/pins.js';
 import { HttpError } from './errors.js';
@@ -363,6 +363,11 @@ export class Ingest {
     if (!pinnable) return this.cached(`${baseline.digest}|${digests.root}`, () => this.deps.compare({ baseline: b, manifest, rules: this.deps.rules }));
     const instanceKeys = env.host.instanceKeys ?? null;
     const now = new Date(this.deps.now()).toISOString();
+    if (clean && stored === null) {
+      // Equal to the image: no difference, so nothing to pin; remember that first boot happened.
+      const book: PinBook = { schema: PINS_SCHEMA, pinnedAt: now, files: {} };
+      return { ...none, pins: { book, changed: [], keys: null, instanceKeys, journal: { action: 'first-boot', by: null, reason: null } } };
+    }
     const run = (): { findings: Finding[]; firstBoot: FirstBoot; pins: PinWrite } => {
       const check = new FirstBootCheck({ baseline: b, manifest, rules: this.deps.rules }, { book: stored?.book ?? null, now });
       const findings = this.deps.compare({ baseline: b, manifest, rules: this.deps.rules, firstBoot: check });

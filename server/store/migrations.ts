@@ -31,8 +31,10 @@
  *   path as a `strings` id and the pinned file entry as a `blobs` digest, so the values
  *   a cohort shares (the default user's keys, passwd, sudoers) are stored once and
  *   only per-instance values (hostname, host keys) cost a blob per host;
- *   `pin_books` says when a host was pinned and how its keys were judged;
- *   `pin_journal` records every pinning (first boot, re-pins) and is never pruned.
+ *   `hosts.pinned_at` says when a host was pinned; `pin_books` (only for hosts with
+ *   an authorized_keys verdict) how its keys were judged and its last launch keys;
+ *   `pin_journal` records every pinning that pinned something (first boot, re-pins)
+ *   and is never pruned.
  */
 export interface Migration {
   version: number;
@@ -132,9 +134,12 @@ ALTER TABLE hosts ADD COLUMN reenroll_until INTEGER; -- ms since epoch: an opera
     version: 3,
     name: 'first-boot pins',
     sql: `
+-- When the host's first boot was pinned (ms since epoch); NULL before its first compare
+-- against a baseline. A column, not a row: a host whose first boot changed nothing costs a few bytes.
+ALTER TABLE hosts ADD COLUMN pinned_at INTEGER;
+
 CREATE TABLE pin_books (
   host      INTEGER PRIMARY KEY REFERENCES hosts(rowid) ON DELETE CASCADE,
-  pinned_at INTEGER NOT NULL,       -- ms since epoch of the report that pinned first boot
   keys      TEXT,                   -- 'verified' | 'trust' | NULL: how the default user's keys were judged last
   instance_keys TEXT                -- JSON of the last report's host.instanceKeys (for a re-pin's compare); NULL when none
 );
