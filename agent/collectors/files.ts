@@ -159,10 +159,9 @@ export function escapeName(name: Buffer): string {
   return out;
 }
 
-/** `dev:ino` of a walk's lstat, as the hash module checks it on the opened file. */
-function idOf(st: StatView): string {
-  return `${st.view.getBigUint64(st.stampAt, true)}:${st.view.getBigUint64(st.stampAt + 8, true)}`;
-}
+/** Device and inode of a walk's lstat as Numbers, as the hash module compares them with the opened file's fstat. */
+const devOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt, true));
+const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt + 8, true));
 
 /** A file to hash after the walk (`path` is on disk, `key` as seen from the root). */
 interface Job extends HashJob {
@@ -389,7 +388,7 @@ class Walk {
     }
     let bytes: Buffer;
     try {
-      bytes = readFileChecked(this.prefix + key, CONTENT_CAP_BYTES, { expect: { id: idOf(st), size: st.size } });
+      bytes = readFileChecked(this.prefix + key, CONTENT_CAP_BYTES, { expect: { dev: devOf(st), ino: inoOf(st), size: st.size } });
     } catch (err) {
       this.failed(key, err instanceof HashError ? err.code : errnoOf(err));
       return;
@@ -408,7 +407,7 @@ class Walk {
 
   private queue(key: string, st: StatView, entry: FileEntry): void {
     const stage = this.cache ? this.cache.stageStamp(st.view, st.stampAt, st.nlink) : -1;
-    this.jobs.push({ key, path: this.prefix + key, size: st.size, id: idOf(st), entry, stage });
+    this.jobs.push({ key, path: this.prefix + key, size: st.size, dev: devOf(st), ino: inoOf(st), entry, stage });
   }
 
   /**
