@@ -356,27 +356,31 @@ function checksOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean
   return checks;
 }
 
+/** One batch: jobs `start` to `end` (exclusive) and their paths; its checks are built only when it is sent or hashed. */
+interface Batch {
+  start: number;
+  end: number;
+  paths: string[];
+}
+
 /** Cut jobs into batches of at most BATCH_FILES files or about BATCH_BYTES bytes. */
-function batchesOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): { start: number; paths: string[]; checks: BatchChecks }[] {
-  const batches: { start: number; paths: string[]; checks: BatchChecks }[] = [];
-  let current: HashJob[] = [];
+function batchesOf(jobs: readonly HashJob[], maxBytes: number): Batch[] {
+  const batches: Batch[] = [];
+  let current: string[] = [];
   let start = 0;
   let bytes = 0;
-  const close = (): void => {
-    batches.push({ start, paths: current.map((j) => j.path), checks: checksOf(current, maxBytes, checkPath) });
-  };
   jobs.forEach((job, i) => {
     const size = Math.min(job.size, maxBytes);
     if (current.length > 0 && (current.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
-      close();
+      batches.push({ start, end: i, paths: current });
       current = [];
       start = i;
       bytes = 0;
     }
-    current.push(job);
+    current.push(job.path);
     bytes += size;
   });
-  if (current.length > 0) close();
+  if (current.length > 0) batches.push({ start, end: jobs.length, paths: current });
   return batches;
 }
 
@@ -394,7 +398,8 @@ async function hashOnPool(
   onWorker: ((worker: Worker) => void) | undefined,
 ): Promise<string[]> {
   const out = new Array<string>(jobs.length);
-  const batches = batchesOf(jobs, maxBytes, checkPath);
+  const batches = batchesOf(jobs, maxBytes);
+  const checksFor = (b: Batch): BatchChecks => checksOf(jobs.slice(b.start, b.end), maxBytes, checkPath);
   const stored = new Array<boolean>(batches.length).fill(false);
   const pool: Worker[] = [];
   let next = 0;
@@ -406,8 +411,8 @@ async function hashOnPool(
     stored[id] = true;
   };
   const hashHere = (id: number): void => {
-    const b = batches[id] as { paths: string[]; checks: BatchChecks };
-    store(id, hashBatch(b.paths, b.checks, buffer));
+    const b = batches[id] as Batch;
+    store(id, hashBatch(b.paths, checksFor(b), buffer));
   };
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   try {
@@ -416,7 +421,7 @@ async function hashOnPool(
     const feed = (worker: Worker): void => {
       const batch = batches[next];
       if (!batch) return;
-      const request: WorkerRequest = { id: next, paths: batch.paths, checks: batch.checks };
+      const request: WorkerRequest = { id: next, paths: batch.paths, checks: checksFor(batch) };
       next += 1;
       inFlight += 1;
       worker.postMessage(request);

@@ -458,11 +458,13 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       if (options.inlineBelowBytes !== undefined) hashOptions.inlineBelowBytes = options.inlineBelowBytes;
       hashOptions.maxFileBytes = budget.maxFileBytes;
       // The scan budget is taken in walk order, so which files it leaves out does not depend on threads.
-      const jobs: Job[] = [];
-      for (const job of walk.jobs) {
-        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs.push(job);
+      const jobs = walk.jobs;
+      let kept = 0;
+      for (const job of jobs) {
+        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs[kept++] = job;
         else walk.failed(job.key, REASONS.overScan(budget.maxScanBytes));
       }
+      jobs.length = kept;
       const hashes = await hashFiles(jobs, hashOptions);
       hashes.forEach((hash, i) => {
         const job = jobs[i] as Job;
