@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -39,8 +39,8 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 // For /proc/PID/exe, a link the kernel resolves to the running image itself.
 const OPEN_LINK_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
 
-const S_IFMT = 0o170000n;
-const S_IFREG = 0o100000n;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
 const TYPE_NAMES: Record<string, string> = {
   [String(0o040000)]: 'a folder',
   [String(0o120000)]: 'a symlink',
@@ -54,10 +54,10 @@ const TYPE_NAMES: Record<string, string> = {
 export const REASONS = {
   swapped: 'changed between stat and open: the path now leads to another file',
   shrank: 'changed while read: shorter than its size',
-  resized: (was: number, now: bigint): string => `changed between stat and open: size ${was} → ${now} bytes`,
+  resized: (was: number, now: number): string => `changed between stat and open: size ${was} → ${now} bytes`,
   notRegular: (what: string): string => `not a regular file when opened (${what})`,
-  overFile: (size: bigint | number, allocated: bigint | number, max: number): string =>
-    `over the per-file byte budget: ${size} bytes (${allocated} allocated${BigInt(allocated) * 2n < BigInt(size) ? ', sparse' : ''}) > ${max}; raise --max-file-bytes to read it`,
+  overFile: (size: number, allocated: number, max: number): string =>
+    `over the per-file byte budget: ${size} bytes (${allocated} allocated${allocated * 2 < size ? ', sparse' : ''}) > ${max}; raise --max-file-bytes to read it`,
   overScan: (max: number): string => `over the per-scan byte budget of ${max} bytes; raise --max-scan-bytes to read it`,
 } as const;
 
@@ -96,8 +96,9 @@ export class ByteBudget {
 
 /** What the caller knows of the file it means to read, from an earlier lstat. */
 export interface Expected {
-  /** `dev:ino` (decimal). */
-  id: string;
+  /** Device and inode as Numbers (as a non-bigint stat gives them). */
+  dev: number;
+  ino: number;
   /** The size it had; undefined: not checked. */
   size?: number | undefined;
 }
@@ -132,7 +133,7 @@ function haveProcFd(): boolean {
 /** A regular file opened for reading and checked; `size` is its size on the descriptor. */
 export interface OpenedFile {
   fd: number;
-  st: BigIntStats;
+  st: Stats;
   size: number;
 }
 
@@ -149,12 +150,13 @@ export function openChecked(path: string, options: OpenOptions = {}): OpenedFile
     throw new HashError(errnoOf(err));
   }
   try {
-    const st = fstatSync(fd, { bigint: true });
+    // Number stats: a bigint fstat costs several allocations per file on the hot path.
+    const st = fstatSync(fd);
     if ((st.mode & S_IFMT) !== S_IFREG) throw new HashError(REASONS.notRegular(TYPE_NAMES[String(st.mode & S_IFMT)] ?? 'another type'));
     const expect = options.expect;
     if (expect !== undefined) {
-      if (`${st.dev}:${st.ino}` !== expect.id) throw new HashError(REASONS.swapped);
-      if (expect.size !== undefined && st.size !== BigInt(expect.size)) throw new HashError(REASONS.resized(expect.size, st.size));
+      if (st.dev !== expect.dev || st.ino !== expect.ino) throw new HashError(REASONS.swapped);
+      if (expect.size !== undefined && st.size !== expect.size) throw new HashError(REASONS.resized(expect.size, st.size));
     }
     if (options.follow !== true && options.checkPath !== false && haveProcFd()) {
       let at: string;
@@ -167,8 +169,8 @@ export function openChecked(path: string, options: OpenOptions = {}): OpenedFile
       if (at !== path) throw new HashError(REASONS.swapped);
     }
     const max = options.maxBytes ?? DEFAULT_MAX_FILE_BYTES;
-    if (st.size > BigInt(max)) throw new HashError(REASONS.overFile(st.size, st.blocks * 512n, max));
-    return { fd, st, size: Number(st.size) };
+    if (st.size > max) throw new HashError(REASONS.overFile(st.size, st.blocks * 512, max));
+    return { fd, st, size: st.size };
   } catch (err) {
     closeSync(fd);
     throw err instanceof HashError ? err : new HashError(errnoOf(err));
@@ -242,10 +244,11 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** What a batch needs besides its paths: the walk's `dev:ino` and size of each file, and the per-file budget. */
+/** What a batch needs besides its paths: the walk's device, inode (NaN: not checked) and size of each file, and the per-file budget. */
 interface BatchChecks {
-  ids: (string | null)[];
-  sizes: number[];
+  devs: Float64Array;
+  inos: Float64Array;
+  sizes: Float64Array;
   maxBytes: number;
   checkPath: boolean;
 }
@@ -254,11 +257,15 @@ interface BatchChecks {
 function hashBatch(paths: readonly string[], checks: BatchChecks, buffer: Buffer): string[] {
   const out = new Array<string>(paths.length);
   for (let i = 0; i < paths.length; i++) {
-    const id = checks.ids[i];
+    const dev = checks.devs[i] as number;
     try {
       out[i] = hashFileSync(
         paths[i] as string,
-        { expect: id === null || id === undefined ? undefined : { id, size: checks.sizes[i] as number }, maxBytes: checks.maxBytes, checkPath: checks.checkPath },
+        {
+          expect: Number.isNaN(dev) ? undefined : { dev, ino: checks.inos[i] as number, size: checks.sizes[i] as number },
+          maxBytes: checks.maxBytes,
+          checkPath: checks.checkPath,
+        },
         buffer,
       );
     } catch (err) {
@@ -268,11 +275,12 @@ function hashBatch(paths: readonly string[], checks: BatchChecks, buffer: Buffer
   return out;
 }
 
-/** One file to hash: its path on disk, its size, and (from the walk's lstat) its `dev:ino`, which the opened file must match. */
+/** One file to hash: its path on disk, its size, and (from the walk's lstat) its device and inode, which the opened file must match. */
 export interface HashJob {
   path: string;
   size: number;
-  id?: string;
+  dev?: number;
+  ino?: number;
 }
 
 /** How to hash many files. */
@@ -337,30 +345,42 @@ export async function hashFiles(jobs: readonly HashJob[], options: HashOptions =
 }
 
 function checksOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): BatchChecks {
-  return { ids: jobs.map((j) => j.id ?? null), sizes: jobs.map((j) => j.size), maxBytes, checkPath };
+  const n = jobs.length;
+  const checks: BatchChecks = { devs: new Float64Array(n), inos: new Float64Array(n), sizes: new Float64Array(n), maxBytes, checkPath };
+  for (let i = 0; i < n; i++) {
+    const j = jobs[i] as HashJob;
+    checks.devs[i] = j.dev ?? Number.NaN;
+    checks.inos[i] = j.ino ?? Number.NaN;
+    checks.sizes[i] = j.size;
+  }
+  return checks;
+}
+
+/** One batch: jobs `start` to `end` (exclusive) and their paths; its checks are built only when it is sent or hashed. */
+interface Batch {
+  start: number;
+  end: number;
+  paths: string[];
 }
 
 /** Cut jobs into batches of at most BATCH_FILES files or about BATCH_BYTES bytes. */
-function batchesOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): { start: number; paths: string[]; checks: BatchChecks }[] {
-  const batches: { start: number; paths: string[]; checks: BatchChecks }[] = [];
-  let current: HashJob[] = [];
+function batchesOf(jobs: readonly HashJob[], maxBytes: number): Batch[] {
+  const batches: Batch[] = [];
+  let current: string[] = [];
   let start = 0;
   let bytes = 0;
-  const close = (): void => {
-    batches.push({ start, paths: current.map((j) => j.path), checks: checksOf(current, maxBytes, checkPath) });
-  };
   jobs.forEach((job, i) => {
     const size = Math.min(job.size, maxBytes);
     if (current.length > 0 && (current.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
-      close();
+      batches.push({ start, end: i, paths: current });
       current = [];
       start = i;
       bytes = 0;
     }
-    current.push(job);
+    current.push(job.path);
     bytes += size;
   });
-  if (current.length > 0) close();
+  if (current.length > 0) batches.push({ start, end: jobs.length, paths: current });
   return batches;
 }
 
@@ -378,7 +398,8 @@ async function hashOnPool(
   onWorker: ((worker: Worker) => void) | undefined,
 ): Promise<string[]> {
   const out = new Array<string>(jobs.length);
-  const batches = batchesOf(jobs, maxBytes, checkPath);
+  const batches = batchesOf(jobs, maxBytes);
+  const checksFor = (b: Batch): BatchChecks => checksOf(jobs.slice(b.start, b.end), maxBytes, checkPath);
   const stored = new Array<boolean>(batches.length).fill(false);
   const pool: Worker[] = [];
   let next = 0;
@@ -390,8 +411,8 @@ async function hashOnPool(
     stored[id] = true;
   };
   const hashHere = (id: number): void => {
-    const b = batches[id] as { paths: string[]; checks: BatchChecks };
-    store(id, hashBatch(b.paths, b.checks, buffer));
+    const b = batches[id] as Batch;
+    store(id, hashBatch(b.paths, checksFor(b), buffer));
   };
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   try {
@@ -400,7 +421,7 @@ async function hashOnPool(
     const feed = (worker: Worker): void => {
       const batch = batches[next];
       if (!batch) return;
-      const request: WorkerRequest = { id: next, paths: batch.paths, checks: batch.checks };
+      const request: WorkerRequest = { id: next, paths: batch.paths, checks: checksFor(batch) };
       next += 1;
       inFlight += 1;
       worker.postMessage(request);

@@ -169,10 +169,9 @@ export function escapeName(name: Buffer): string {
   return out;
 }
 
-/** `dev:ino` of a walk's lstat, as the hash module checks it on the opened file. */
-function idOf(st: StatView): string {
-  return `${st.view.getBigUint64(st.stampAt, true)}:${st.view.getBigUint64(st.stampAt + 8, true)}`;
-}
+/** Device and inode of a walk's lstat as Numbers, as the hash module compares them with the opened file's fstat. */
+const devOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt, true));
+const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt + 8, true));
 
 /** A file to hash after the walk (`path` is on disk, `key` as seen from the root). */
 interface Job extends HashJob {
@@ -482,7 +481,7 @@ class Walk {
     }
     let bytes: Buffer;
     try {
-      bytes = readFileChecked(disk, CONTENT_CAP_BYTES, { expect: { id: idOf(st), size: st.size } });
+      bytes = readFileChecked(disk, CONTENT_CAP_BYTES, { expect: { dev: devOf(st), ino: inoOf(st), size: st.size } });
     } catch (err) {
       this.failed(key, err instanceof HashError ? err.code : errnoOf(err));
       return;
@@ -520,7 +519,7 @@ class Walk {
   }
 
   private queue(key: string, st: StatView, entry: FileEntry, stage: number): void {
-    this.jobs.push({ key, path: this.prefix + key, size: st.size, id: idOf(st), entry, stage });
+    this.jobs.push({ key, path: this.prefix + key, size: st.size, dev: devOf(st), ino: inoOf(st), entry, stage });
   }
 
   /**
@@ -602,11 +601,13 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       if (options.inlineBelowBytes !== undefined) hashOptions.inlineBelowBytes = options.inlineBelowBytes;
       hashOptions.maxFileBytes = budget.maxFileBytes;
       // The scan budget is taken in walk order, so which files it leaves out does not depend on threads.
-      const jobs: Job[] = [];
-      for (const job of walk.jobs) {
-        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs.push(job);
+      const jobs = walk.jobs;
+      let kept = 0;
+      for (const job of jobs) {
+        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs[kept++] = job;
         else walk.failed(job.key, REASONS.overScan(budget.maxScanBytes));
       }
+      jobs.length = kept;
       // lsattr runs in its own process while this one hashes.
       const [hashes] = await Promise.all([hashFiles(jobs, hashOptions), walk.readFlags()]);
       hashes.forEach((hash, i) => {

@@ -1,4 +1,4 @@
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { compareUnread } from '../protocol/unread.js';
 import { mapLimit } from '../limit.js';
@@ -276,18 +276,20 @@ function hashImage(proc: string, image: FileId, procs: readonly RunningProcess[]
     const path = join(proc, String(p.pid), 'exe');
     let file: OpenedFile;
     try {
-      file = openChecked(path, { follow: true, expect: { id: image }, maxBytes: tools.budget.maxFileBytes });
+      file = openChecked(path, { follow: true, maxBytes: tools.budget.maxFileBytes });
     } catch (err) {
-      const code = err instanceof HashError ? err.code : errnoOf(err);
-      // Exited, or the PID now runs another program: try the next process of this image.
-      if (vanished(err) || code === REASONS.swapped) continue;
-      return { kind: 'unread', unread: { path: exe, reason: code } };
+      // Exited: try the next process of this image.
+      if (vanished(err)) continue;
+      return { kind: 'unread', unread: { path: exe, reason: err instanceof HashError ? err.code : errnoOf(err) } };
     }
     try {
-      const cached = tools.cache?.lookup(file.st);
+      const st = fstatSync(file.fd, { bigint: true });
+      // The PID now runs another program: try the next process of this image.
+      if (`${st.dev}:${st.ino}` !== image) continue;
+      const cached = tools.cache?.lookup(st);
       if (cached !== undefined) return { kind: 'hash', sha256: cached };
       if (!tools.budget.take(file.size)) return { kind: 'unread', unread: { path: exe, reason: REASONS.overScan(tools.budget.maxScanBytes) } };
-      const stage = tools.cache ? tools.cache.stage(file.st) : -1;
+      const stage = tools.cache ? tools.cache.stage(st) : -1;
       const sha256 = hashOpened(file, tools.buffer);
       tools.onHash?.(exe);
       tools.cache?.record(stage, sha256);
