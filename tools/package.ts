@@ -182,7 +182,7 @@ function deb(work: string, exe: string, version: string, dest: string): string {
   install(join(pkg, 'copyright'), join(doc, 'copyright'), 0o644);
   writeFileSync(join(doc, 'README.rules.md.gz'), gzipSync(readFileSync(join(ROOT, 'rules', 'README.md')), { level: 9 }));
   const date = new Date(Number(process.env['SOURCE_DATE_EPOCH'] ?? 1_764_547_200) * 1000).toUTCString().replace('GMT', '+0000');
-  writeFileSync(join(doc, 'changelog.Debian.gz'), gzipSync(
+  writeFileSync(join(doc, 'changelog.gz'), gzipSync(
     `${PACKAGE} (${version}) unstable; urgency=medium\n\n  * drift ${version}: the agent as a single executable.\n\n -- drift maintainers <drift@example.org>  ${date}\n`,
     { level: 9 },
   ));
@@ -258,6 +258,16 @@ async function build(dest: string, replace: boolean): Promise<void> {
   }
 }
 
+/** Keep the newest KEEP builds of a cache folder (each is ~200 MB); unfinished ones of dead builders go too. */
+const KEEP = 4;
+function prune(cache: string, keep: string): void {
+  const builds = readdirSync(cache)
+    .filter((n) => /^[0-9a-f]{32}$/.test(n) && join(cache, n) !== keep)
+    .map((n) => ({ path: join(cache, n), mtime: statSync(join(cache, n)).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime);
+  for (const old of builds.slice(KEEP - 1)) rmSync(old.path, { recursive: true, force: true });
+}
+
 async function packageMain(argv: string[]): Promise<void> {
   const opts = parseArgs(argv);
   let built: string;
@@ -267,6 +277,7 @@ async function packageMain(argv: string[]): Promise<void> {
     if (!existsSync(built)) {
       mkdirSync(opts.cache, { recursive: true });
       await build(built, false);
+      prune(opts.cache, built);
     }
     process.stdout.write(`${built}\n`);
     if (opts.out !== null) {
