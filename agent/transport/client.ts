@@ -5,7 +5,8 @@ import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
-import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, type SectionName, type Sections } from '../protocol/manifest.js';
+import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type SectionName } from '../protocol/manifest.js';
+import { EnrollResponseSchema, ReportResponseSchema, type EnrollRequest, type ReportRequest } from '../protocol/wire.js';
 
 /**
  * HTTP client of the collector's wire API (docs/api.md): JSON bodies, gzip request
@@ -22,27 +23,8 @@ const gzip = promisify(gzipCb);
 /** Schema name of a report request body. */
 export { REPORT_REQUEST_SCHEMA };
 
-/** The body of `POST /v1/reports`. Exactly one of `manifest` and `sections`, or neither (digests only). */
-export interface ReportRequest {
-  schema: typeof REPORT_REQUEST_SCHEMA;
-  seq: number;
-  collectedAt: string;
-  host: HostInfo;
-  digests: Digests;
-  /** Cohort role (`--role web`); absent when the agent has none. */
-  role?: string;
-  /** Spooled reports dropped (spool full) since the last accepted report. */
-  spoolDropped?: number;
-  manifest?: Manifest;
-  sections?: Partial<Sections>;
-}
-
-/** The body of `POST /v1/enroll`. */
-export interface EnrollRequest {
-  hostId: string;
-  hostname: string;
-  imageId: string | null;
-}
+/** The request bodies, declared once with the collector (agent/protocol/wire.ts). */
+export type { EnrollRequest, ReportRequest } from '../protocol/wire.js';
 
 /** What became of one request, in terms the daemon acts on. */
 export type Outcome<T> =
@@ -57,8 +39,6 @@ export type Outcome<T> =
   | { kind: 'aborted' };
 
 const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-const EnrollResponseSchema = z.object({ hostId: z.string(), nodeKey: z.string().min(1) });
-const ReportResponseSchema = z.object({ accepted: z.boolean(), seq: z.number(), need: z.array(z.string()).default([]) });
 const PushResponseSchema = z.object({ imageId: z.string(), digest: z.string(), keyId: z.string().nullable() });
 
 /** A report's answer: stored, or the sections the collector needs to store it. */

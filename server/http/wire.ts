@@ -1,35 +1,8 @@
 import { z } from 'zod';
-import { REPORT_REQUEST_SCHEMA } from '../../agent/protocol/manifest.js';
-import { DigestsSchema, HostInfoSchema, ManifestSchema } from '../../agent/protocol/manifest.js';
+import { ManifestSchema } from '../../agent/protocol/manifest.js';
 
-/** Schema name of a report request body (docs/api.md). */
-
-/** `POST /v1/enroll` body. */
-export const EnrollRequestSchema = z.object({
-  hostId: z.string().min(1).max(256),
-  hostname: z.string().max(256),
-  imageId: z.string().min(1).max(256).nullable().optional(),
-});
-export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
-
-/**
- * `POST /v1/reports` envelope. `manifest` and `sections` are checked apart (their
- * failures answer 422, an envelope failure 400), so they are `unknown` here.
- */
-export const ReportEnvelopeSchema = z.object({
-  schema: z.literal(REPORT_REQUEST_SCHEMA),
-  seq: z.number().int().positive(),
-  collectedAt: z.string(),
-  /** The enrolled host id; when absent, host.machineId is checked against the key's host. */
-  hostId: z.string().min(1).optional(),
-  role: z.string().min(1).max(128).nullable().optional(),
-  spoolDropped: z.number().int().nonnegative().optional(),
-  host: HostInfoSchema,
-  digests: DigestsSchema,
-  manifest: z.unknown().optional(),
-  sections: z.record(z.string(), z.unknown()).optional(),
-});
-export type ReportEnvelope = z.infer<typeof ReportEnvelopeSchema>;
+/** The request bodies are the wire contract both sides share (agent/protocol/wire.ts). */
+export { EnrollRequestSchema, ReportEnvelopeSchema, type EnrollRequest, type ReportEnvelope } from '../../agent/protocol/wire.js';
 
 /** The section schemas of a manifest, to check the sections of a partial report one by one. */
 export const SectionSchemas = {
