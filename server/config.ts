@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../agent/protocol/errors.js';
+import { readSecretFile } from '../agent/secret.js';
 import { durationOption, sizeOption } from '../agent/units.js';
 
 /**
@@ -157,16 +158,9 @@ export async function loadServerConfig(flags: ServerFlags): Promise<ServerConfig
 }
 
 /**
- * Read a secret file (enrollment secret, admin token): trimmed, non-empty. Throws
- * DRIFT_ERR_CONFIG (exit 2) naming the flag and the file.
+ * Read a secret file (enrollment secret, admin token) of the collector: at least 16
+ * characters; DRIFT_ERR_CONFIG (exit 2) naming the flag and the file (agent/secret.ts).
  */
 export async function readSecret(path: string, flag: string): Promise<string> {
-  let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
-    throw new DriftError('DRIFT_ERR_CONFIG', `cannot read ${flag} ${path}: ${errnoOf(err)}; create it (e.g. head -c 32 /dev/urandom | base64 > ${path}; chmod 600 ${path}) or point ${flag} at the right file`, { cause: err });
-  }
-  const secret = text.trim();
-  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is empty; write the secret into it`);
-  if (secret.length < 16) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} holds a secret of ${secret.length} characters; use at least 16 (e.g. head -c 32 /dev/urandom | base64)`);
-  return secret;
+  return readSecretFile(path, { flag, minLength: 16 });
 }

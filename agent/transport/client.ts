@@ -1,4 +1,3 @@
-import { stat, readFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
@@ -6,6 +5,7 @@ import { gzip as gzipCb } from 'node:zlib';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type SectionName } from '../protocol/manifest.js';
+import { readSecretFile as readSecret } from '../secret.js';
 import { EnrollResponseSchema, ReportResponseSchema, type EnrollRequest, type ReportRequest } from '../protocol/wire.js';
 
 /**
@@ -221,24 +221,9 @@ export function backoffDelay(attempt: number, baseMs = 1_000, capMs = 300_000, r
   return Math.floor(random() * ceiling);
 }
 
-/**
- * Read a secret (enrollment secret, admin token) from a file: trimmed, never empty.
- * Warns through `warn` when the file is readable by group or others (the secret is
- * still used: refusing would break a fleet over a chmod).
- */
-export async function readSecretFile(path: string, warn: (msg: string) => void = (m) => process.stderr.write(`drift: warning: ${m}\n`)): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new DriftError('DRIFT_ERR_IO', `cannot read secret file ${path}: ${errnoOf(err)}; check the path and that drift may read it`, { cause: err });
-  }
-  const secret = text.trim();
-  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} is empty; write the secret into it (one line)`);
-  if (/\s/.test(secret)) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} holds more than one word; a secret is one line without spaces`);
-  const st = await stat(path);
-  if ((st.mode & 0o077) !== 0) warn(`secret file ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
-  return secret;
+/** Secret files are read the one way agent and collector share (agent/secret.ts). */
+export async function readSecretFile(path: string, warn?: (msg: string) => void): Promise<string> {
+  return readSecret(path, warn ? { warn } : {});
 }
 
 /** Throw the user-facing DriftError for a failed admin request. */
