@@ -2,7 +2,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
-import { canonicalJson } from './protocol/canonical.js';
+import { canonicalJson, sortedJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, ImageStamp, Manifest } from './protocol/manifest.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
@@ -53,6 +53,6 @@ export async function stampImage(root: string, baseline: Baseline, now: Date = n
   try { await mkdir(dirname(path), { recursive: true, mode: 0o755 }); } catch (err) {
     throw new DriftError('DRIFT_ERR_IO', `cannot create ${dirname(path)}: ${errnoOf(err)}`, { cause: err });
   }
-  await writeFileAtomic(path, `${JSON.stringify(stamp, null, 2)}\n`);
+  await writeFileAtomic(path, sortedJson(stamp));
   return stamp;
 }

@@ -11,7 +11,7 @@ import { compare } from '../../engine/compare.js';
 import { buildReport, exitCodeOf } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
-import { canonicalJson } from '../../protocol/canonical.js';
+import { sortedJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, remoteHost } from '../remote.js';
 import { exit } from '../exit.js';
@@ -123,7 +123,7 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
   const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token);
   switch (fmt) {
     case 'json':
-      process.stdout.write(`${JSON.stringify(JSON.parse(canonicalJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports })), null, 2)}\n`);
+      process.stdout.write(sortedJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports }));
       break;
     case 'junit':
       process.stdout.write(formatJunitMany(reports));

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { sortedJson } from '../../protocol/canonical.js';
 import { formatProblem, verifyDpkg } from '../../verify/dpkg.js';
 import { exit } from '../exit.js';
 
@@ -53,7 +54,7 @@ export interface VerifyPackagesOptions {
  */
 export async function runVerifyPackages(opts: VerifyPackagesOptions, write: (s: string) => void): Promise<number> {
   const report = await verifyDpkg(opts.root, { concurrency: opts.concurrency });
-  if (opts.format === 'json') write(`${JSON.stringify(report.problems, null, 2)}\n`);
+  if (opts.format === 'json') write(sortedJson(report.problems));
   else for (const p of report.problems) write(`${formatProblem(p)}\n`);
   return report.problems.length > 0 ? 1 : 0;
 }

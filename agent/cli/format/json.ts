@@ -1,3 +1,4 @@
+import { sortedJson } from '../../protocol/canonical.js';
 import type { Report } from '../../protocol/finding.js';
 
 /**
@@ -6,18 +7,5 @@ import type { Report } from '../../protocol/finding.js';
  * equal bytes and diff well. `unread` is always included.
  */
 export function formatJson(report: Report): string {
-  return `${JSON.stringify(sortKeys(report), null, 2)}\n`;
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
-    const sorted: Record<string, unknown> = {};
-    for (const key of Object.keys(obj).sort()) {
-      if (obj[key] !== undefined) sorted[key] = sortKeys(obj[key]);
-    }
-    return sorted;
-  }
-  return value;
+  return sortedJson(report);
 }
