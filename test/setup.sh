@@ -8,6 +8,11 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The agent's package: strip (binutils) for the executable, lintian to check the .deb,
+# BusyBox to start the npm launcher as Alpine's /bin/sh does.
+command -v strip >/dev/null || need+=(binutils)
+command -v lintian >/dev/null || need+=(lintian)
+command -v busybox >/dev/null || need+=(busybox)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test setup: needs root to install: ${need[*]}" >&2; exit 1
