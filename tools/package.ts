@@ -233,21 +233,27 @@ async function build(dest: string, replace: boolean): Promise<void> {
   if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error(`drift packages for linux-x64 only; this is ${process.platform}-${process.arch}`);
   const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const work = `${dest}.work-${process.pid}`;
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(work, { recursive: true });
-  const script = await bundle(work);
-  const exe = executable(work, script);
-  await inject(exe, join(work, 'sea-prep.blob'));
-  const check = execFileSync(exe, ['--version'], { encoding: 'utf8' }).trim();
-  if (check !== version) throw new Error(`the executable says ${JSON.stringify(check)} to --version, not ${version}`);
   const ready = `${dest}.ready-${process.pid}`;
-  mkdirSync(ready, { recursive: true });
-  copyFileSync(exe, join(ready, 'drift'));
-  chmodSync(join(ready, 'drift'), 0o755);
-  cpSync(join(ROOT, 'rules'), join(ready, 'rules'), { recursive: true });
-  for (const name of NATIVE) copyNative(name, ready);
-  deb(work, exe, version, ready);
-  rmSync(work, { recursive: true, force: true });
+  try {
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    const script = await bundle(work);
+    const exe = executable(work, script);
+    await inject(exe, join(work, 'sea-prep.blob'));
+    const check = execFileSync(exe, ['--version'], { encoding: 'utf8' }).trim();
+    if (check !== version) throw new Error(`the executable says ${JSON.stringify(check)} to --version, not ${version}`);
+    mkdirSync(ready, { recursive: true });
+    copyFileSync(exe, join(ready, 'drift'));
+    chmodSync(join(ready, 'drift'), 0o755);
+    cpSync(join(ROOT, 'rules'), join(ready, 'rules'), { recursive: true });
+    for (const name of NATIVE) copyNative(name, ready);
+    deb(work, exe, version, ready);
+  } catch (err) {
+    rmSync(ready, { recursive: true, force: true });
+    throw err;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
   if (replace) rmSync(dest, { recursive: true, force: true });
   try {
     renameSync(ready, dest);
