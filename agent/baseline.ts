@@ -3,7 +3,7 @@ import { HashError, readFileChecked } from './hash.js';
 import { dirname, join } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
-import { canonicalJson, digestOf } from './protocol/canonical.js';
+import { canonicalJson, digestOf, sortedJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, ImageStamp, Manifest, Scope } from './protocol/manifest.js';
 import type { RuleSet } from './protocol/rules.js';
@@ -105,6 +105,6 @@ export async function stampImage(root: string, baseline: Baseline, now: Date = n
   try { await mkdir(dirname(path), { recursive: true, mode: 0o755 }); } catch (err) {
     throw new DriftError('DRIFT_ERR_IO', `cannot create ${dirname(path)}: ${errnoOf(err)}`, { cause: err });
   }
-  await writeFileAtomic(path, `${JSON.stringify(stamp, null, 2)}\n`);
+  await writeFileAtomic(path, sortedJson(stamp));
   return stamp;
 }

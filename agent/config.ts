@@ -7,6 +7,7 @@ import { DriftError, errnoOf } from './protocol/errors.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
 import { ByteBudget, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_SCAN_BYTES } from './hash.js';
 import { SECTIONS, type SectionName } from './protocol/manifest.js';
+import { parseDuration, parseSize } from './units.js';
 
 /**
  * Configuration of `drift agent`. Every setting is a flag and, with the same name, a
@@ -27,29 +28,8 @@ import { SECTIONS, type SectionName } from './protocol/manifest.js';
  * The result is validated once, with messages naming the flag or file key, then frozen.
  */
 
-/** Parse a duration: `250ms`, `30s`, `5m`, `1h`, `1h30m`; a bare number is seconds. */
-export function parseDuration(text: string): number | null {
-  const t = text.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-  let total = 0;
-  let matched = 0;
-  for (let m = re.exec(t); m; m = re.exec(t)) {
-    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-    total += Number(m[1]) * unit;
-    matched = re.lastIndex;
-  }
-  return matched === t.length && t.length > 0 ? Math.round(total) : null;
-}
-
-/** Parse a size: `268435456`, `512KiB`, `256MiB`, `1GiB`, `2TiB` (also `K`, `M`, `G`, `T`, binary). */
-export function parseSize(text: string): number | null {
-  const m = /^(\d+)\s*(B|K|KiB|M|MiB|G|GiB|T|TiB)?$/i.exec(text.trim());
-  if (!m?.[1]) return null;
-  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g' | 't';
-  const n = Number(m[1]) * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit];
-  return Number.isSafeInteger(n) ? n : null;
-}
+/** Durations and sizes: one parser for agent and collector (binary size units). */
+export { parseDuration, parseSize } from './units.js';
 
 /** A size setting (number of bytes or text for parseSize) of at least 1 byte; `name` is its flag/key name. */
 const sizeSetting = (name: string, example: string) => z.union([z.number(), z.string()]).transform((v, ctx) => {

@@ -293,7 +293,7 @@ export class AgentDaemon {
     const base: ReportRequest = { schema: REPORT_REQUEST_SCHEMA, seq: entry.seq, collectedAt: entry.collectedAt, host: entry.host, digests: manifest.digests };
     if (entry.role !== null) base.role = entry.role;
     if (dropped > 0) base.spoolDropped = dropped;
-    if (this.cfg.hostId) (base as ReportRequest & { hostId?: string }).hostId = hostId;
+    if (this.cfg.hostId) base.hostId = hostId;
 
     const last = this.state.lastAcceptedDigests(hostId, this.cfg.collector);
     let body: ReportRequest = sameDigests(last, manifest.digests) ? base : { ...base, manifest };

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { errnoOf } from './protocol/errors.js';
+import { startWorker } from './bundle.js';
 
 /**
  * Reading and hashing files of a host where users can write: the one place that
@@ -430,7 +431,7 @@ async function hashOnPool(
     for (let w = 0; w < workerCount; w++) {
       let worker: Worker;
       try {
-        worker = new Worker(new URL(import.meta.url), { workerData: { driftHashWorker: true } });
+        worker = startWorker(import.meta.url, { workerData: { driftHashWorker: true } });
       } catch (err) {
         // No thread to be had (resource limits): the calling thread hashes what is left.
         failure ??= err;

@@ -1,7 +1,8 @@
 import { lstatSync, readlinkSync } from 'node:fs';
 import { MessageChannel, MessagePort, Worker, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-// errors.ts imports nothing, so the worker entry stays light.
+// errors.ts and bundle.ts import nothing of ours, so the worker entry stays light.
 import { errnoOf } from './protocol/errors.js';
+import { startWorker } from './bundle.js';
 
 /**
  * lstat on two threads, for the files collector's walk. The walk itself (readdir,
@@ -263,7 +264,7 @@ export class StatPool {
     const shared = new SharedArrayBuffer(4);
     this.done = new Int32Array(shared);
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(new URL(import.meta.url), {
+    const worker = startWorker(import.meta.url, {
       workerData: { driftStatWorker: true, done: shared, replies: port2 },
       transferList: [port2],
     });

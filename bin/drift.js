@@ -1,19 +1,15 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/bin/sh
+':' //; exec node --max-semi-space-size=2 "$0" "$@"
+// The line above is read by the shell and skipped by node: started as a program (`npx drift`,
+// `bin/drift.js`), /bin/sh (BusyBox's too, where `env -S` does not exist) re-executes this
+// file with node and a capped young generation (2 MB semi-spaces): the files collector
+// allocates many short-lived objects, and this keeps a full scan of /etc and /usr under
+// 150 MB at the same speed. V8 reads the flag only when the heap is created, so setting it
+// from JavaScript (v8.setFlagsFromString) comes too late. `node bin/drift.js` works too,
+// with V8's default young generation.
+//
 // Thin launcher: the compiled CLI lives in dist/ (built by `npm install` through the prepare script).
-// The shebang caps V8's young generation (2 MB semi-spaces): the files collector allocates many
-// short-lived objects, and this keeps a full scan of /etc and /usr under 150 MB at the same speed.
+import { runCli } from '../dist/agent/cli/run.js';
 import { main } from '../dist/server/cli/main.js';
 
-// A reader that went away (`drift scan | head`) is not an error worth a stack trace.
-process.stdout.on('error', (err) => {
-  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw err;
-});
-
-main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
-  (err) => {
-    process.stderr.write(`drift: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 2;
-  },
-);
+runCli(main, process.argv.slice(2));

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../agent/protocol/errors.js';
+import { readSecretFile } from '../agent/secret.js';
+import { durationOption, sizeOption } from '../agent/units.js';
 
 /**
  * `drift server` configuration: flags and an equivalent YAML file (`--config FILE`,
@@ -83,28 +85,11 @@ export const ServerFileSchema = z.strictObject({
 });
 export type ServerFile = z.infer<typeof ServerFileSchema>;
 
-const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** `90s`, `15m`, `30d` → milliseconds; throws DRIFT_ERR_USAGE naming the option (agent/units.ts). */
+export const parseDuration = (text: string, option: string): number => durationOption(text, option);
 
-/** `90s`, `15m`, `30d` → milliseconds; throws DRIFT_ERR_USAGE naming the option. */
-export function parseDuration(text: string, option: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(text);
-  if (!m) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a duration like 90s, 15m, 12h or 30d (got ${JSON.stringify(text)})`);
-  const ms = Number(m[1]) * (UNITS_MS[m[2] as string] as number);
-  if (ms <= 0) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be longer than 0 (got ${JSON.stringify(text)})`);
-  return ms;
-}
-
-const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
-
-/** `16777216`, `16MiB`, `512KiB` → bytes; throws DRIFT_ERR_USAGE naming the option. */
-export function parseSize(text: string, option: string): number {
-  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = UNITS_B[(m?.[2] ?? '').toLowerCase()];
-  if (!m || unit === undefined || Number(m[1]) <= 0) {
-    throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a size in bytes like 16777216, 512KiB or 16MiB (got ${JSON.stringify(text)})`);
-  }
-  return Number(m[1]) * unit;
-}
+/** `16777216`, `16MiB`, `512K` (binary units) → bytes; throws DRIFT_ERR_USAGE naming the option (agent/units.ts). */
+export const parseSize = (text: string, option: string): number => sizeOption(text, option);
 
 /** `HOST:PORT` (`[::1]:8750` for IPv6) → parts; port 0 picks a free port. */
 export function parseListen(text: string): { host: string; port: number } {
@@ -192,29 +177,13 @@ async function readSmall(path: string, max: number): Promise<string> {
 export const SECRET_MIN_CHARS = 16;
 
 /**
- * Read a secret file (enrollment secret, admin token): trimmed, at least
- * SECRET_MIN_CHARS characters, and not readable or writable by others (mode
- * `o-rwx`: every host holds the enrollment secret, so a copy others on the collector
- * can read is one more way in). Throws DRIFT_ERR_CONFIG (exit 2) naming the flag and
- * the file.
+ * Read a secret file (enrollment secret, admin token) of the collector: at least
+ * SECRET_MIN_CHARS characters, and not readable or writable by others (every host holds
+ * the enrollment secret, so a copy others on the collector can read is one more way in).
+ * DRIFT_ERR_CONFIG (exit 2) naming the flag and the file (agent/secret.ts).
  */
 export async function readSecret(path: string, flag: string): Promise<string> {
-  let text: string;
-  let mode: number;
-  try {
-    const fh = await open(path, 'r');
-    try { mode = (await fh.stat()).mode; } finally { await fh.close(); }
-    text = await readSmall(path, 4096);
-  } catch (err) {
-    throw new DriftError('DRIFT_ERR_CONFIG', `cannot read ${flag} ${path}: ${errnoOf(err)}; create it (e.g. head -c 32 /dev/urandom | base64 > ${path}; chmod 600 ${path}) or point ${flag} at the right file`, { cause: err });
-  }
-  if ((mode & 0o007) !== 0) {
-    throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is accessible to others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod o-rwx ${path} (e.g. chmod 600 ${path})`);
-  }
-  const secret = text.trim();
-  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} is empty; write the secret into it`);
-  if (secret.length < SECRET_MIN_CHARS) throw new DriftError('DRIFT_ERR_CONFIG', `${flag} ${path} holds a secret of ${secret.length} characters; use at least ${SECRET_MIN_CHARS} (e.g. head -c 32 /dev/urandom | base64)`);
-  return secret;
+  return readSecretFile(path, { flag, minLength: SECRET_MIN_CHARS, private: true });
 }
 
 /**

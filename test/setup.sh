@@ -13,6 +13,11 @@ command -v setcap >/dev/null || need+=(libcap2-bin)
 command -v setfattr >/dev/null || need+=(attr)
 command -v setfacl >/dev/null || need+=(acl)
 command -v chattr >/dev/null || need+=(e2fsprogs)
+# The agent's package: strip (binutils) for the executable, lintian to check the .deb,
+# BusyBox to start the npm launcher as Alpine's /bin/sh does.
+command -v strip >/dev/null || need+=(binutils)
+command -v lintian >/dev/null || need+=(lintian)
+command -v busybox >/dev/null || need+=(busybox)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test setup: needs root to install: ${need[*]}" >&2; exit 1

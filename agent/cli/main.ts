@@ -31,6 +31,12 @@ export async function hostCommands(): Promise<Register[]> {
  * entry point adds its own) and return the exit code.
  */
 export async function main(argv: string[], registers?: Register[]): Promise<number> {
+  // `drift --version` answers before any command module (zod, yaml, the collectors) loads:
+  // health checks and configuration management call it often.
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
   const program = new Command('drift')
     .description('Configuration-drift detector for immutable infrastructure: baseline an image, watch every host, replace what drifted.')
     .version(VERSION, '-V, --version', 'print the drift version')

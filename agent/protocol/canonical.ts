@@ -22,6 +22,23 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
+/**
+ * JSON for people and files that diff well: the canonical key order at every depth,
+ * two-space indented, newline-terminated (reports, stamps, `--format json`). Equal values
+ * print equal bytes.
+ */
+export function sortedJson(value: unknown): string {
+  try {
+    return `${JSON.stringify(sortedCopy(value), null, 2)}\n`;
+  } catch (err) {
+    if (!(err instanceof IntegerKey)) throw err;
+    const parts: string[] = [];
+    write(value, parts, '  ', '');
+    parts.push('\n');
+    return parts.join('');
+  }
+}
+
 /** `sha256:<hex>` of the canonical JSON of a value. */
 export function digestOf(value: unknown): Digest {
   return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}` as Digest;
@@ -58,30 +75,36 @@ function sortedCopy(value: unknown): unknown {
   return out;
 }
 
-/** The slow path: the same output, written piece by piece. */
-function write(value: unknown, out: string[]): void {
+/** The slow path: the same output, written piece by piece (indented by `step` per level when given, as JSON.stringify does). */
+function write(value: unknown, out: string[], step = '', indent = ''): void {
   if (value === null || typeof value !== 'object') {
     checkScalar(value);
     out.push(value === undefined ? 'null' : JSON.stringify(value));
     return;
   }
   if (Array.isArray(value)) {
+    const inner = indent + step;
     out.push('[');
     for (let i = 0; i < value.length; i++) {
       if (i > 0) out.push(',');
-      write(value[i] === undefined ? null : value[i], out);
+      if (step) out.push('\n', inner);
+      write(value[i] === undefined ? null : value[i], out, step, inner);
     }
+    if (step && value.length > 0) out.push('\n', indent);
     out.push(']');
     return;
   }
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const inner = indent + step;
   out.push('{');
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
     if (i > 0) out.push(',');
-    out.push(JSON.stringify(k), ':');
-    write(obj[k], out);
+    if (step) out.push('\n', inner);
+    out.push(JSON.stringify(k), step ? ': ' : ':');
+    write(obj[k], out, step, inner);
   }
+  if (step && keys.length > 0) out.push('\n', indent);
   out.push('}');
 }

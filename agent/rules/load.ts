@@ -13,6 +13,7 @@ import {
   WatchRuleSchema,
   type RuleSet,
 } from '../protocol/rules.js';
+import { bundledLibDir } from '../bundle.js';
 import { broadness, globProblem } from './glob.js';
 import { findVarRefs, substituteVars, VAR_NAME } from '../protocol/vars.js';
 
@@ -40,9 +41,12 @@ export interface CheckResult {
 /**
  * The folder of shipped rule files. It sits at the package root, three levels above
  * the compiled `dist/agent/rules/load.js`, both in the repository and in an
- * installed package.
+ * installed package. The single executable finds them beside itself: `/usr/lib/drift/rules`
+ * for `/usr/bin/drift` (see `libDirOf`).
  */
 export function shippedRulesDir(): string {
+  const lib = bundledLibDir();
+  if (lib !== null) return join(lib, 'rules');
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'rules');
 }
 

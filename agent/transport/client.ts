@@ -1,11 +1,13 @@
-import { stat, readFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { gzip as gzipCb } from 'node:zlib';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
-import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type Digests, type HostInfo, type Manifest, type SectionName, type Sections } from '../protocol/manifest.js';
+import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type SectionName } from '../protocol/manifest.js';
+import { readSecretFile as readSecret } from '../secret.js';
+import { EnrollResponseSchema, ReportResponseSchema, type EnrollRequest, type ReportRequest } from '../protocol/wire.js';
 
 /**
  * HTTP client of the collector's wire API (docs/api.md): JSON bodies, gzip request
@@ -22,29 +24,8 @@ const gzip = promisify(gzipCb);
 /** Schema name of a report request body. */
 export { REPORT_REQUEST_SCHEMA };
 
-/** The body of `POST /v1/reports`. Exactly one of `manifest` and `sections`, or neither (digests only). */
-export interface ReportRequest {
-  schema: typeof REPORT_REQUEST_SCHEMA;
-  seq: number;
-  collectedAt: string;
-  host: HostInfo;
-  digests: Digests;
-  /** Cohort role (`--role web`); absent when the agent has none. */
-  role?: string;
-  /** Spooled reports dropped (spool full) since the last accepted report. */
-  spoolDropped?: number;
-  manifest?: Manifest;
-  sections?: Partial<Sections>;
-}
-
-/** The body of `POST /v1/enroll`. */
-export interface EnrollRequest {
-  hostId: string;
-  hostname: string;
-  imageId: string | null;
-  /** The host's current node key, when it has one: the collector re-enrolls an enrolled host id only with it (or an operator's approval). */
-  nodeKey?: string;
-}
+/** The request bodies, declared once with the collector (agent/protocol/wire.ts). */
+export type { EnrollRequest, ReportRequest } from '../protocol/wire.js';
 
 /** What became of one request, in terms the daemon acts on. */
 export type Outcome<T> =
@@ -65,8 +46,6 @@ export type Outcome<T> =
   | { kind: 'aborted' };
 
 const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-const EnrollResponseSchema = z.object({ hostId: z.string(), nodeKey: z.string().min(1) });
-const ReportResponseSchema = z.object({ accepted: z.boolean(), seq: z.number(), need: z.array(z.string()).default([]) });
 const PushResponseSchema = z.object({ imageId: z.string(), digest: z.string(), keyId: z.string().nullable() });
 
 /** A report's answer: stored, or the sections the collector needs to store it. */
@@ -278,24 +257,9 @@ export function backoffDelay(attempt: number, baseMs = 1_000, capMs = 300_000, r
   return Math.floor(random() * ceiling);
 }
 
-/**
- * Read a secret (enrollment secret, admin token) from a file: trimmed, never empty.
- * Warns through `warn` when the file is readable by group or others (the secret is
- * still used: refusing would break a fleet over a chmod).
- */
-export async function readSecretFile(path: string, warn: (msg: string) => void = (m) => process.stderr.write(`drift: warning: ${m}\n`)): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new DriftError('DRIFT_ERR_IO', `cannot read secret file ${path}: ${errnoOf(err)}; check the path and that drift may read it`, { cause: err });
-  }
-  const secret = text.trim();
-  if (secret.length === 0) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} is empty; write the secret into it (one line)`);
-  if (/\s/.test(secret)) throw new DriftError('DRIFT_ERR_CONFIG', `secret file ${path} holds more than one word; a secret is one line without spaces`);
-  const st = await stat(path);
-  if ((st.mode & 0o077) !== 0) warn(`secret file ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
-  return secret;
+/** Secret files are read the one way agent and collector share (agent/secret.ts). */
+export async function readSecretFile(path: string, warn?: (msg: string) => void): Promise<string> {
+  return readSecret(path, warn ? { warn } : {});
 }
 
 /** Read `--ca-file`: the PEM certificates to trust for an HTTPS collector, with a clear error. */

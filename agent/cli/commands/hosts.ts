@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { DriftError } from '../../protocol/errors.js';
 import { readSecretFile } from '../../transport/client.js';
 import { clientOptions } from '../common.js';
-import { sortedJson } from '../format/json.js';
+import { sortedJson } from '../../protocol/canonical.js';
 import { hostTable, remoteHosts } from '../remote.js';
 
 interface HostsOptions {

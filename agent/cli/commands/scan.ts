@@ -20,7 +20,7 @@ import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
 import { formatPrometheusMany } from '../format/prometheus.js';
 import { nextSteps, shellWord } from '../format/next.js';
-import { canonicalJson } from '../../protocol/canonical.js';
+import { sortedJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
 import { exit } from '../exit.js';
@@ -252,7 +252,7 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
   const { hosts, cohorts, reports } = await remoteFleet(opts.collector, token, client);
   switch (fmt) {
     case 'json':
-      process.stdout.write(`${JSON.stringify(JSON.parse(canonicalJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports })), null, 2)}\n`);
+      process.stdout.write(sortedJson({ schema: FLEET_SCHEMA, hosts, cohorts, reports }));
       break;
     case 'junit':
       process.stdout.write(formatJunitMany(reports));

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { sortedJson } from '../../protocol/canonical.js';
 import { formatProblem, verifyDpkg } from '../../verify/dpkg.js';
-import { sortedJson } from '../format/json.js';
 import { exit } from '../exit.js';
 import { visible } from '../format/common.js';
 

@@ -19,3 +19,11 @@ t.test('equal values in any key order give equal digests; bad values are refused
   t.throws(() => canonicalJson({ a: Number.NaN }), /non-finite/);
   t.throws(() => canonicalJson({ a: 1n }), /bigint/);
 });
+
+t.test('sortedJson: the canonical key order, indented like JSON.stringify, integer-like keys included', async (t) => {
+  const { sortedJson } = await import('../../../agent/protocol/canonical.js');
+  const v = { b: [1, { d: 2, c: [] }], a: {}, u: undefined, e: [undefined] };
+  t.equal(sortedJson(v), `${JSON.stringify({ a: {}, b: [1, { c: [], d: 2 }], e: [null] }, null, 2)}\n`);
+  // V8 would put "10" and "9" first, in numeric order; canonical order is by code unit.
+  t.equal(sortedJson({ b: 1, 10: { z: 1, 9: 2 }, a: [] }), '{\n  "10": {\n    "9": 2,\n    "z": 1\n  },\n  "a": [],\n  "b": 1\n}\n');
+});

@@ -153,7 +153,7 @@ t.test('secret files: trimmed, never empty, a warning when others may read them'
   const empty = join(dir, 'empty');
   await writeFile(empty, '\n', { mode: 0o600 });
   await t.rejects(readSecretFile(empty), { code: 'DRIFT_ERR_CONFIG', message: new RegExp(`${empty} is empty`) });
-  await t.rejects(readSecretFile(join(dir, 'missing')), { code: 'DRIFT_ERR_IO', message: /ENOENT/ });
+  await t.rejects(readSecretFile(join(dir, 'missing')), { code: 'DRIFT_ERR_CONFIG', message: /ENOENT/ });
 });
 
 t.test('full-jitter backoff stays within [0, min(cap, base·2^n))', async (t) => {

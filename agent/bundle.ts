@@ -1,0 +1,52 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+/**
+ * How this drift runs: from an npm install (one file per module under dist/) or as the
+ * single executable (`npm run package`), whose modules are one script embedded in the
+ * binary. The executable's entry calls `runBundled` before anything else; everything
+ * that depends on where drift's own files are asks here.
+ */
+interface Bundled {
+  /** The embedded script itself: a worker thread runs it again (there is no module file to start). */
+  readonly source: string;
+  /** The folder of what ships beside the executable: `rules/` and native addons under `node_modules/`. */
+  readonly libDir: string;
+}
+
+let bundled: Bundled | null = null;
+
+/** The name under which the executable embeds its own script (a SEA asset), to start worker threads. */
+export const BUNDLE_ASSET = 'drift.cjs';
+
+/**
+ * The folder of what ships beside an executable at `execPath`: `../lib/drift` (the .deb's
+ * `/usr/bin/drift` → `/usr/lib/drift`) when it exists, else the executable's own folder
+ * (an unpacked build: `out/drift` beside `out/rules`).
+ */
+export function libDirOf(execPath: string): string {
+  const bin = dirname(execPath);
+  const fhs = join(bin, '..', 'lib', 'drift');
+  return existsSync(join(fhs, 'rules')) ? fhs : bin;
+}
+
+/** Record that this process is the single executable, with its embedded script. */
+export function runBundled(source: string, execPath: string): void {
+  bundled = { source, libDir: libDirOf(execPath) };
+}
+
+/** The folder of files shipped with the executable, or null under an npm install. */
+export function bundledLibDir(): string | null {
+  return bundled?.libDir ?? null;
+}
+
+/**
+ * Start a worker thread running the module at `moduleUrl` (a module that acts as a worker
+ * when its `workerData` says so). In the executable there is no module file: the worker
+ * runs the embedded script, whose entry imports every worker module.
+ */
+export function startWorker(moduleUrl: string, options: WorkerOptions): Worker {
+  if (bundled !== null) return new Worker(bundled.source, { ...options, eval: true });
+  return new Worker(new URL(moduleUrl), options);
+}
