@@ -7,12 +7,12 @@ import { DriftError } from './protocol/errors.js';
  * - Durations: `250ms`, `30s`, `5m`, `1h`, `2d` and sums of them (`1h30m`); a bare
  *   number is seconds.
  * - Sizes are binary: `K`, `KB` and `KiB` all mean 1024 bytes, `M`/`MB`/`MiB` 1024², `G`/`GB`/`GiB`
- *   1024³ (case does not matter); a bare number is bytes. `512M` is 536,870,912 bytes everywhere.
+ *   1024³, `T`/`TB`/`TiB` 1024⁴ (case does not matter); a bare number is bytes. `512M` is 536,870,912 bytes everywhere.
  */
 
 const MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const BYTES: Record<string, number> = {
-  '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3,
+  '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4,
 };
 /** Longer input is not a duration or a size, whatever it holds. */
 const MAX_TEXT = 64;

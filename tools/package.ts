@@ -31,8 +31,8 @@ import { gzipSync } from 'node:zlib';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(join(ROOT, 'package.json'));
 
-/** npm packages with a native addon the host side needs. None today; `@napi-rs/xattr` would go here. */
-export const NATIVE: readonly string[] = [];
+/** npm packages with a native addon the host side needs: `@napi-rs/xattr` reads capabilities, ACLs and xattrs. */
+export const NATIVE: readonly string[] = ['@napi-rs/xattr'];
 
 /** The fuse postject flips so that node runs the injected blob (Node's documented value). */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';

@@ -1,5 +1,5 @@
 import { diffLines } from 'diff';
-import type { CoverageEntry, Drop, Finding } from '../protocol/finding.js';
+import type { CoverageEntry, Drop, Finding, PinnedRef } from '../protocol/finding.js';
 import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry, Scope, Unread } from '../protocol/manifest.js';
 import { FINDING_KINDS, type RuleSet } from '../protocol/rules.js';
 import {
@@ -13,7 +13,6 @@ import {
   type FileDifference,
 } from './explain.js';
 import { compileRules, ignoredBy, judge, type CompiledExpect, type CompiledRules } from './policy.js';
-import type { FirstBootCheck } from './pins.js';
 
 /** What `compare` judges: a host's manifest against its image's baseline, under rules. */
 export interface CompareInput {
@@ -22,7 +21,22 @@ export interface CompareInput {
   manifest: Manifest;
   rules: RuleSet;
   /** First-boot pins to hold expected file changes to (agent/engine/pins.ts, `compareWithPins`). */
-  firstBoot?: FirstBootCheck;
+  firstBoot?: FirstBootJudge;
+}
+
+/** A file difference compare must report, with its note and, when it breaks a pin, the pin. */
+export interface Held {
+  d: FileDifference;
+  note: string | null;
+  pinned?: PinnedRef;
+}
+
+/** What compare asks of first-boot pinning (agent/engine/pins.ts's FirstBootCheck answers). */
+export interface FirstBootJudge {
+  /** The difference to report, or null when it is expected (and holds to its pin). */
+  judge(d: FileDifference, verdict: ExpectVerdict): Held | null;
+  /** Pinned paths that are back to the image's value, which compare sees no difference for. */
+  unchanged(): Held[];
 }
 
 /** Findings, and how many differences each rule dropped on the way. */

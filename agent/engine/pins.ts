@@ -1,7 +1,7 @@
-import type { Finding, PinnedRef } from '../protocol/finding.js';
+import type { Finding } from '../protocol/finding.js';
 import type { FileEntry, Manifest } from '../protocol/manifest.js';
 import { MAX_PINS, PIN_CONTENT_MAX, PINS_SCHEMA, type FirstBoot, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../protocol/pins.js';
-import { compareWithDrops, fileChanges, rulesFor, type CompareInput, type ExpectVerdict } from './compare.js';
+import { compareWithDrops, fileChanges, rulesFor, type CompareInput, type ExpectVerdict, type FirstBootJudge, type Held } from './compare.js';
 import type { Drop } from '../protocol/finding.js';
 import type { FileDifference } from './explain.js';
 import { compileRules, isIgnored, type CompiledRules } from './policy.js';
@@ -51,12 +51,6 @@ export interface PinnedCompare {
   firstBoot: FirstBoot;
 }
 
-/** A file difference compare must report, with its note and, when it breaks a pin, the pin. */
-export interface Held {
-  d: FileDifference;
-  note: string | null;
-  pinned?: PinnedRef;
-}
 
 /** Compare a manifest with its baseline under rules and first-boot pins. */
 export function compareWithPins(input: Omit<CompareInput, 'firstBoot'>, pins: PinsInput): PinnedCompare {
@@ -74,7 +68,7 @@ export function defaultUserKeysPath(user: string): string {
  * The per-compare state of pinning; `compare` calls `judge` for every file difference
  * that survives ignore rules and `unchanged` once after them.
  */
-export class FirstBootCheck {
+export class FirstBootCheck implements FirstBootJudge {
   private readonly compiled: CompiledRules;
   private readonly manifest: Manifest;
   private readonly baseline: Manifest;

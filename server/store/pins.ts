@@ -4,7 +4,7 @@ import { canonicalJson } from '../../agent/protocol/canonical.js';
 import { InstanceKeysSchema, type InstanceKeys } from '../../agent/protocol/manifest.js';
 import { PINS_SCHEMA, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../../agent/protocol/pins.js';
 import { DriftError } from '../../agent/protocol/errors.js';
-import { packJson, unpackJson, digestText } from './store.js';
+import { packJson, unpackJson, digestText } from './pack.js';
 
 /**
  * The first-boot pins of hosts in the collector's store (migration 2, see

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { deflateRawSync } from 'node:zlib';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -10,6 +10,9 @@ import { SECTIONS, type Baseline, type Digests, type SectionName, type Sections,
 import { MIGRATIONS } from './migrations.js';
 import { applyDelta, sectionDelta, type SectionDelta } from './delta.js';
 import { PinStore, type PinWrite } from './pins.js';
+import { digestBytes, digestText, packJson, unpackJson } from './pack.js';
+
+export { digestBytes, digestText, packJson, unpackJson };
 
 /** A claim of a host the collector did not trust: kept visible, never acted on. */
 export interface HostFlag {
@@ -137,24 +140,6 @@ export function packHostId(id: string): Buffer | string {
 /** The inverse of packHostId. */
 export function unpackHostId(v: unknown): string {
   return v instanceof Buffer ? v.toString('hex') : String(v);
-}
-
-/** `sha256:<hex>` → its 32 raw bytes (how digests are stored). */
-export function digestBytes(digest: string): Buffer {
-  return Buffer.from(digest.slice(7), 'hex');
-}
-/** 32 raw bytes → `sha256:<hex>`. */
-export function digestText(bytes: Buffer): string {
-  return `sha256:${bytes.toString('hex')}`;
-}
-
-/** Deflated canonical JSON, as blobs hold it. */
-export function packJson(value: unknown): Buffer {
-  return deflateRawSync(canonicalJson(value));
-}
-/** The inverse of packJson. */
-export function unpackJson(data: Buffer): unknown {
-  return JSON.parse(inflateRawSync(data).toString('utf8'));
 }
 
 /**

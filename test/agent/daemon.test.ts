@@ -125,7 +125,7 @@ t.test('a lost node key or a collector that forgot the host: enroll again, resen
   await rm(join(s.stateDir, 'node-key.json'));
   // The host id is bound to its first enrollment: without its key, an operator approves.
   t.equal(await a.d.runOnce(never), 2, 'the enrollment secret alone does not re-key an enrolled host');
-  t.ok(a.logs.some((l) => l['msg'] === 'enrollment refused' && /already enrolled/.test(String(l['reason']))), 'refusal logged with the reason');
+  t.ok(a.logs.some((l) => l['level'] === 'error' && /^enrollment refused by the collector \(403 /.test(String(l['msg'])) && /already enrolled/.test(String(l['msg']))), 'refusal logged with the reason');
   const hostId = c.store.listHosts()[0]?.id ?? '';
   const approve = await fetch(`${c.url}/v1/hosts/${encodeURIComponent(hostId)}/reenroll`, { method: 'POST', headers: { authorization: 'Bearer admin-t0ken' } });
   t.equal(approve.status, 200, 'operator approval');

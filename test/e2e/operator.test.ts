@@ -38,7 +38,8 @@ await must(['baseline', '--root', image, '--image-id', 'img-A', '--sign-key', jo
 
 async function host(name: string, machineId: string): Promise<string> {
   const root = join(dir, `root-${name}-${machineId.slice(0, 4)}`);
-  await cp(image, root, { recursive: true });
+  // A copy keeps the image's times, as a disk made from the image does (mtime is compared).
+  await cp(image, root, { recursive: true, preserveTimestamps: true });
   await writeFile(join(root, 'etc/machine-id'), `${machineId}\n`);
   await writeFile(join(root, 'etc/hostname'), `${name}\n`);
   return root;
