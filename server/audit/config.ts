@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { CronTime } from 'cron';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../../agent/protocol/errors.js';
@@ -18,8 +19,17 @@ const duration = (what: string) => z.string().transform((s, ctx) => {
     return z.NEVER;
   }
 });
+/**
+ * A pass schedule (UTC): 5 cron fields (minute hour day month weekday), or 6 with a
+ * seconds field first ("0/30 * * * * *" = every 30 s). Guard windows stay at 5 fields.
+ */
 const cron = z.string().min(1).max(100).superRefine((s, ctx) => {
-  const bad = checkWindows([s]);
+  const n = s.trim().split(/\s+/).length;
+  let bad: string | null;
+  if (n === 5) bad = checkWindows([s]);
+  else if (n === 6) {
+    try { new CronTime(s, 'UTC'); bad = null; } catch (err) { bad = `schedule ${JSON.stringify(s)} is not a cron expression: ${(err as Error).message}`; }
+  } else bad = `schedule ${JSON.stringify(s)} must be a 5-field cron expression (minute hour day month weekday), or 6 fields with seconds first, e.g. "*/5 * * * *" or "*/30 * * * * *"`;
   if (bad) ctx.addIssue({ code: 'custom', message: bad.replace(/^window/, 'schedule') });
 });
 

@@ -200,15 +200,46 @@ export async function reportPass(d: AuditDeps): Promise<{ report: FleetReport; f
     files.push(file);
   }
   if (d.cfg.report.webhook) {
-    const text = `drift fleet report ${at}: ${hosts.length} hosts, ${hosts.filter((h) => h.status === 'drifted').length} drifted, ${silent.length} silent; `
-      + `${actions.filter((a) => a.state === 'succeeded' || a.state === 'verified').length} replaced, ${plan.blocked.length} blocked${rebake.length ? `\n${rebake.join('\n')}` : ''}`;
+    // Unsigned, like Slack's incoming webhooks: the URL is the secret. Sent once; a refusal
+    // or no answer is logged and the pass still succeeds (the files are written above).
     try {
-      const res = await fetch(d.cfg.report.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text }), signal: AbortSignal.timeout(30_000) });
+      const res = await fetch(d.cfg.report.webhook, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: reportText(report) }),
+        redirect: 'error', signal: AbortSignal.timeout(30_000),
+      });
+      await res.body?.cancel();
       if (!res.ok) d.log('report webhook refused the report', { status: res.status });
     } catch (err) { d.log('report webhook unreachable', { error: (err as Error).message }); }
   }
   d.log('fleet report written', { files });
   return { report, files };
+}
+
+/** Names listed per section of the webhook text; the rest are counted. */
+const TEXT_NAMES = 20;
+/** Slack cuts a message at 40,000 characters; stay well below. */
+const TEXT_MAX = 30_000;
+
+/**
+ * The report as Slack-compatible text: a summary line, then drifted hosts, rebake
+ * lines, actions and silent hosts, each list cut at TEXT_NAMES. Host names and file
+ * keys come from hosts: `&`, `<` and `>` are escaped, so a host named `<!channel>`
+ * cannot notify a channel nor pass a link off as ours.
+ */
+export function reportText(r: FleetReport): string {
+  const drifted = r.hosts.filter((h) => h.status === 'drifted');
+  const replaced = r.actions.filter((a) => a.state === 'succeeded' || a.state === 'verified').length;
+  const cut = (items: string[]): string[] => (items.length > TEXT_NAMES ? [...items.slice(0, TEXT_NAMES), `… and ${items.length - TEXT_NAMES} more`] : items);
+  const section = (title: string, items: string[]): string[] => (items.length ? [`${title}:`, ...cut(items).map((i) => `- ${i}`)] : []);
+  const lines = [
+    `drift fleet report ${r.at}: ${r.hosts.length} hosts, ${drifted.length} drifted, ${r.silent.length} silent; ${replaced} replaced, ${r.blocked.length} blocked`,
+    ...section('drifted', drifted.map((h) => `${h.hostname} (${h.id})`)),
+    ...section('rebake', r.rebake),
+    ...section(`actions (${r.mode})`, r.actions.map((a) => `${a.state} ${a.hostname} (${a.hostId}) via ${a.provider}${a.error ? `: ${a.error}` : ''}`)),
+    ...section('silent', r.silent.map((h) => `${h.hostname} (${h.id}), last seen ${h.lastSeen ?? 'never'}`)),
+  ];
+  const text = lines.map((l) => l.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')).join('\n');
+  return text.length > TEXT_MAX ? `${text.slice(0, TEXT_MAX)}\n… cut; the whole report is in report.dir` : text;
 }
 
 export async function runPass(name: PassName, d: AuditDeps): Promise<unknown> {

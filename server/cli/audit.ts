@@ -12,7 +12,8 @@ export function register(program: Command): void {
     .option('--once <pass>', `run one pass now and exit: ${PASS_NAMES.join(', ')}`)
     .addHelpText('after', `
 Exit codes: 0 done, 1 (--once enforce) an action failed, 2 trouble (bad config, unreachable collector).
-SIGTERM or SIGINT stop the daemon; actions under way resume, from their saved progress, at the next start.`)
+Schedules are cron in UTC: 5 fields (minute hour day month weekday), or 6 with seconds first.
+SIGTERM or SIGINT stop the daemon (exit 0); actions under way resume, from their saved progress, at the next start.`)
     .action(async (o: { config: string; once?: string }) => {
       if (o.once !== undefined && !PASS_NAMES.includes(o.once)) {
         throw new DriftError('DRIFT_ERR_USAGE', `audit: --once must be one of ${PASS_NAMES.join(', ')}, got ${JSON.stringify(o.once)}`);

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   AutoScalingClient, CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand, DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { enforcePass } from '../../../server/audit/passes.js';
 import { haveMoto, MOTO_ENV, startMoto } from '../../helpers/moto.js';
@@ -120,11 +121,31 @@ t.test('set-unhealthy marks the instance Unhealthy; a group that launches nothin
   const su = await world(t, endpoint, 'su', { size: 5, max: 5, strategy: 'set-unhealthy' });
   const r = await enforcePass(su.d);
   const asg = new AutoScalingClient({ endpoint, region: 'us-east-1' });
+  // What moto can show: the health mark, through both read APIs, and that nothing else changed.
+  const [inst] = (await asg.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [su.drifted] }))).AutoScalingInstances ?? [];
+  t.match(inst, { InstanceId: su.drifted, AutoScalingGroupName: 'su' });
+  t.match(inst?.HealthStatus, /^unhealthy$/i, `DescribeAutoScalingInstances: the drifted instance is marked Unhealthy (${String(inst?.HealthStatus)})`);
   const g = (await asg.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: ['su'] }))).AutoScalingGroups?.[0];
-  t.equal(g?.Instances?.find((i) => i.InstanceId === su.drifted)?.HealthStatus, 'Unhealthy', 'SetInstanceHealth reached the group');
-  // moto marks the instance but does not replace it, as AWS would: the wait ends at the deadline.
+  t.equal(g?.Instances?.find((i) => i.InstanceId === su.drifted)?.HealthStatus, 'Unhealthy', 'DescribeAutoScalingGroups: the same mark');
+  t.same(g?.Instances?.filter((i) => i.InstanceId !== su.drifted).map((i) => i.HealthStatus), ['Healthy', 'Healthy', 'Healthy', 'Healthy'], 'only the drifted instance was marked');
+  const after = await su.g.describe();
+  t.equal(after.desired, 5, 'the desired capacity was not touched');
+  t.same(after.ids, su.g.ids, 'moto replaces nothing: the group still holds the same five instances');
+  t.ok(su.seenDesired.length > 0 && su.seenDesired.every((n) => n === 5), 'the capacity stayed 5 at every poll');
+
+  // The wait for a replacement ends at the deadline, recorded in the ledger with its reason.
   t.equal(r.done[0]?.state, 'failed');
-  t.match(r.done[0]?.error, /group su launched no new instance within 600000 ms; check its activity history/);
+  t.match(r.done[0]?.error, /^aws-autoscaling: group su launched no new instance within 600000 ms; check its activity history \(capacity, quotas, launch template\)$/);
+  t.equal(r.done[0]?.attempts, 1, 'not retried: the mark is made and a second one would change nothing');
+  const a = su.w.ledger.get(r.done[0]?.id ?? '');
+  t.match(a, { state: 'failed', hostId: su.drifted, instanceId: su.drifted, provider: 'aws-autoscaling', providerRef: `su/${su.drifted}` });
+  t.match(a?.progress, { group: 'su', desiredBefore: 5, step: 'marked' });
+  t.same([...((a?.progress as { before?: string[] } | undefined)?.before ?? [])].sort(), su.g.ids, 'the group\'s instances before the mark, saved to tell the replacement apart');
+  t.notOk((a?.progress as { newIds?: unknown } | undefined)?.newIds, 'no replacement instance recorded');
+  const journal = su.w.ledger.events(a?.id ?? '');
+  t.same(journal.map((e) => e.state), ['planned', 'started', 'started', 'started', 'started', 'failed']);
+  t.same(journal.map((e) => e.note.replace(/^(started by|step \w+|progress).*$/, '$1')).slice(1, 5), ['started by', 'progress', 'step marking', 'step marked'],
+    'the mark is saved as a step before and after SetInstanceHealth, so a resumed action never marks twice');
   t.same(su.w.ledger.breakers(), [], 'no breaker: the image is not at fault');
 });
 
