@@ -333,7 +333,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
 
   app.get<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { onRequest: admin }, async (req) => {
     const b = ingest.baseline(req.params.imageId);
-    if (!b) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no baseline stored for image ${req.params.imageId}; push one with drift baseline --push`);
+    if (!b) throw new HttpError('DRIFT_ERR_NOT_FOUND', `no baseline stored for image ${req.params.imageId}; push the one baked into the image with drift baseline push FILE (and bake with drift baseline --stamp, so its hosts name their image)`);
     return b.baseline;
   });
 

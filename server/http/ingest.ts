@@ -427,7 +427,7 @@ export class Ingest {
       role = host.role !== null && this.roles.has(host.role) ? host.role : null;
     }
     if (imageId !== null && !baseline) {
-      flags.push({ claim: 'image', value: imageId, why: `no baseline of image ${JSON.stringify(imageId)} is stored on the collector: the host is unknown-image and compared with nothing; push the image's baseline (drift baseline --push) or check the host's image stamp` });
+      flags.push({ claim: 'image', value: imageId, why: `no baseline of image ${JSON.stringify(imageId)} is stored on the collector: the host is unknown-image and compared with nothing; push the image's baseline (drift baseline push FILE) or check the host's image stamp (drift baseline --stamp writes it at bake time)` });
     }
     return { role, flags };
   }
