@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { DriftError, errnoOf } from '../agent/protocol/errors.js';
 import { readSecretFile } from '../agent/secret.js';
 import { durationOption, sizeOption } from '../agent/units.js';
+import { defaultWorkers, POOL_DEFAULTS } from './http/pool.js';
 
 /**
  * `drift server` configuration: flags and an equivalent YAML file (`--config FILE`,
@@ -28,6 +29,8 @@ export interface ServerConfig {
   readonly rareShare: number;
   /** Cohort roles hosts may claim; null: any role (docs/api.md, cohort claims). */
   readonly roles: readonly string[] | null;
+  /** Report workers (docs/api.md, limits): threads, queued reports, per-report time and heap bounds. */
+  readonly reportWorkers: { readonly size: number; readonly queue: number; readonly timeoutMs: number; readonly heapMb: number };
 }
 
 /** The flags as commander hands them over (every value a string, repeatables arrays). */
@@ -48,6 +51,10 @@ export interface ServerFlags {
   fleetWideShare?: string;
   rareShare?: string;
   roles?: string[];
+  reportWorkers?: string;
+  reportQueue?: string;
+  reportTimeout?: string;
+  reportHeap?: string;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -82,6 +89,10 @@ export const ServerFileSchema = z.strictObject({
   'fleet-wide-share': scalar.optional(),
   'rare-share': scalar.optional(),
   roles: z.array(z.string().min(1).max(128)).max(1000).optional(),
+  'report-workers': scalar.optional(),
+  'report-queue': scalar.optional(),
+  'report-timeout': z.string().optional(),
+  'report-heap': scalar.optional(),
 });
 export type ServerFile = z.infer<typeof ServerFileSchema>;
 
@@ -97,6 +108,12 @@ export function parseListen(text: string): { host: string; port: number } {
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new DriftError('DRIFT_ERR_USAGE', `--listen must be HOST:PORT, e.g. 127.0.0.1:8750 or [::1]:8750 (got ${JSON.stringify(text)})`);
   return { host: (m[1] ?? m[2]) as string, port };
+}
+
+function parseCount(text: string, option: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max) throw new DriftError('DRIFT_ERR_USAGE', `${option} must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
+  return n;
 }
 
 function parseShare(text: string, option: string): number {
@@ -132,8 +149,26 @@ export function resolveServerConfig(flags: ServerFlags, file: ServerFile = {}, w
     fleetWideShare: parseShare(flags.fleetWideShare ?? file['fleet-wide-share'] ?? '0.5', '--fleet-wide-share'),
     rareShare: parseShare(flags.rareShare ?? file['rare-share'] ?? '0.1', '--rare-share'),
     roles: flags.roles?.length ? Object.freeze([...flags.roles]) : file.roles ? Object.freeze([...file.roles]) : null,
+    reportWorkers: Object.freeze(reportWorkers(flags, file)),
   };
   return Object.freeze(cfg);
+}
+
+/** The report workers' settings: 0 workers decides reports on the main thread (not advised: a large report then stalls the collector). */
+function reportWorkers(flags: ServerFlags, file: ServerFile): ServerConfig['reportWorkers'] {
+  const sizeText = flags.reportWorkers ?? file['report-workers'];
+  const size = sizeText === undefined ? defaultWorkers() : parseCount(sizeText, '--report-workers', 0, 64);
+  const queueText = flags.reportQueue ?? file['report-queue'];
+  const heapText = flags.reportHeap ?? file['report-heap'];
+  const heapBytes = heapText === undefined ? POOL_DEFAULTS.heapMb * 1024 * 1024 : parseSize(heapText, '--report-heap');
+  if (heapBytes < 64 * 1024 * 1024) throw new DriftError('DRIFT_ERR_USAGE', `--report-heap must be at least 64MiB (got ${JSON.stringify(heapText)}): a worker needs that much to start and decide a clean host's report`);
+  const timeoutText = flags.reportTimeout ?? file['report-timeout'];
+  return {
+    size,
+    queue: queueText === undefined ? Math.max(1, size) * POOL_DEFAULTS.queuePerWorker : parseCount(queueText, '--report-queue', 1, 100_000),
+    timeoutMs: timeoutText === undefined ? POOL_DEFAULTS.timeoutMs : parseDuration(timeoutText, '--report-timeout'),
+    heapMb: Math.floor(heapBytes / 1024 / 1024),
+  };
 }
 
 /** Read and validate the YAML config file; errors name the file and the key. */

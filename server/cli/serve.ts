@@ -41,7 +41,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const logStream = new BatchedStdout();
   const app = buildApp({
     store, enrollSecret, adminToken, baselineKeys, rules, compare, maxBody: cfg.maxBody, silentAfterMs: cfg.silentAfterMs,
-    cohorts: { fleetWideShare: cfg.fleetWideShare, rareShare: cfg.rareShare }, roles: cfg.roles,
+    cohorts: { fleetWideShare: cfg.fleetWideShare, rareShare: cfg.rareShare }, roles: cfg.roles, reportWorkers: cfg.reportWorkers,
     logger: { level: 'info', base: { service: 'drift-server' }, stream: logStream },
     ...(https ? { https } : {}),
   });

@@ -10,7 +10,8 @@ import { verifyBaseline } from '../../agent/sign.js';
 import { computeFleet, DEFAULT_COHORT_OPTIONS, type CohortHost, type CohortOptions, type RarePin } from '../fleet/cohorts.js';
 import type { HostRow, Store } from '../store/store.js';
 import { errorBody, HttpError } from './errors.js';
-import { digestsOf, Ingest, Refusal, type CompareFn } from './ingest.js';
+import { digestsOf, Ingest, Refusal, type CompareFn, type ReportInput } from './ingest.js';
+import { PoolFull, POOL_DEFAULTS, ReportPool } from './pool.js';
 import { sameDigests } from '../../agent/protocol/digests.js';
 import { Metrics } from './metrics.js';
 import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH, type LocateStats } from './sections.js';
@@ -49,6 +50,12 @@ export interface AppDeps {
   roles?: readonly string[] | null;
   /** Failed enrollments per client address before it is refused for the window (default 10 per minute). */
   enrollFailures?: { max: number; windowMs: number };
+  /**
+   * Report workers (server/http/pool.ts): reports are parsed, checked and compared in
+   * this many worker threads, with the real compare engine (not `compare`). Absent or
+   * size 0: inline, on the main thread (tests of the HTTP layer; an injected compare).
+   */
+  reportWorkers?: { size: number; queue?: number; timeoutMs?: number; heapMb?: number };
 }
 
 /** How long an operator's approval of a re-enrollment (POST /v1/hosts/{id}/reenroll) stays valid. */
@@ -99,7 +106,7 @@ function bearer(req: FastifyRequest): string | null {
  * to the inflated bytes and stops inflation when reached (413), malformed JSON or
  * gzip answer 400. Every error answers `{ error: { code, message } }`.
  */
-export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; ingest: Ingest } {
+export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; ingest: Ingest; pool: ReportPool | null } {
   const now = deps.now ?? Date.now;
   const app = Fastify({
     logger: deps.logger ?? false,
@@ -122,11 +129,20 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     return deps.store.hostByKey(rowid, keyHash(m[2] as string));
   };
   const commit = new GroupCommit(deps.store);
-  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r), roles: deps.roles ?? null });
+  const workers = deps.reportWorkers;
+  const pool = workers && workers.size > 0
+    ? new ReportPool({
+      size: workers.size, queue: workers.queue ?? workers.size * POOL_DEFAULTS.queuePerWorker, timeoutMs: workers.timeoutMs ?? POOL_DEFAULTS.timeoutMs,
+      heapMb: workers.heapMb ?? POOL_DEFAULTS.heapMb, rules: deps.rules,
+    }, (msg, fields) => app.log.error(fields, msg))
+    : null;
+  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r), roles: deps.roles ?? null, pool });
   const enrollLimiter = new FailureLimiter({ max: deps.enrollFailures?.max ?? 10, windowMs: deps.enrollFailures?.windowMs ?? 60_000, maxKeys: 100_000 });
 
   ingest.preload();
   const locatedSections = new WeakMap<object, Map<SectionName, Buffer>>();
+  /** Inflated report bodies left for a report worker to parse. */
+  const rawReports = new WeakSet<object>();
   app.removeAllContentTypeParsers();
   // Runs only after the route's onRequest hook accepted the credential (from the
   // headers alone): nothing is inflated, scanned or parsed for an unauthenticated caller.
@@ -147,6 +163,12 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       }
     } else if (encoding !== 'identity') {
       throw new HttpError('DRIFT_ERR_USAGE', `unsupported Content-Encoding ${JSON.stringify(encoding)}; send gzip or no encoding`, 415);
+    }
+    if (req.url === '/v1/reports' && ingest.pooled) {
+      // Parsed in a report worker: the event loop only inflated it (on the thread pool).
+      const raw = { bytes };
+      rawReports.add(raw);
+      return raw;
     }
     const tooDeep = (where: string, at: number): HttpError =>
       new HttpError('DRIFT_ERR_USAGE', `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels (${where}at byte ${at}); drift's protocol never nests deeper than 5`, 400);
@@ -283,23 +305,26 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       }
       req.driftHost = host.id;
     },
-  }, async (req) => {
-    const token = bearer(req);
-    const host = token === null ? undefined : await hostOfKey(token);
-    if (!host) {
-      const r = new Refusal('DRIFT_ERR_UNAUTHORIZED', 'node key revoked while the report was read; the agent must enroll again', 401);
-      r.reason = 'unauthorized';
-      throw r;
+  }, async (req, reply) => {
+    const token = bearer(req) as string;
+    const body = req.body;
+    let input: ReportInput;
+    if (typeof body === 'object' && body !== null && rawReports.has(body)) input = body as { bytes: Buffer };
+    else input = { body, ...(typeof body === 'object' && body !== null && locatedSections.has(body) ? { located: locatedSections.get(body) as Map<SectionName, Buffer> } : {}) };
+    let result;
+    try {
+      result = await ingest.report(Number(NODE_KEY.exec(token)?.[1]), () => hostOfKey(token), input);
+    } catch (err) {
+      if (err instanceof PoolFull) void reply.header('retry-after', String(err.retryAfter));
+      throw err;
     }
-    const result = await ingest.report(host, req.body, typeof req.body === 'object' && req.body !== null ? locatedSections.get(req.body) : undefined);
     if (result.accepted) {
       metrics.reportsAccepted++;
-      const dropped = (req.body as { spoolDropped?: unknown } | null)?.spoolDropped;
       // Bounded by the envelope schema (SPOOL_DROPPED_MAX per report).
-      if (typeof dropped === 'number' && dropped > 0) metrics.agentSpoolDropped += dropped;
+      if (result.spoolDropped > 0) metrics.agentSpoolDropped += result.spoolDropped;
     }
     else metrics.reportsNeedSections++;
-    return result;
+    return { accepted: result.accepted, seq: result.seq, need: result.need };
   });
 
   app.put<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { onRequest: admin }, async (req) => {
@@ -457,9 +482,9 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     return { ok: true };
   });
 
-  app.addHook('onClose', async () => { commit.flush(); });
+  app.addHook('onClose', async () => { await pool?.close(); commit.flush(); });
 
-  return Object.assign(app, { metrics, ingest });
+  return Object.assign(app, { metrics, ingest, pool });
 }
 
 function statusOf(err: unknown): number {

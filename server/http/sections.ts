@@ -153,8 +153,27 @@ export function locateManifestSections(buf: Buffer, known: readonly KnownSection
  */
 export const MAX_JSON_DEPTH = 16;
 
-/** Bytes checked per turn of the event loop by `jsonDepth`: ~1 ms of work. */
+/** Bytes checked per turn of the event loop by `jsonDepthExceeded`: ~1 ms of work. */
 const DEPTH_SLICE = 1 << 20;
+
+/** Nesting state of a depth scan, carried from one slice to the next. */
+interface DepthScan { depth: number; inString: boolean; i: number }
+
+/** Scan `buf` from `s.i` to `end`; the index where nesting goes deeper than `max`, or -1. */
+function scanDepth(buf: Buffer, s: DepthScan, end: number, max: number): number {
+  let { depth, inString, i } = s;
+  for (; i < end; i++) {
+    const c = buf[i] as number;
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === 0x7b || c === 0x5b) { if (++depth > max) return i; }
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  s.depth = depth; s.inString = inString; s.i = i;
+  return -1;
+}
 
 /**
  * The index of the first byte of `buf` where JSON nesting (outside strings) goes
@@ -163,21 +182,16 @@ const DEPTH_SLICE = 1 << 20;
  * (or /healthz) for the whole scan.
  */
 export async function jsonDepthExceeded(buf: Buffer, max: number = MAX_JSON_DEPTH): Promise<number> {
-  let depth = 0;
-  let inString = false;
-  let i = 0;
-  while (i < buf.length) {
-    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    const end = Math.min(buf.length, i + DEPTH_SLICE);
-    for (; i < end; i++) {
-      const c = buf[i] as number;
-      if (inString) {
-        if (c === BACKSLASH) i++;
-        else if (c === QUOTE) inString = false;
-      } else if (c === QUOTE) inString = true;
-      else if (c === 0x7b || c === 0x5b) { if (++depth > max) return i; }
-      else if (c === 0x7d || c === 0x5d) depth--;
-    }
+  const s: DepthScan = { depth: 0, inString: false, i: 0 };
+  while (s.i < buf.length) {
+    if (s.i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const at = scanDepth(buf, s, Math.min(buf.length, s.i + DEPTH_SLICE), max);
+    if (at >= 0) return at;
   }
   return -1;
+}
+
+/** jsonDepthExceeded in one pass, for a report worker (which has no other requests to serve). */
+export function jsonDepthExceededSync(buf: Buffer, max: number = MAX_JSON_DEPTH): number {
+  return scanDepth(buf, { depth: 0, inString: false, i: 0 }, buf.length, max);
 }

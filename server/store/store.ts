@@ -85,6 +85,17 @@ export interface FindingKeyRow {
 }
 
 /** Everything one accepted report writes, in one transaction. */
+/**
+ * A section of a report packed for the store off the main thread: its packJson bytes
+ * (null when its digest is the baseline's, whose blob is stored) and its delta against
+ * the baseline's section (digest of the delta's canonical JSON, packJson bytes; null
+ * without a baseline section). The store keeps one of the two, as for `sections`.
+ */
+export interface PreparedSection {
+  packed: Uint8Array | null;
+  delta: { digest: Uint8Array; packed: Uint8Array } | null;
+}
+
 export interface SaveReport {
   host: HostRow;
   seq: number;
@@ -100,6 +111,8 @@ export interface SaveReport {
    * digests equal the stored ones and nothing but the seq and times moves.
    */
   sections?: Partial<Sections>;
+  /** The sections packed off the main thread (server/http/decide.ts), in place of `sections`. */
+  prepared?: Partial<Record<SectionName, PreparedSection>>;
   /** The baseline compared against (its sections are the base of deltas); null when none. */
   baseline: StoredBaseline | null;
   /** The findings now; absent to keep the stored ones (only their last_seen moves). */
@@ -412,15 +425,16 @@ export class Store {
     const flags = r.flags === undefined || r.flags.length === 0 ? null : JSON.stringify(r.flags);
     const omitted = r.omitted ? JSON.stringify(r.omitted) : null;
     if (r.instanceId !== undefined && INSTANCE_ID.test(r.instanceId)) this.st.instancePut.run(rowid, r.instanceId);
-    if (!r.sections) {
+    if (!r.sections && !r.prepared) {
       this.st.hostTouch.run({ rowid, seq: r.seq, now: r.now, hostname: r.hostname, role, machineId, flags });
       if (r.findings) this.st.hostFindings.run(findingCount, baseline, omitted, rowid);
       return;
     }
     for (const name of SECTIONS) {
       const d = r.digests[name];
-      const section = r.sections[name];
-      if (d === undefined || section === undefined) {
+      const section = r.sections?.[name];
+      const prepared = r.prepared?.[name];
+      if (d === undefined || (section === undefined && prepared === undefined)) {
         this.st.deltaDel.run(rowid, name);
         continue;
       }
@@ -429,8 +443,13 @@ export class Store {
       const baseDigest = r.baseline?.baseline.digests[name];
       if (this.st.blobExists.get(bytes) !== undefined || base === undefined || baseDigest === undefined) {
         // Equal to a stored section (the baseline's, or another host's), or nothing to diff against.
-        this.putBlobAs(bytes, section);
+        if (prepared) this.putPacked(bytes, prepared.packed);
+        else this.putBlobAs(bytes, section);
         this.st.deltaDel.run(rowid, name);
+      } else if (prepared) {
+        if (!prepared.delta) throw new DriftError('DRIFT_ERR_IO', `report seq ${r.seq} of host ${r.host.id}: section ${name} was packed without its delta against baseline ${r.baseline?.digest ?? '(none)'}`);
+        this.putPacked(Buffer.from(prepared.delta.digest), prepared.delta.packed);
+        this.st.deltaPut.run(rowid, name, digestBytes(baseDigest), Buffer.from(prepared.delta.digest));
       } else {
         const delta = sectionDelta(base as Record<string, unknown>, section as Record<string, unknown>);
         this.st.deltaPut.run(rowid, name, digestBytes(baseDigest), this.putBlob(delta));
@@ -657,6 +676,13 @@ export class Store {
 
   private putBlobAs(digest: Buffer, value: unknown): void {
     if (this.st.blobExists.get(digest) === undefined) this.st.blobPut.run(digest, packJson(value));
+  }
+
+  /** A blob packed elsewhere (packJson bytes); null means it must already be stored. */
+  private putPacked(digest: Buffer, packed: Uint8Array | null): void {
+    if (this.st.blobExists.get(digest) !== undefined) return;
+    if (packed === null) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks blob ${digestText(digest)} that a report refers to; the store is damaged, restore it from a backup`);
+    this.st.blobPut.run(digest, Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength));
   }
 
   private getBlob(digest: Buffer): unknown {
