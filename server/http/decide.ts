@@ -16,7 +16,7 @@ import { packJson } from '../store/pack.js';
 
 export type { PreparedSection };
 import { HttpError } from './errors.js';
-import { jsonDepthExceededSync, locateManifestSections, MAX_JSON_DEPTH, type KnownSection, type LocateStats } from './sections.js';
+import { jsonDepthExceededSync, locateManifestSections, MAX_JSON_DEPTH, type KnownSection, type LocatedSections, type LocateStats } from './sections.js';
 import { firstIssue, ManifestHeadSchema, ReportEnvelopeSchema, SectionSchemas, SEQ_AHEAD_MAX_MS, type ReportEnvelope } from './wire.js';
 
 /**
@@ -127,9 +127,9 @@ const tooDeep = (where: string, at: number): HttpError =>
  * parse the rest. Throws HttpError 400 for a malformed body. Synchronous: it runs in
  * a report worker (or inline, for a collector without workers).
  */
-export function parseReportBody(bytes: Buffer, known: readonly KnownSection[]): ParsedBody {
-  const stats: LocateStats = { hashedBytes: 0 };
-  const located = locateManifestSections(bytes, known, stats);
+export function parseReportBody(bytes: Buffer, known: readonly KnownSection[], pre?: { located: LocatedSections | null; stats: LocateStats }): ParsedBody {
+  const stats: LocateStats = pre?.stats ?? { hashedBytes: 0 };
+  const located = pre ? pre.located : locateManifestSections(bytes, known, stats);
   if (stats.twice !== undefined) {
     throw new HttpError('DRIFT_ERR_USAGE', `report body names ${stats.twice} twice; send each key once (drift agents do)`, 400);
   }
@@ -191,6 +191,13 @@ export interface ReportJob {
   bytes: Buffer;
   host: HostRow;
   now: number;
+  /** Decide only if it is cheap (no compare, no stored sections); else throw Defer. */
+  light?: boolean;
+}
+
+/** Thrown by a light decision (on the main thread) that needs a compare or the stored sections: decide it in a worker. */
+export class Defer extends Error {
+  constructor() { super('the report needs a compare; decide it in a report worker'); }
 }
 
 /** What the decider may need of the store, asked only when needed. */
@@ -261,6 +268,7 @@ export class ReportDecider {
 
   /** Decide one report; never throws for a bad report (a refusal is a Decision). */
   async decide(job: ReportJob, reads: DecideReads, parsed?: ParsedBody): Promise<Decision> {
+    if (job.light) reads = { pins: reads.pins, sections: () => Promise.reject(new Defer()) };
     try {
       const { body, located } = parsed ?? parseReportBody(job.bytes, this.known);
       return await this.decideParsed(job, body, located, reads);
@@ -466,7 +474,11 @@ export class ReportDecider {
       schema: MANIFEST_SCHEMA, host: env.host, collectedAt: env.collectedAt, agent: { version: '' }, digests, ...sections, unread: [],
     };
     const rules = this.deps.rules;
-    if (!pinnable) return this.cached(`${baseline.digest}|${digests.root}`, () => this.deps.compare({ baseline: b, manifest, rules }));
+    const compareNow: CompareFn = (input) => {
+      if (job.light) throw new Defer();
+      return this.deps.compare(input);
+    };
+    if (!pinnable) return this.cached(`${baseline.digest}|${digests.root}`, () => compareNow({ baseline: b, manifest, rules }));
     const instanceKeys = env.host.instanceKeys ?? null;
     const now = new Date(job.now).toISOString();
     if (clean && stored === null) {
@@ -476,7 +488,7 @@ export class ReportDecider {
     }
     const run = (): { findings: Finding[]; firstBoot: FirstBoot; pins: PinWrite } => {
       const check = new FirstBootCheck({ baseline: b, manifest, rules }, { book: stored?.book ?? null, now });
-      const findings = this.deps.compare({ baseline: b, manifest, rules, firstBoot: check });
+      const findings = compareNow({ baseline: b, manifest, rules, firstBoot: check });
       const r = check.result();
       return { findings, firstBoot: r.firstBoot, pins: { book: r.book, changed: r.changed, keys: r.firstBoot.keys, instanceKeys, journal: { action: 'first-boot', by: null, reason: null } } };
     };

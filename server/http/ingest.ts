@@ -5,10 +5,10 @@ import { FirstBootCheck } from '../../agent/engine/pins.js';
 import type { FirstBoot } from '../../agent/protocol/pins.js';
 import type { HostFlag, HostRow, SaveReport, Store, StoredBaseline } from '../store/store.js';
 import type { StoredPins } from '../store/pins.js';
-import { boundFindings, ReportDecider, type CompareFn, type DecideReads, type Decision, type DecidedReport, type ParsedBody } from './decide.js';
+import { boundFindings, Defer, parseReportBody, ReportDecider, type CompareFn, type DecideReads, type Decision, type DecidedReport, type ParsedBody } from './decide.js';
 import { HttpError } from './errors.js';
 import type { ReportPool } from './pool.js';
-import type { KnownSection } from './sections.js';
+import { locateManifestSections, type KnownSection, type LocatedSections, type LocateStats } from './sections.js';
 
 export { boundFindings, COMPARE_CACHE_BYTES, digestsOf, MAX_STORED_FINDINGS, wireDigest, type CompareFn } from './decide.js';
 
@@ -30,6 +30,29 @@ function refuse(reason: string, code: ErrorCode, message: string, status: number
   const r = new Refusal(code, message, status);
   r.reason = reason;
   return r;
+}
+
+/**
+ * Reports cheap enough to decide on the main thread when the collector has report
+ * workers: a body of at most INLINE_MAX_BODY bytes (the section locator runs on it: one
+ * linear pass, ~2 ms per MiB) of which at most INLINE_PARSE_BYTES are not byte-equal to
+ * a baseline's section (what JSON.parse and the schema see), and that needs no compare
+ * and no stored sections. Digest-only reports and clean hosts' full reports qualify;
+ * the worker hop (a copy, a thread switch) would cost them more than deciding them.
+ */
+export const INLINE_MAX_BODY = 4 * 1024 * 1024;
+export const INLINE_PARSE_BYTES = 64 * 1024;
+
+/** The locator's result when a body qualifies for a light decision on the main thread, else null. */
+function lightPrecheck(bytes: Buffer, known: readonly KnownSection[]): { located: LocatedSections | null; stats: LocateStats } | null {
+  if (bytes.length > INLINE_MAX_BODY) return null;
+  const stats: LocateStats = { hashedBytes: 0 };
+  const located = locateManifestSections(bytes, known, stats);
+  if (bytes.length <= INLINE_PARSE_BYTES) return { located, stats };
+  if (!located) return null;
+  let parse = located.rest.length;
+  for (const [name, section] of located.sections) if (!located.canonical.has(name)) parse += section.length;
+  return parse <= INLINE_PARSE_BYTES ? { located, stats } : null;
 }
 
 /** A report body as the HTTP layer hands it over: inflated bytes (for a worker) or already parsed (inline). */
@@ -133,9 +156,22 @@ export class Ingest {
       sections: () => Promise.resolve(this.deps.store.hostSections(host)),
     };
     const job = { host, now: this.deps.now(), bytes: 'bytes' in input ? input.bytes : Buffer.alloc(0) };
-    let decision: Decision;
-    if ('bytes' in input && this.deps.pool) decision = await this.deps.pool.run(job, reads);
-    else decision = await this.inline.decide(job, reads, 'bytes' in input ? undefined : input);
+    let decision: Decision | null = null;
+    if ('bytes' in input && this.deps.pool) {
+      const pool = this.deps.pool;
+      const pre = lightPrecheck(input.bytes, this.inline.knownSections());
+      if (pre) {
+        try {
+          decision = await this.inline.decide({ ...job, light: true }, reads, parseReportBody(input.bytes, this.inline.knownSections(), pre));
+        } catch (err) {
+          // A light decision that needs a compare or the stored sections: the worker decides it.
+          if (!(err instanceof Defer)) throw err;
+        }
+      }
+      decision ??= await pool.run(job, reads);
+    } else {
+      decision = await this.inline.decide(job, reads, 'bytes' in input ? undefined : input);
+    }
     switch (decision.kind) {
       case 'refused': throw refuse(decision.reason, decision.code, decision.message, decision.status);
       case 'need': return { accepted: false, seq: decision.seq, need: decision.need, spoolDropped: 0 };

@@ -82,7 +82,7 @@ const ADDED = 200_000;
 const huge = hugeReport('big', 2, ADDED);
 
 t.test('a huge report is decided off the event loop: /healthz and another host answer within 100 ms meanwhile', async (t) => {
-  const ctx = await setup(t, { reportWorkers: { size: 2 } });
+  const ctx = await setup(t, { reportWorkers: { size: 2, timeoutMs: 600_000 } });
   const big = await keyOf(ctx, 'big');
   const small = await keyOf(ctx, 'small');
   t.equal((await post(ctx.base, 'POST', '/v1/reports', big, cleanReport('big', 1))).status, 200, 'the big host reported clean first');
@@ -154,7 +154,7 @@ t.test('a report beyond the per-report time bound is refused and its worker repl
 });
 
 t.test('a full queue answers 503 with Retry-After; the queued reports are decided', async (t) => {
-  const ctx = await setup(t, { reportWorkers: { size: 1, queue: 1 } });
+  const ctx = await setup(t, { reportWorkers: { size: 1, queue: 1, timeoutMs: 600_000 } });
   const keys = await Promise.all(['big', 'q1', 'q2'].map((h) => keyOf(ctx, h)));
   const [big, q1, q2] = keys as [string, string, string];
   const bigAnswer = post(ctx.base, 'POST', '/v1/reports', big, huge, true);
