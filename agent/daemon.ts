@@ -186,6 +186,12 @@ export class AgentDaemon {
       '# HELP drift_agent_spooled_reports Reports waiting in the spool.',
       '# TYPE drift_agent_spooled_reports gauge',
       `drift_agent_spooled_reports ${pending}`,
+      '# HELP drift_agent_spool_quarantined_total Spooled reports that could not be inflated or parsed, moved to the spool\'s quarantine/ folder and dropped, since the agent started (each is also counted in the next report\'s spoolDropped).',
+      '# TYPE drift_agent_spool_quarantined_total counter',
+      `drift_agent_spool_quarantined_total ${this.spool.quarantinedReports}`,
+      '# HELP drift_agent_spool_quarantine_files Files kept in the spool\'s quarantine/ folder for a person to look at (the newest 16).',
+      '# TYPE drift_agent_spool_quarantine_files gauge',
+      `drift_agent_spool_quarantine_files ${(await this.spool.quarantined()).length}`,
     ];
     if (this.lastAcceptedAt !== null) {
       lines.push('# HELP drift_agent_last_accepted_timestamp_seconds When the collector last accepted a report.',
@@ -389,7 +395,7 @@ export class AgentDaemon {
         break;
       }
       if (!entry) {
-        this.log.error('spooled report unreadable; dropping it', { seq, spool: this.spool.dir });
+        this.log.error('spooled report unreadable; dropping it', { seq, spool: this.spool.dir, quarantine: join(this.spool.dir, 'quarantine'), quarantinedTotal: this.spool.quarantinedReports });
         await this.spool.remove(seq);
         await this.state.addDropped(1);
         continue;

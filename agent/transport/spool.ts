@@ -231,6 +231,7 @@ export class Spool {
       if (code === 'ENOENT') return null;
       if (isParseError(err)) {
         await this.quarantine([e.name, ...(blobFile !== null && path.endsWith(blobFile) ? [blobFile] : [])]);
+        this.quarantinedReports++;
         return null;
       }
       throw new DriftError('DRIFT_ERR_IO', `cannot read spooled report ${path}: ${code}; it stays spooled`, { cause: err });
@@ -259,6 +260,9 @@ export class Spool {
     const kept = (await readdir(dir)).sort();
     for (const old of kept.slice(0, Math.max(0, kept.length - QUARANTINE_KEEP))) await rm(join(dir, old), { force: true, recursive: true });
   }
+
+  /** Reports this spool moved to `quarantine/` since it was opened (drift_agent_spool_quarantined_total). */
+  quarantinedReports = 0;
 
   /** Files in `quarantine/` (reports that could not be read back), oldest first. */
   async quarantined(): Promise<string[]> {

@@ -363,3 +363,37 @@ t.test('the daemon: a refused enrolment secret is an error with a metric, and th
   t.match(metrics, /\ndrift_agent_spooled_reports 1\n/);
   t.equal(c.received.length, 0, 'nothing was delivered');
 });
+
+t.test('a poisoned spool blob is quarantined once, counted, and never blocks the reports after it', async (t) => {
+  const s = await setup(t);
+  const down = `http://127.0.0.1:${await closedPort()}`;
+  const a = await daemon(t, { collector: down, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  const poisoned = await a.d.collectAndSpool();
+  await writeFile(join(s.root, 'etc/motd'), 'Changed.\n');
+  const good = await a.d.collectAndSpool();
+  const spoolDir = join(s.stateDir, 'spool');
+  // The first report's manifest blob, overwritten with bytes that are not gzip.
+  const entryName = (await readdir(spoolDir)).find((n) => n.startsWith(`r-${String(poisoned).padStart(20, '0')}-`)) as string;
+  await writeFile(join(spoolDir, `m-${entryName.slice(23, 87)}.json.gz`), 'not gzip: a torn or hostile write');
+  await a.d.close();
+
+  const c = await startCollector(join(s.dir, 'drift.db'));
+  t.teardown(() => c.close());
+  const b = await daemon(t, { collector: c.url, 'enroll-secret-file': s.secret, root: s.root, 'state-dir': s.stateDir });
+  const r = await b.d.drain(never);
+  t.same(r.delivered, [good], 'the report after the poisoned one is delivered');
+  t.same(c.received.map((x) => x.seq), [good], 'the poisoned one is never sent');
+  t.equal(c.received[0]?.spoolDropped, 1, 'and the collector is told one report was lost');
+  t.equal(b.d.spool.quarantinedReports, 1, 'quarantined once');
+  t.equal((await b.d.spool.quarantined()).length, 2, 'its entry and its blob are kept aside');
+  const metrics = await readFile(join(s.stateDir, AGENT_METRICS_FILE), 'utf8');
+  t.match(metrics, /^drift_agent_spool_quarantined_total 1$/m, 'counted in the metrics file');
+  t.match(metrics, /^drift_agent_spool_quarantine_files 2$/m);
+  t.ok(b.logs.some((l) => l['msg'] === 'spooled report unreadable; dropping it' && l['seq'] === poisoned && l['quarantinedTotal'] === 1), 'and logged with the count');
+  // The next pass neither finds nor counts it again.
+  await writeFile(join(s.root, 'etc/motd'), 'Changed again.\n');
+  t.equal(await b.d.runOnce(never), 0, 'the next report is delivered');
+  t.equal(b.d.spool.quarantinedReports, 1, 'still counted once');
+  t.match(await readFile(join(s.stateDir, AGENT_METRICS_FILE), 'utf8'), /^drift_agent_spool_quarantined_total 1$/m);
+  t.equal(c.received.length, 2);
+});
