@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { DriftError } from '../protocol/errors.js';
 import { VERSION } from '../version.js';
 import { takeExitCode } from './exit.js';
+import { visibleLines } from './format/common.js';
 
 /**
  * Each subcommand lives in `commands/<name>.ts` and exports `register(program)`,
@@ -42,7 +43,8 @@ export async function main(argv: string[], registers?: Register[]): Promise<numb
     .version(VERSION, '-V, --version', 'print the drift version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // Usage errors quote what was typed (a file name, an option): escaped for the terminal.
+    .configureOutput({ writeErr: (s) => process.stderr.write(visibleLines(s)) });
   for (const register of registers ?? await hostCommands()) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
 
@@ -56,10 +58,10 @@ export async function main(argv: string[], registers?: Register[]): Promise<numb
       return err.exitCode === 0 ? 0 : 2;
     }
     if (err instanceof DriftError) {
-      process.stderr.write(`drift: ${err.message}\n`);
+      process.stderr.write(`drift: ${visibleLines(err.message)}\n`);
       return err.exitCode;
     }
-    process.stderr.write(`drift: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`drift: ${visibleLines(err instanceof Error ? err.message : String(err))}\n`);
     return 2;
   }
 }

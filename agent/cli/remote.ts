@@ -132,9 +132,9 @@ export function hostTable(hosts: readonly HostSummary[]): string[] {
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd());
 }
 
-/** A value from the collector on one line: control characters (a hostile hostname) shown as `?`. */
+/** A value from the collector on one line: control and bidi characters (a hostile hostname) escaped. */
 function oneLine(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return visible(s);
 }
 
 export const FLEET_SCHEMA = 'drift.fleet/v1';

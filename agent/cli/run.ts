@@ -1,3 +1,5 @@
+import { visibleLines } from './format/common.js';
+
 /**
  * Run a `drift` entry point as a process: argv in, exit code out. Shared by the npm
  * launcher (bin/drift.js) and the single executable.
@@ -11,7 +13,8 @@ export function runCli(main: (argv: string[]) => Promise<number>, argv: string[]
   main(argv).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
-      process.stderr.write(`drift: ${err instanceof Error ? err.message : String(err)}\n`);
+      // Messages quote file names, hostnames and rule text: escaped for the terminal.
+      process.stderr.write(`drift: ${visibleLines(err instanceof Error ? err.message : String(err))}\n`);
       process.exitCode = 2;
     },
   );

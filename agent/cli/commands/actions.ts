@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DriftError } from '../../protocol/errors.js';
 import { adminJson, readSecretFile } from '../../transport/client.js';
 import { exit } from '../exit.js';
+import { visible } from '../format/common.js';
 
 /**
  * `drift actions` and `drift replace`: an operator's HTTP client of the collector's
@@ -38,7 +39,8 @@ const short = (id: string): string => id.slice(0, 8);
 
 function line(a: ActionView): string {
   const extra = a.error ? ` — ${a.error}` : a.forced ? ` — forced: ${a.forced}` : '';
-  return `${short(a.id)}  ${a.state.padEnd(9)}  ${a.hostname} (${a.hostId})  ${a.provider}  ${a.createdAt}  ${a.reason}${extra}`;
+  // Hostnames, reasons and provider errors come from hosts, operators and providers: escaped for the terminal.
+  return visible(`${short(a.id)}  ${a.state.padEnd(9)}  ${a.hostname} (${a.hostId})  ${a.provider}  ${a.createdAt}  ${a.reason}${extra}`);
 }
 
 function out(o: Remote, json: unknown, text: string): void {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { checkRules, formatProblem, shippedRulesDir } from '../../rules/load.js';
 import { exit } from '../exit.js';
-import { plural } from '../format/common.js';
+import { plural, visible } from '../format/common.js';
 
 /**
  * `drift rules check [DIR...]`: validate rule files the way `drift scan` and the
@@ -29,7 +29,8 @@ export function register(program: Command): void {
       }
       const result = await checkRules(dirs, { shipped: opts.shipped });
       if (result.problems.length > 0) {
-        for (const p of result.problems) process.stdout.write(`${formatProblem(p)}\n`);
+        // A problem quotes the rule file's name and text: escaped for the terminal.
+        for (const p of result.problems) process.stdout.write(`${visible(formatProblem(p))}\n`);
         const n = result.problems.length;
         process.stderr.write(`drift: ${plural(n, 'problem')} in rule files\n`);
         exit(2);

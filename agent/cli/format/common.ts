@@ -98,6 +98,11 @@ export function visible(s: string, keepTab = false): string {
   return s.replace(keepTab ? UNSAFE_BUT_TAB : UNSAFE, escapeUnsafe);
 }
 
+/** `visible` for a text of several lines (an error message, a command's output): each line escaped, the line breaks kept. */
+export function visibleLines(s: string): string {
+  return s.split('\n').map((line) => visible(line)).join('\n');
+}
+
 /** `1 host`, `2 hosts`: a count with its noun in the right number (`plural(1, 'process', 'processes')`). */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;

@@ -1,6 +1,6 @@
 import type { Finding, Report } from '../../protocol/finding.js';
 import { rollUp } from './rollup.js';
-import { SEVERITY_ORDER } from './common.js';
+import { SEVERITY_ORDER, visible } from './common.js';
 import { nameOf } from '../../engine/policy.js';
 
 /**
@@ -56,5 +56,6 @@ export function nextSteps(report: Report, ctx: NextContext): string {
       `  (on a host, /etc/drift/rules.d/site.yaml) and scan with --rules ${shellWord(ctx.rulesDir)}; rules/README.md has the reference:`,
       ...ignoreRuleFor(first).split('\n').map((l) => `    ${l}`));
   }
-  return `${out.join('\n')}\n`;
+  // The baseline's path and image, key ids and finding keys come from files a host can write.
+  return `${out.map((line) => visible(line)).join('\n')}\n`;
 }
