@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, open, readFile, stat } from 'node:fs/promises';
+import { closeSync, read, type Stats } from 'node:fs';
+import { lstat, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { HashError, openChecked, REASONS } from '../hash.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { dpkgInfoName, parseDpkgList, parseMd5sums, type DpkgRecord } from '../collectors/packages/dpkg-parse.js';
 import { dpkgAdminDir, readDpkgDb, readInfoFile, underRoot } from '../collectors/packages/dpkg.js';
@@ -52,28 +54,35 @@ const STRERROR: Record<string, string> = {
   ENOENT: 'No such file or directory',
 };
 
-/** Files up to this size are read in one call; larger ones are streamed through the hash. */
-const WHOLE_READ_MAX = 1 << 20;
+/** Bytes read per call while hashing. */
+const CHUNK = 1 << 20;
+
+const readAsync = promisify(read);
 
 /**
- * md5 of a file's content, following symlinks like open(2). `knownSize` is the
- * lstat size of a regular file (saves a second stat); otherwise the open file is
- * stat'ed to choose between one read and streaming.
+ * md5 of a file's content. A regular file is opened with O_NOFOLLOW|O_NONBLOCK and
+ * must be the one `lstat` saw (device, inode, size: a path swapped meanwhile is not
+ * read); a symlink is followed like dpkg's open(2) does, non-blocking, and only to a
+ * regular file. Never reads a FIFO, a device (`/dev/zero`) or more than
+ * DEFAULT_MAX_FILE_BYTES: those throw HashError with the reason.
  */
-async function md5File(path: string, knownSize: number | null): Promise<string> {
-  if (knownSize !== null && knownSize <= WHOLE_READ_MAX) return createHash('md5').update(await readFile(path)).digest('hex');
-  if (knownSize === null) {
-    const fh = await open(path, 'r');
-    try {
-      const st = await fh.stat();
-      if (st.size <= WHOLE_READ_MAX) return createHash('md5').update(await fh.readFile()).digest('hex');
-    } finally {
-      await fh.close();
+async function md5File(path: string, st: Stats): Promise<string> {
+  const file = openChecked(path, st.isFile()
+    ? { expect: { dev: st.dev, ino: st.ino, size: st.size }, checkPath: false }
+    : { follow: true, checkPath: false });
+  try {
+    const hash = createHash('md5');
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, file.size)));
+    for (let left = file.size; left > 0;) {
+      const { bytesRead } = await readAsync(file.fd, buffer, 0, Math.min(buffer.length, left), null);
+      if (bytesRead === 0) throw new HashError(REASONS.shrank);
+      hash.update(buffer.subarray(0, bytesRead));
+      left -= bytesRead;
     }
+    return hash.digest('hex');
+  } finally {
+    closeSync(file.fd);
   }
-  const hash = createHash('md5');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Check one planned path on disk the way dpkg's `verify_file()` does; null when it passes. */
@@ -95,12 +104,14 @@ export async function checkPath(root: string, c: VerifyCheck): Promise<VerifyPro
   let md5Char = '?';
   let reason: string | undefined;
   try {
-    md5Char = (await md5File(full, st.isFile() ? st.size : null)) === c.md5 ? '.' : '5';
+    md5Char = (await md5File(full, st)) === c.md5 ? '.' : '5';
   } catch (err) {
-    // open() failed (dangling symlink, no permission) or the path became a folder
-    // (dpkg aborts the whole run there; drift reports the path and carries on).
+    // open() failed (dangling symlink, no permission), the path became a folder (dpkg
+    // aborts the whole run there; drift reports the path and carries on), or it is not a
+    // regular file, was swapped since lstat, or is over the byte bound (HashError reasons).
     const code = errnoOf(err);
-    reason = STRERROR[code] ?? code;
+    // A folder in its place reads as dpkg's EISDIR.
+    reason = code === REASONS.notRegular('a folder') ? STRERROR['EISDIR'] as string : STRERROR[code] ?? code;
   }
   if (!modeFail && md5Char === '.') return null;
   const p: VerifyProblem = { ...base, status: 'changed', checks: `?${modeFail ? 'M' : '?'}${md5Char}??????` };

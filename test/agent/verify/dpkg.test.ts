@@ -88,3 +88,25 @@ t.test('this machine: the same set of paths as dpkg --verify (nothing modified)'
   t.same(pathsOf(report.problems), dpkg);
   t.ok(report.checked > 1000, `checked ${report.checked} paths`);
 });
+
+t.test('hostile files in place of listed ones: a FIFO and a symlink to /dev/zero are reported, never read', async (t) => {
+  const root = makeDpkgRoot();
+  t.teardown(() => rmSync(join(root, '..'), { recursive: true, force: true }));
+  const { execFileSync } = await import('node:child_process');
+  const { symlinkSync } = await import('node:fs');
+  // A FIFO nobody writes to: a blocking open would hang the verification for good.
+  const fifo = join(root, 'usr/share/drift-demo-a/other.txt');
+  unlinkSync(fifo);
+  execFileSync('mkfifo', [fifo]);
+  // /dev/zero through a symlink: a plain read would never end.
+  const zero = join(root, 'usr/share/drift-demo-b/readme');
+  unlinkSync(zero);
+  symlinkSync('/dev/zero', zero);
+  const started = Date.now();
+  const report = await verifyDpkg(root);
+  t.ok(Date.now() - started < 60_000, 'finished');
+  t.match(byPath(report.problems, '/usr/share/drift-demo-a/other.txt'), { status: 'changed', checks: '?M???????', reason: /not a regular file when opened \(a FIFO\)/ });
+  t.match(byPath(report.problems, '/usr/share/drift-demo-b/readme'), { status: 'changed', checks: '?M???????', reason: /not a regular file when opened \(a character device\)/ });
+  // (dpkg --verify itself blocks for good on the FIFO: no comparison with it here.)
+  t.same(pathsOf(report.problems), ['/usr/share/drift-demo-a/other.txt', '/usr/share/drift-demo-b/readme'], 'nothing else is reported');
+});
