@@ -1,11 +1,14 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from './transport/spool.js';
-import { ByteBudget, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_SCAN_BYTES } from './hash.js';
+import { ByteBudget, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_SCAN_BYTES, readFileChecked, unreadableWhy } from './hash.js';
+
+/** Largest agent config file read. */
+const AGENT_CONFIG_MAX_BYTES = 1024 * 1024;
 import { SECTIONS, type SectionName } from './protocol/manifest.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -197,8 +200,9 @@ export async function resolveAgentConfig(flags: Record<string, unknown>, env: No
   let fileDir = process.cwd();
   if (configPath !== undefined) {
     let text: string;
-    try { text = await readFile(configPath, 'utf8'); } catch (err) {
-      throw new DriftError('DRIFT_ERR_CONFIG', `cannot read agent config ${configPath}: ${errnoOf(err)}`, { cause: err });
+    // No-follow, non-blocking, regular file only and bounded, as every file drift reads.
+    try { text = readFileChecked(configPath, AGENT_CONFIG_MAX_BYTES, { checkPath: false }).toString('utf8'); } catch (err) {
+      throw new DriftError('DRIFT_ERR_CONFIG', `cannot read agent config ${configPath}: ${unreadableWhy(errnoOf(err), AGENT_CONFIG_MAX_BYTES)}`, { cause: err });
     }
     file = parseConfigFile(text, configPath);
     fileDir = resolve(configPath, '..');

@@ -218,6 +218,16 @@ export function hashFileSync(path: string, options: OpenOptions = {}, buffer: Bu
 }
 
 /**
+ * Why a file that drift reads whole (a rule file, a config file) could not be read, in a
+ * person's words: `code` from readFileChecked (an errno code or a REASONS text).
+ */
+export function unreadableWhy(code: string, cap: number): string {
+  if (code === 'ELOOP') return 'it is a symbolic link, which drift does not follow: name the file it points to';
+  if (code.startsWith('over the per-file byte budget')) return `it is larger than ${cap} bytes`;
+  return code;
+}
+
+/**
  * The bytes of a small file at `path`, opened and checked as `openChecked` does;
  * a file larger than `cap` bytes is refused (HashError) without being read.
  * For identity files and kept content.

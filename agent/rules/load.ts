@@ -1,9 +1,13 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
+import { readFileChecked, unreadableWhy } from '../hash.js';
+
+/** Largest rule file read (the shipped rules are a few KiB each). */
+export const RULE_FILE_MAX_BYTES = 1024 * 1024;
 import {
   emptyRuleSet,
   ExpectRuleSchema,
@@ -364,9 +368,11 @@ async function readAll(dirs: readonly string[], opts: LoadOptions): Promise<{ pa
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      // No-follow, non-blocking, regular files only and bounded: a FIFO, a symlink or a
+      // huge file in a rule folder is a problem to report, not a read that hangs.
+      text = readFileChecked(file, RULE_FILE_MAX_BYTES, { checkPath: false }).toString('utf8');
     } catch (err) {
-      parsed.push({ file, rules: emptyRuleSet(), deferred: [], problems: [{ file, line: 0, col: 0, message: `cannot read the file (${errnoOf(err)})` }] });
+      parsed.push({ file, rules: emptyRuleSet(), deferred: [], problems: [{ file, line: 0, col: 0, message: `cannot read the file: ${unreadableWhy(errnoOf(err), RULE_FILE_MAX_BYTES)}` }] });
       continue;
     }
     parsed.push(parseRuleFile(file, text));
