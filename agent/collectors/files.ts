@@ -11,7 +11,7 @@ import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, 
 import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
 import { readXattrs, type XattrFacts } from './attrs.js';
-import { flagsText, readFlags } from './flags.js';
+import { flagsText, readFlagsEach } from './flags.js';
 
 /**
  * The files collector: every path the watch globs of the rules match, minus the
@@ -181,15 +181,50 @@ interface Job extends HashJob {
   stage: number;
 }
 
-/** A path whose inode flags lsattr reads after the walk. */
-interface FlagJob {
-  key: string;
-  entry: FileEntry;
-  /** Its stat cache record (or -1), and the record's `bits` so far. */
-  stage: number;
-  bits: number;
-  /** Its device number, to report a file system without inode flags once. */
-  dev: number;
+/**
+ * The paths whose inode flags lsattr reads after the walk, held compactly (one
+ * key reference and three small integers a path, no object per path: a full
+ * scan queues every regular file and folder): the key, its stat cache record
+ * (or -1), the record's `bits` so far, and its device (as an index into `devs`),
+ * to report a file system without inode flags once. The entry is found again by
+ * its key.
+ */
+class FlagQueue {
+  readonly keys: string[] = [];
+  private ints = new Int32Array(3 * 4096);
+  readonly devs: number[] = [];
+  private readonly devIndex = new Map<number, number>();
+
+  get length(): number {
+    return this.keys.length;
+  }
+
+  push(key: string, stage: number, bits: number, dev: number): void {
+    const n = this.keys.length;
+    if (3 * n + 3 > this.ints.length) {
+      const grown = new Int32Array(this.ints.length * 2);
+      grown.set(this.ints);
+      this.ints = grown;
+    }
+    let d = this.devIndex.get(dev);
+    if (d === undefined) this.devIndex.set(dev, (d = this.devs.push(dev) - 1));
+    this.ints[3 * n] = stage;
+    this.ints[3 * n + 1] = bits;
+    this.ints[3 * n + 2] = d;
+    this.keys.push(key);
+  }
+
+  stage(i: number): number {
+    return this.ints[3 * i] as number;
+  }
+
+  bits(i: number): number {
+    return this.ints[3 * i + 1] as number;
+  }
+
+  dev(i: number): number {
+    return this.devs[this.ints[3 * i + 2] as number] as number;
+  }
 }
 
 /** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
@@ -217,7 +252,7 @@ class Walk {
   readonly entries: Record<string, FileEntry> = {};
   readonly unread: Unread[] = [];
   readonly jobs: Job[] = [];
-  readonly flagJobs: FlagJob[] = [];
+  readonly flagJobs = new FlagQueue();
   /**
    * Every path visited, in walk order (a folder before what it holds): its key,
    * the watch rule that records it (null: visited only to go through it), and
@@ -449,7 +484,7 @@ class Walk {
       } else {
         const v = st.view;
         const dev = v.getUint32(st.stampAt, true) + v.getUint32(st.stampAt + 4, true) * 0x1_0000_0000;
-        this.flagJobs.push({ key, entry, stage, bits, dev });
+        this.flagJobs.push(key, stage, bits, dev);
       }
     }
     cache?.setAttrs(stage, 0, bits);
@@ -530,24 +565,31 @@ class Walk {
   async readFlags(): Promise<void> {
     const jobs = this.flagJobs;
     if (jobs.length === 0) return;
-    const result = await readFlags(jobs.map((j) => this.prefix + j.key));
-    const unsupported = new Map<number, string>();
-    for (let i = 0; i < jobs.length; i++) {
-      const job = jobs[i] as FlagJob;
-      const mask = result.flags[i] as number;
-      if (mask >= 0) {
-        if (mask !== 0) job.entry.flags = flagsText(mask);
-        this.cache?.setAttrs(job.stage, mask, job.bits | ATTR_FLAGS_READ);
-        continue;
-      }
-      const reason = result.errors.get(i) ?? 'not read by lsattr';
-      if (result.missing !== null) continue;
-      if (NO_FLAGS_HERE.has(reason)) {
-        const first = unsupported.get(job.dev);
-        if (first === undefined || job.key < first) unsupported.set(job.dev, job.key);
-      } else this.unread.push({ path: job.key, reason: `flags: ${reason}` });
+    const keys = jobs.keys;
+    const prefix = this.prefix;
+    const result = await readFlagsEach(
+      jobs.length,
+      prefix === '' ? (i) => keys[i] as string : (i) => prefix + (keys[i] as string),
+      (i, mask) => {
+        // An entry gone meanwhile (the file vanished before it was hashed) takes no flags.
+        const entry = this.entries[keys[i] as string];
+        if (mask !== 0 && entry !== undefined) entry.flags = flagsText(mask);
+        this.cache?.setAttrs(jobs.stage(i), mask, jobs.bits(i) | ATTR_FLAGS_READ);
+      },
+    );
+    if (result.missing !== null) {
+      this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
+      return;
     }
-    if (result.missing !== null) this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
+    const unsupported = new Map<number, string>();
+    for (const [i, reason] of result.errors) {
+      const key = keys[i] as string;
+      if (NO_FLAGS_HERE.has(reason)) {
+        const dev = jobs.dev(i);
+        const first = unsupported.get(dev);
+        if (first === undefined || key < first) unsupported.set(dev, key);
+      } else this.unread.push({ path: key, reason: `flags: ${reason}` });
+    }
     for (const key of unsupported.values()) {
       this.unread.push({ path: key, reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' });
     }
