@@ -177,6 +177,8 @@ const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt +
 const WANT_FLAGS = 1;
 /** A pending path is a regular file to hash after the walk. */
 const WANT_HASH = 2;
+/** Paths per chunk of the pending list's numbers (160 KiB). */
+const PENDING_CHUNK = 8192;
 
 /**
  * The paths read after the walk, held compactly (one key reference, four small
@@ -189,8 +191,10 @@ const WANT_HASH = 2;
  */
 class Pending implements HashJobList {
   readonly keys: string[] = [];
-  private ints = new Int32Array(4 * 4096);
-  private nums = new Float64Array(2 * 4096);
+  /** Per path, in chunks of CHUNK paths (growing never copies): want, stage, bits, device index. */
+  private readonly ints: Int32Array[] = [];
+  /** Per path: size and inode. */
+  private readonly nums: Float64Array[] = [];
   private readonly devs: number[] = [];
   private readonly devIndex = new Map<number, number>();
 
@@ -202,36 +206,43 @@ class Pending implements HashJobList {
 
   push(key: string, want: number, stage: number, bits: number, st: StatView): void {
     const n = this.keys.length;
-    if (4 * n + 4 > this.ints.length) {
-      const ints = new Int32Array(this.ints.length * 2);
-      ints.set(this.ints);
-      this.ints = ints;
-      const nums = new Float64Array(this.nums.length * 2);
-      nums.set(this.nums);
-      this.nums = nums;
+    const at = n % PENDING_CHUNK;
+    if (at === 0) {
+      this.ints.push(new Int32Array(4 * PENDING_CHUNK));
+      this.nums.push(new Float64Array(2 * PENDING_CHUNK));
     }
+    const ints = this.ints[this.ints.length - 1] as Int32Array;
+    const nums = this.nums[this.nums.length - 1] as Float64Array;
     const dev = devOf(st);
     let d = this.devIndex.get(dev);
     if (d === undefined) this.devIndex.set(dev, (d = this.devs.push(dev) - 1));
-    this.ints[4 * n] = want;
-    this.ints[4 * n + 1] = stage;
-    this.ints[4 * n + 2] = bits;
-    this.ints[4 * n + 3] = d;
-    this.nums[2 * n] = st.size;
-    this.nums[2 * n + 1] = inoOf(st);
+    ints[4 * at] = want;
+    ints[4 * at + 1] = stage;
+    ints[4 * at + 2] = bits;
+    ints[4 * at + 3] = d;
+    nums[2 * at] = st.size;
+    nums[2 * at + 1] = inoOf(st);
     this.keys.push(key);
   }
 
+  private int(i: number, field: number): number {
+    return (this.ints[Math.floor(i / PENDING_CHUNK)] as Int32Array)[4 * (i % PENDING_CHUNK) + field] as number;
+  }
+
+  private num(i: number, field: number): number {
+    return (this.nums[Math.floor(i / PENDING_CHUNK)] as Float64Array)[2 * (i % PENDING_CHUNK) + field] as number;
+  }
+
   wants(i: number, what: number): boolean {
-    return ((this.ints[4 * i] as number) & what) !== 0;
+    return (this.int(i, 0) & what) !== 0;
   }
 
   stage(i: number): number {
-    return this.ints[4 * i + 1] as number;
+    return this.int(i, 1);
   }
 
   bits(i: number): number {
-    return this.ints[4 * i + 2] as number;
+    return this.int(i, 2);
   }
 
   path(i: number): string {
@@ -239,15 +250,15 @@ class Pending implements HashJobList {
   }
 
   size(i: number): number {
-    return this.nums[2 * i] as number;
+    return this.num(i, 0);
   }
 
   dev(i: number): number {
-    return this.devs[this.ints[4 * i + 3] as number] as number;
+    return this.devs[this.int(i, 3)] as number;
   }
 
   ino(i: number): number {
-    return this.nums[2 * i + 1] as number;
+    return this.num(i, 1);
   }
 
   /** The indexes of the paths that want `what`, in walk order. */
