@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getAttributeSync, listAttributesSync, setAttributeSync } from '@napi-rs/xattr';
@@ -187,6 +187,35 @@ t.test('device numbers as c/b MAJOR:MINOR, large numbers included', async (t) =>
   const dev = ((259n & 0xfffn) << 8n) | ((259n & ~0xfffn) << 32n) | (65536n & 0xffn) | ((65536n & ~0xffn) << 12n);
   t.equal(deviceText(0o060600, dev), 'b 259:65536');
   t.equal(deviceText(0o010644, 0n), undefined, 'a FIFO has none');
+});
+
+t.test('every attribute change drift reuses from the stat cache moves ctime on this file system (the cache is keyed on it)', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'f');
+  const folder = join(dir, 'd');
+  writeFileSync(file, 'x');
+  mkdirSync(folder);
+  const probe = join(dir, 'probe');
+  const ctimeNs = (p: string): bigint => lstatSync(p, { bigint: true }).ctimeNs;
+  const changes: Array<[string, string[], string]> = [
+    ['chattr', ['+d'], file], ['chattr', ['-d'], file], ['chattr', ['+a'], folder], ['chattr', ['-a'], folder],
+    ['setfattr', ['-n', 'user.k', '-v', 'v'], file], ['setfattr', ['-x', 'user.k'], file],
+    ['setfacl', ['-m', 'u:1000:r'], file], ['setfacl', ['-d', '-m', 'g:50:rx'], folder],
+    ['setcap', ['cap_net_raw+ep'], file], ['setcap', ['-r'], file],
+  ];
+  for (const [tool, args, path] of changes) {
+    const before = ctimeNs(path);
+    // Wait until the file system's clock (coarse: one kernel tick) has passed `before`,
+    // seen on a scratch file, so that an unchanged ctime can only mean "not moved".
+    let ticked = false;
+    for (let i = 0; i < 1_000_000 && !ticked; i++) {
+      writeFileSync(probe, '');
+      ticked = ctimeNs(probe) > before;
+    }
+    t.ok(ticked, 'the file system clock moved');
+    sh(tool, [...args, path]);
+    t.not(ctimeNs(path), before, `${tool} ${args.join(' ')} on a ${path === file ? 'file' : 'folder'} moves its ctime`);
+  }
 });
 
 t.test('the collector records every attribute, and a warm scan equals a cold one after each change', async (t) => {
