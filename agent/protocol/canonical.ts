@@ -39,9 +39,76 @@ export function sortedJson(value: unknown): string {
   }
 }
 
-/** `sha256:<hex>` of the canonical JSON of a value. */
+/** `sha256:<hex>` of the canonical JSON of a value, hashed piece by piece (see canonicalPieces). */
 export function digestOf(value: unknown): Digest {
-  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}` as Digest;
+  const hash = createHash('sha256');
+  for (const piece of canonicalPieces(value)) hash.update(piece);
+  return `sha256:${hash.digest('hex')}` as Digest;
+}
+
+/** Members above which an object or array is written member by member rather than copied whole. */
+const SPLIT_MEMBERS = 64;
+/** Characters gathered before a piece is handed out. */
+const PIECE_CHARS = 64 * 1024;
+
+/**
+ * The canonical JSON of a value (the same text as canonicalJson), handed out in
+ * pieces of about `pieceChars` characters, so that a manifest of a live host (over
+ * 16 MiB of JSON) can be hashed, gzipped or written without holding its whole text,
+ * nor a sorted copy of its hundreds of thousands of entries: an object or array of
+ * more than SPLIT_MEMBERS members is walked member by member, anything smaller is
+ * written by canonicalJson at once. Do not change the value while iterating.
+ */
+export function* canonicalPieces(value: unknown, pieceChars: number = PIECE_CHARS): Generator<string, void, undefined> {
+  let parts: string[] = [];
+  let size = 0;
+  // An explicit stack instead of recursion: a deeply nested value cannot overflow the call stack here.
+  type Frame = { kind: 'object'; obj: Record<string, unknown>; keys: string[]; i: number } | { kind: 'array'; arr: readonly unknown[]; i: number };
+  const stack: Frame[] = [];
+  const open = (v: unknown): void => {
+    if (v !== null && typeof v === 'object') {
+      if (Array.isArray(v) && v.length > SPLIT_MEMBERS) {
+        parts.push('[');
+        stack.push({ kind: 'array', arr: v, i: 0 });
+        return;
+      }
+      if (!Array.isArray(v)) {
+        const obj = v as Record<string, unknown>;
+        const keys = Object.keys(obj);
+        if (keys.length > SPLIT_MEMBERS) {
+          parts.push('{');
+          stack.push({ kind: 'object', obj, keys: keys.filter((k) => obj[k] !== undefined).sort(), i: 0 });
+          return;
+        }
+      }
+    }
+    const text = canonicalJson(v);
+    parts.push(text);
+    size += text.length;
+  };
+  open(value === undefined ? null : value);
+  while (stack.length > 0) {
+    if (size >= pieceChars) {
+      yield parts.join('');
+      parts = [];
+      size = 0;
+    }
+    const top = stack[stack.length - 1] as Frame;
+    if (top.kind === 'array') {
+      if (top.i >= top.arr.length) { parts.push(']'); stack.pop(); continue; }
+      if (top.i > 0) parts.push(',');
+      const v = top.arr[top.i++];
+      open(v === undefined ? null : v);
+    } else {
+      if (top.i >= top.keys.length) { parts.push('}'); stack.pop(); continue; }
+      const k = top.keys[top.i++] as string;
+      const key = JSON.stringify(k);
+      parts.push(top.i > 1 ? `,${key}:` : `${key}:`);
+      size += key.length;
+      open(top.obj[k]);
+    }
+  }
+  if (parts.length > 0) yield parts.join('');
 }
 
 const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;
