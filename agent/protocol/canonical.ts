@@ -48,6 +48,8 @@ export function digestOf(value: unknown): Digest {
 
 /** Members above which an object or array is written member by member rather than copied whole. */
 const SPLIT_MEMBERS = 64;
+/** Levels below the top whose objects and arrays are always written member by member. */
+const SPLIT_DEPTH = 3;
 /** Characters gathered before a piece is handed out. */
 const PIECE_CHARS = 64 * 1024;
 
@@ -55,60 +57,80 @@ const PIECE_CHARS = 64 * 1024;
  * The canonical JSON of a value (the same text as canonicalJson), handed out in
  * pieces of about `pieceChars` characters, so that a manifest of a live host (over
  * 16 MiB of JSON) can be hashed, gzipped or written without holding its whole text,
- * nor a sorted copy of its hundreds of thousands of entries: an object or array of
- * more than SPLIT_MEMBERS members is walked member by member, anything smaller is
- * written by canonicalJson at once. Do not change the value while iterating.
+ * nor a sorted copy of its hundreds of thousands of entries: the first levels and any
+ * object or array of more than SPLIT_MEMBERS members are walked member by member,
+ * anything else is written by canonicalJson at once. Do not change the value while iterating.
  */
 export function* canonicalPieces(value: unknown, pieceChars: number = PIECE_CHARS): Generator<string, void, undefined> {
-  let parts: string[] = [];
-  let size = 0;
-  // An explicit stack instead of recursion: a deeply nested value cannot overflow the call stack here.
-  type Frame = { kind: 'object'; obj: Record<string, unknown>; keys: string[]; i: number } | { kind: 'array'; arr: readonly unknown[]; i: number };
-  const stack: Frame[] = [];
-  const open = (v: unknown): void => {
-    if (v !== null && typeof v === 'object') {
-      if (Array.isArray(v) && v.length > SPLIT_MEMBERS) {
-        parts.push('[');
-        stack.push({ kind: 'array', arr: v, i: 0 });
-        return;
-      }
-      if (!Array.isArray(v)) {
-        const obj = v as Record<string, unknown>;
-        const keys = Object.keys(obj);
-        if (keys.length > SPLIT_MEMBERS) {
-          parts.push('{');
-          stack.push({ kind: 'object', obj, keys: keys.filter((k) => obj[k] !== undefined).sort(), i: 0 });
-          return;
-        }
-      }
+  const out: PieceBuffer = { parts: [], size: 0, limit: pieceChars };
+  yield* splitPieces(value === undefined ? null : value, out, 0);
+  if (out.parts.length > 0) yield out.parts.join('');
+}
+
+interface PieceBuffer { parts: string[]; size: number; limit: number }
+
+/**
+ * True when a value is written member by member: any object or array in the first
+ * SPLIT_DEPTH levels (a manifest, a report body and their sections: a large value
+ * hides below a few small ones), and any with more than SPLIT_MEMBERS members.
+ */
+function splits(value: unknown, depth: number): value is object {
+  if (value === null || typeof value !== 'object') return false;
+  if (depth < SPLIT_DEPTH) return true;
+  if (Array.isArray(value)) return value.length > SPLIT_MEMBERS;
+  // Counted without listing the keys: every entry of a manifest passes here.
+  let n = 0;
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue;
+    if (++n > SPLIT_MEMBERS) return true;
+  }
+  return false;
+}
+
+/**
+ * Write one value into `out`, yielding a piece whenever `out` holds `limit` characters.
+ * Recursion only for the members that are split themselves (a manifest's sections): a
+ * small member is written in place by canonicalJson, without a generator of its own.
+ */
+function* splitPieces(value: unknown, out: PieceBuffer, depth: number): Generator<string, void, undefined> {
+  if (!splits(value, depth)) {
+    const text = canonicalJson(value);
+    out.parts.push(text);
+    out.size += text.length;
+    return;
+  }
+  const arr = Array.isArray(value) ? (value as readonly unknown[]) : null;
+  const obj = value as Record<string, unknown>;
+  const keys = arr ? null : Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const count = arr ? arr.length : (keys as string[]).length;
+  out.parts.push(arr ? '[' : '{');
+  for (let i = 0; i < count; i++) {
+    if (out.size >= out.limit) {
+      yield out.parts.join('');
+      out.parts = [];
+      out.size = 0;
     }
-    const text = canonicalJson(v);
-    parts.push(text);
-    size += text.length;
-  };
-  open(value === undefined ? null : value);
-  while (stack.length > 0) {
-    if (size >= pieceChars) {
-      yield parts.join('');
-      parts = [];
-      size = 0;
-    }
-    const top = stack[stack.length - 1] as Frame;
-    if (top.kind === 'array') {
-      if (top.i >= top.arr.length) { parts.push(']'); stack.pop(); continue; }
-      if (top.i > 0) parts.push(',');
-      const v = top.arr[top.i++];
-      open(v === undefined ? null : v);
+    let member: unknown;
+    if (arr) {
+      member = arr[i];
+      if (member === undefined) member = null;
+      if (i > 0) out.parts.push(',');
     } else {
-      if (top.i >= top.keys.length) { parts.push('}'); stack.pop(); continue; }
-      const k = top.keys[top.i++] as string;
+      const k = (keys as string[])[i] as string;
       const key = JSON.stringify(k);
-      parts.push(top.i > 1 ? `,${key}:` : `${key}:`);
-      size += key.length;
-      open(top.obj[k]);
+      out.parts.push(i > 0 ? `,${key}:` : `${key}:`);
+      out.size += key.length;
+      member = obj[k];
+    }
+    if (splits(member, depth + 1)) {
+      yield* splitPieces(member, out, depth + 1);
+    } else {
+      const text = canonicalJson(member);
+      out.parts.push(text);
+      out.size += text.length;
     }
   }
-  if (parts.length > 0) yield parts.join('');
+  out.parts.push(arr ? ']' : '}');
 }
 
 const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;
