@@ -229,9 +229,7 @@ t.test('the report just spooled is answered from memory while its files are the 
 });
 
 t.test('a spool that cannot be written leaves no blob nor temporary file and says where', async (t) => {
-  if (process.getuid?.() === 0) {
-    // root ignores folder modes: fill the name with a folder instead.
-  }
+  // A file where the spool folder should be (root ignores folder modes, so no chmod here).
   const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const spool = new Spool(join(dir, 'file'), 10);
