@@ -186,7 +186,7 @@ export class SshSession {
         stream.on('error', (e) => reject(new DriftError('DRIFT_ERR_UNREACHABLE', `${this.where}: the SSH channel failed (${e.message})`, { cause: e })));
         stream.on('close', () => {
           if (over) {
-            reject(new DriftError('DRIFT_ERR_TOO_LARGE', `${this.where}: the remote command sent more than ${opts.maxStdout} bytes; refused (a manifest that large is not drift's)`));
+            reject(new DriftError('DRIFT_ERR_TOO_LARGE', `${this.where}: ${command} sent more than the ${opts.maxStdout} bytes it may send; refused (the host is not trusted to bound its output)`));
             return;
           }
           resolveResult({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs).toString('utf8') });
@@ -377,7 +377,7 @@ function firstLine(text: string): string {
 async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, scan: SshScan): Promise<Manifest> {
   const where = session.where;
   const commands = remoteCommands(opts.remoteDrift, scan.sections);
-  const version = await session.exec(commands.version, { maxStdout: 256 });
+  const version = await session.exec(commands.version, { maxStdout: 4096 });
   if (version.code === 127 || (version.code !== 0 && /not found|No such file/i.test(version.stderr))) {
     throw new DriftError('DRIFT_ERR_NOT_FOUND', `${where}: drift is not installed there (${commands.version}: ${firstLine(version.stderr) || `exit ${version.code}`}); `
       + `install the drift-agent package on the host${opts.remoteDrift === undefined ? ', or pass --remote-drift PATH when it is off the PATH' : ''}`);

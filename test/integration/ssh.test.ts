@@ -205,6 +205,10 @@ t.test('another drift version on the target is refused, so is output that is not
   const bad = await drift(sshArgs(['--remote-drift', '/usr/local/bin/drift-bad']), { env });
   t.equal(bad.code, 2);
   t.match(bad.stderr, /a manifest this drift does not read/);
+  await writeFile(join(root, 'usr', 'local', 'bin', 'drift-slow'), `#!/bin/sh\n[ "$1" = --version ] && echo ${VERSION} && exit 0\nexec sleep 120\n`, { mode: 0o755 });
+  const slow = await drift(sshArgs(['--remote-drift', '/usr/local/bin/drift-slow', '--timeout', '3s']), { env });
+  t.equal(slow.code, 2);
+  t.match(slow.stderr, /took longer than 3000 ms \(--timeout\); nothing was collected/);
   const quoted = await drift(sshArgs(['--remote-drift', "/usr/local/bin/drift'; touch /pwned; '"]), { env });
   t.equal(quoted.code, 2, 'a remote drift path is one quoted word');
   t.notOk(await readFile(join(root, 'pwned')).catch(() => null), 'never run as shell code');
