@@ -7,7 +7,7 @@
  *        node dist/bench/agentless-setup.js down WORK SSHD_PID
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyRoot, debianMinbase } from '../test/helpers/debian.js';
 import { installDrift, sshWorkDir, startSshd } from '../test/helpers/sshd.js';
@@ -27,7 +27,10 @@ if (cmd === 'up') {
   await sshd.stop();
   const daemon = spawnSync('/usr/sbin/sshd', ['-f', join(work, 'sshd', 'sshd_config')], { encoding: 'utf8' });
   if (daemon.status !== 0) throw new Error(`sshd did not start as a daemon: ${daemon.stderr}`);
-  const pid = Number(readFileSync(join(work, 'sshd', 'sshd.pid'), 'utf8').trim());
+  // The daemon writes its pid file once it has detached: wait for it (at most 10 s).
+  const pidFile = join(work, 'sshd', 'sshd.pid');
+  for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
   process.stdout.write(`WORK=${work}\nROOT=${root}\nPORT=${sshd.port}\nKEY=${sshd.clientKey}\nKNOWN=${sshd.knownHosts}\nBASELINE=${baseline}\nSSHD_PID=${pid}\n`);
   process.exit(0);
 } else if (cmd === 'down' && args.length === 2) {
