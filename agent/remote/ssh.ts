@@ -212,11 +212,23 @@ function readKnownHosts(path: string): string {
   }
 }
 
-/** Append a trusted host key to known_hosts, atomically (the file is replaced whole, never half-written). */
-async function appendKnownHost(path: string, line: string): Promise<void> {
-  const before = readKnownHosts(path);
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(path, `${before}${before === '' || before.endsWith('\n') ? '' : '\n'}${line}`, 0o600);
+/** The appends to known_hosts under way in this process, one after the other. */
+let appending: Promise<void> = Promise.resolve();
+
+/**
+ * Append a trusted host key to known_hosts, atomically (the file is replaced whole, never
+ * half-written). Appends of one process (a sweep trusting several new hosts at once) run one
+ * after the other, each reading what the previous one wrote, so none is lost.
+ */
+export function appendKnownHost(path: string, line: string): Promise<void> {
+  const next = appending.then(async () => {
+    const before = readKnownHosts(path);
+    if (before.split('\n').includes(line.trimEnd())) return;
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path, `${before}${before === '' || before.endsWith('\n') ? '' : '\n'}${line}`, 0o600);
+  });
+  appending = next.catch(() => undefined);
+  return next;
 }
 
 /** The error of a refused host key: what, where, the fingerprint, and how to accept it. */

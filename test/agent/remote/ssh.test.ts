@@ -65,3 +65,18 @@ t.test('a remote manifest is bounded and checked', async (t) => {
   t.throws(() => parseRemoteManifest(gzipSync('{'), 'h'), /not JSON/);
   t.throws(() => parseRemoteManifest(gzipSync('{"schema":"drift.manifest/v9"}'), 'h'), /does not read/);
 });
+
+t.test('--accept-new: concurrent trusts of one process all land in known_hosts, each once', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync, statSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { appendKnownHost } = await import('../../../agent/remote/ssh.js');
+  const dir = mkdtempSync(join(tmpdir(), 'drift-kh-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'ssh', 'known_hosts');
+  const lines = Array.from({ length: 20 }, (_, i) => knownHostsLine(`[10.0.0.${i}]:22${i}`, blob()));
+  await Promise.all([...lines, lines[0] as string].map((line) => appendKnownHost(path, line)));
+  const text = readFileSync(path, 'utf8');
+  t.same(text.split('\n').filter(Boolean).sort(), lines.map((l) => l.trimEnd()).sort(), 'every host once, none lost');
+  t.equal(statSync(path).mode & 0o777, 0o600);
+});
