@@ -200,24 +200,24 @@ Examples:
           pinRoot = target;
           ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
         } else {
-        const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
-        await requireRootDir(root);
-        const stateDir = resolve(opts.stateDir ?? defaultStateDir());
-        // The stamp is read before the collection: a host of another image is refused at once.
-        const host = await readHostInfo(root);
-        if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
-        const instance = await readInstanceKeys(root);
-        if (instance.keys) host.instanceKeys = instance.keys;
-        manifest = await collectManifest({
-          root, proc, rules, stateDir,
-          forceRehash: opts.forceRehash,
-          budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
-          sections,
-        }, host);
-        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
-        target = root === '/' ? manifest.host.hostname : root;
-        pinRoot = root;
-        ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
+          const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
+          await requireRootDir(root);
+          const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+          // The stamp is read before the collection: a host of another image is refused at once.
+          const host = await readHostInfo(root);
+          if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
+          const instance = await readInstanceKeys(root);
+          if (instance.keys) host.instanceKeys = instance.keys;
+          manifest = await collectManifest({
+            root, proc, rules, stateDir,
+            forceRehash: opts.forceRehash,
+            budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
+            sections,
+          }, host);
+          if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
+          target = root === '/' ? manifest.host.hostname : root;
+          pinRoot = root;
+          ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
         }
       }
       if (opts.finding !== undefined) {
