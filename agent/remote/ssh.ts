@@ -232,16 +232,16 @@ export function appendKnownHost(path: string, line: string): Promise<void> {
 }
 
 /** The error of a refused host key: what, where, the fingerprint, and how to accept it. */
-function hostKeyError(where: string, verdict: HostKeyVerdict, fingerprint: string, knownHosts: string, field: string): DriftError {
+function hostKeyError(where: string, verdict: HostKeyVerdict, fingerprint: string, knownHosts: string, field: string, host: string, port: number): DriftError {
   switch (verdict.kind) {
     case 'unknown':
       return new DriftError('DRIFT_ERR_UNAUTHORIZED', `${where}: host key ${fingerprint} is not in ${knownHosts}; refused. `
         + `Check the fingerprint out of band (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on the host), then add it with `
-        + `ssh-keyscan -p PORT HOST >> ${knownHosts}, or scan once with --accept-new to trust it on first use`);
+        + `ssh-keyscan -p ${port} ${shellQuote(host)} >> ${shellQuote(knownHosts)} (and compare), or scan once with --accept-new to trust it on first use`);
     case 'changed':
       return new DriftError('DRIFT_ERR_UNAUTHORIZED', `${where}: HOST KEY CHANGED: the host presented ${fingerprint}, but ${knownHosts} `
         + `lists another key for ${field} (line ${verdict.lines.join(', ')}); refused, someone may be in the middle. If the host was `
-        + `rebuilt, remove the old key with ssh-keygen -R '${field}' -f ${knownHosts} and check the new one`);
+        + `rebuilt, remove the old key with ssh-keygen -R ${shellQuote(field)} -f ${shellQuote(knownHosts)} and check the new one`);
     case 'revoked':
       return new DriftError('DRIFT_ERR_UNAUTHORIZED', `${where}: host key ${fingerprint} is marked @revoked in ${knownHosts} (line ${verdict.line}); refused`);
     case 'known':
@@ -313,7 +313,7 @@ export async function connectSsh(target: SshTarget, opts: SshOptions): Promise<S
       });
       return;
     }
-    refusal = hostKeyError(where, verdict, fingerprint, knownHosts, field);
+    refusal = hostKeyError(where, verdict, fingerprint, knownHosts, field, target.host, port);
     done(false);
   };
   const ssh = new NodeSSH();
