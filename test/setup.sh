@@ -6,6 +6,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v rpm >/dev/null || need+=(rpm)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+# The SSH scan tests run their own sshd (test/helpers/sshd.ts); the package's own service is not used.
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # File attributes: the tools a test uses to change them, and lsattr, which the files collector runs.

@@ -34,6 +34,9 @@ const require = createRequire(join(ROOT, 'package.json'));
 /** npm packages with a native addon the host side needs: `@napi-rs/xattr` reads capabilities, ACLs and xattrs. */
 export const NATIVE: readonly string[] = ['@napi-rs/xattr'];
 
+/** Optional native parts of bundled packages, never shipped: ssh2's sshcrypto.node and cpu-features. */
+export const OPTIONAL_NATIVE: readonly string[] = ['cpu-features', '*.node'];
+
 /** The fuse postject flips so that node runs the injected blob (Node's documented value). */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const BUNDLE_ASSET = 'drift.cjs';
@@ -125,7 +128,9 @@ async function bundle(work: string): Promise<string> {
     target: 'node20',
     format: 'cjs',
     outfile,
-    external: [...NATIVE],
+    // ssh2 (drift scan --ssh) tries its native crypto binding and cpu-features inside try/catch and
+    // falls back to node's crypto: left out of the bundle, they are simply not found at run time.
+    external: [...NATIVE, ...OPTIONAL_NATIVE],
     minify: true,
     keepNames: true,
     legalComments: 'eof',

@@ -16,6 +16,7 @@ export async function hostCommands(): Promise<Register[]> {
   const mods = await Promise.all([
     import('./commands/agent.js'),
     import('./commands/baseline.js'),
+    import('./commands/collect.js'),
     import('./commands/scan.js'),
     import('./commands/keygen.js'),
     import('./commands/rules.js'),

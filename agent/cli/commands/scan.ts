@@ -26,6 +26,9 @@ import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from
 import { exit } from '../exit.js';
 import { byteBudget, defaultStateDir, parseSections, requireRootDir, resolveRootAndProc } from '../../config.js';
 import { BUDGET_HELP, clientOptions, collect, readJsonFile } from '../common.js';
+import { durationOption } from '../../units.js';
+import type { RuleSet } from '../../protocol/rules.js';
+import type { SshOptions } from '../../remote/ssh.js';
 
 interface ScanOptions {
   baseline?: string;
@@ -50,6 +53,13 @@ interface ScanOptions {
   caFile?: string;
   finding?: string;
   nextSteps: boolean;
+  ssh?: string;
+  knownHosts?: string;
+  acceptNew: boolean;
+  identity?: string;
+  connectTimeout?: string;
+  timeout?: string;
+  remoteDrift?: string;
 }
 
 export function register(program: Command): void {
@@ -78,6 +88,13 @@ export function register(program: Command): void {
     .option('--ca-file <file>', 'with --collector: extra CA certificates (PEM) to trust for an HTTPS collector')
     .option('--finding <key>', 'report only the finding with this key (a path, dpkg:name:arch, exe|user, proto:addr:port), e.g. with --format json to see it in full')
     .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
+    .option('--ssh <target>', 'scan this host over SSH, reading only: [USER@]HOST[:PORT] or ssh://USER@HOST:PORT (drift must be installed there)')
+    .option('--known-hosts <file>', 'with --ssh: the known_hosts file the host key is checked against (default ~/.ssh/known_hosts)')
+    .option('--accept-new', 'with --ssh: trust a host key known_hosts does not list yet and add it there (trust on first use)', false)
+    .option('--identity <file>', 'with --ssh: private key to log in with (default: the ssh-agent\'s keys, SSH_AUTH_SOCK)')
+    .option('--connect-timeout <duration>', 'with --ssh: give up when the connection and SSH handshake take longer (default 10s)')
+    .option('--timeout <duration>', 'with --ssh: give up when the whole collection takes longer (default 10m)')
+    .option('--remote-drift <path>', 'with --ssh: the drift executable on the host (default: drift on its PATH)')
     .addHelpText('after', `
 Scope: what is watched, ignored and expected is the scope recorded in the baseline at bake
 time; rule files on this host (shipped and --rules) give the policy (severity, action) only.
@@ -104,6 +121,13 @@ Signatures: the baseline is verified whenever a trusted key is at hand (--pubkey
 --trust-dir, default ${TRUST_DIR}); every report says what was checked: verified, unverified
 (signed, but no trusted key here) or unsigned.
 
+SSH (--ssh): the host key must be in known_hosts (strict checking; --accept-new trusts a
+first-seen host); login by the ssh-agent or --identity, never a prompt. drift on the host
+runs "drift --version" and "drift collect --root / --scope - --gzip" (read-only: no stat
+cache, no pins there) and sends the manifest back compressed; the same version must be
+installed there. Pins of an SSH target are kept here, in --state-dir. Every failure
+(unknown or changed host key, refused login, unreachable host, timeout) exits 2.
+
 Image: a host stamped by drift baseline --stamp (etc/drift/image.json) is compared only with
 its own image's baseline; --any-image compares anyway.
 
@@ -114,6 +138,8 @@ Examples:
   drift scan --baseline /etc/drift/baseline.json --pubkey /etc/drift/bake.pub
   drift scan --root /mnt/suspect --baseline baseline.json --format json
   drift scan --manifest host.json --baseline baseline.json --format junit > drift.xml
+  drift scan --ssh admin@web-1.internal --baseline baseline.json --identity ~/.ssh/drift_ed25519
+  drift scan --ssh ssh://admin@10.0.1.23:2222 --baseline baseline.json --known-hosts fleet_known_hosts --format json
   drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet
   drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --host web-1 --ca-file ca.pem`)
     .action(async (opts: ScanOptions) => {
@@ -144,6 +170,20 @@ Examples:
       let dropped: Drop[];
       let firstBoot: FirstBoot | undefined;
       const compareInput = (m: Manifest) => ({ baseline: onlySections(baseline, sections), manifest: onlySections(m, sections), rules: hostRules });
+      // The first scan of a target pins its first-boot values in the state folder (here, also for an SSH target).
+      const compareAndPin = async (m: Manifest, pinRoot: string, stateDir: string): Promise<{ findings: Finding[]; dropped: Drop[]; firstBoot?: FirstBoot }> => {
+        if (beforeFirstBoot(m.host.machineId)) {
+          if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', `scan: ${pinRoot} has no machine-id yet (first boot has not happened), so there is nothing to pin`);
+          return compareWithDrops(compareInput(m));
+        }
+        const pinTarget = { root: pinRoot, machineId: m.host.machineId, imageId: baseline.host.image?.id ?? 'unknown' };
+        const book = await readPins(stateDir, pinTarget);
+        const now = new Date().toISOString();
+        const result = compareWithPins(compareInput(m), opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
+        if (book === null || result.changed.length > 0) await writePins(stateDir, pinTarget, result.book);
+        return { findings: result.findings, dropped: result.dropped, firstBoot: result.firstBoot };
+      };
+      if (opts.manifest && opts.ssh !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give either --manifest FILE (a saved manifest) or --ssh HOST (collect over SSH), not both');
       if (opts.manifest) {
         if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin pins what a scan of a host or root finds; a saved manifest (--manifest) has no pins');
         const manifestPath = resolve(opts.manifest);
@@ -152,34 +192,32 @@ Examples:
         target = manifest.host.hostname || manifestPath;
         ({ findings, dropped } = compareWithDrops(compareInput(manifest)));
       } else {
-        const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
-        await requireRootDir(root);
-        const stateDir = resolve(opts.stateDir ?? defaultStateDir());
-        // The stamp is read before the collection: a host of another image is refused at once.
-        const host = await readHostInfo(root);
-        if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
-        const instance = await readInstanceKeys(root);
-        if (instance.keys) host.instanceKeys = instance.keys;
-        manifest = await collectManifest({
-          root, proc, rules, stateDir,
-          forceRehash: opts.forceRehash,
-          budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
-          sections,
-        }, host);
-        if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
-        target = root === '/' ? manifest.host.hostname : root;
-        if (beforeFirstBoot(manifest.host.machineId)) {
-          if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', `scan: ${root} has no machine-id yet (first boot has not happened), so there is nothing to pin`);
-          ({ findings, dropped } = compareWithDrops(compareInput(manifest)));
+        let pinRoot: string;
+        if (opts.ssh !== undefined) {
+          const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+          ({ manifest, target } = await collectSsh(opts, rules, sections));
+          if (!opts.anyImage) checkImage(manifest.host, baseline, `${target}/${IMAGE_STAMP_PATH}`, baselinePath);
+          pinRoot = target;
+          ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
         } else {
-          const pinTarget = { root, machineId: manifest.host.machineId, imageId: baseline.host.image?.id ?? 'unknown' };
-          const book = await readPins(stateDir, pinTarget);
-          const now = new Date().toISOString();
-          const result = compareWithPins(compareInput(manifest), opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
-          if (book === null || result.changed.length > 0) await writePins(stateDir, pinTarget, result.book);
-          findings = result.findings;
-          dropped = result.dropped;
-          firstBoot = result.firstBoot;
+          const { root, proc } = resolveRootAndProc(opts.root, opts.proc);
+          await requireRootDir(root);
+          const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+          // The stamp is read before the collection: a host of another image is refused at once.
+          const host = await readHostInfo(root);
+          if (!opts.anyImage) checkImage(host, baseline, `${root === '/' ? '' : root}/${IMAGE_STAMP_PATH}`, baselinePath);
+          const instance = await readInstanceKeys(root);
+          if (instance.keys) host.instanceKeys = instance.keys;
+          manifest = await collectManifest({
+            root, proc, rules, stateDir,
+            forceRehash: opts.forceRehash,
+            budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
+            sections,
+          }, host);
+          if (instance.unread.length > 0) manifest.unread = [...manifest.unread, ...instance.unread].sort(compareUnread);
+          target = root === '/' ? manifest.host.hostname : root;
+          pinRoot = root;
+          ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
         }
       }
       if (opts.finding !== undefined) {
@@ -200,12 +238,28 @@ Examples:
       process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       if (opts.nextSteps) {
         const command = ['npx drift scan', '--baseline', shellWord(opts.baseline),
-          ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),
+          ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.ssh ? ['--ssh', shellWord(opts.ssh)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),
           ...(opts.rules ?? []).flatMap((r) => ['--rules', shellWord(r)])].join(' ');
         process.stderr.write(nextSteps(report, { exitCode: exitCodeOf(report), baselinePath: opts.baseline, command, rulesDir: opts.stateDir ? `${opts.stateDir}/rules.d` : '/etc/drift/rules.d' }));
       }
       exit(exitCodeOf(report));
     });
+}
+
+/** `--ssh`: collect the host's manifest over SSH within the baseline's scope; the target is named `ssh://user@host:port`. */
+async function collectSsh(opts: ScanOptions, rules: RuleSet, sections: readonly SectionName[] | undefined): Promise<{ manifest: Manifest; target: string }> {
+  if (opts.root !== undefined || opts.proc !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --ssh reads the remote host\'s own root and /proc; --root and --proc are for a local scan');
+  // Loaded only here: a local scan never loads the SSH client.
+  const { collectOverSsh, describeTarget, parseSshTarget } = await import('../../remote/ssh.js');
+  const sshTarget = parseSshTarget(opts.ssh ?? '');
+  const sshOpts: SshOptions = { acceptNew: opts.acceptNew };
+  if (opts.knownHosts !== undefined) sshOpts.knownHosts = opts.knownHosts;
+  if (opts.identity !== undefined) sshOpts.identity = opts.identity;
+  if (opts.connectTimeout !== undefined) sshOpts.connectTimeoutMs = durationOption(opts.connectTimeout, '--connect-timeout');
+  if (opts.timeout !== undefined) sshOpts.timeoutMs = durationOption(opts.timeout, '--timeout');
+  if (opts.remoteDrift !== undefined) sshOpts.remoteDrift = opts.remoteDrift;
+  const manifest = await collectOverSsh(sshTarget, sshOpts, { rules, sections });
+  return { manifest, target: `ssh://${describeTarget(sshTarget)}` };
 }
 
 /** A shallow copy of a manifest without the sections `--sections` left out (all kept when undefined). */

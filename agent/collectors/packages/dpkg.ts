@@ -1,4 +1,5 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import { HashError, readFileChecked } from '../../hash.js';
 import { compareUnread } from '../../protocol/unread.js';
 import { mapLimit } from '../../limit.js';
 import { errnoOf } from '../../protocol/errors.js';
@@ -36,13 +37,26 @@ export interface DpkgDb {
   unread: Unread[];
 }
 
-/** Read a text file, mapping "does not exist" to null and letting other errors through. */
+/**
+ * The most a package database file may hold (dpkg's status file of a large host is
+ * tens of MB): a file the host grew past it is reported unread, not read into memory.
+ */
+export const PACKAGE_DB_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Read a package database file as text, mapping "does not exist" to null and letting
+ * other errors through (as an Error whose `code` is the errno code or a REASONS text).
+ * The file is opened without following a symlink and without blocking, must be a
+ * regular file, and is read only up to its size and PACKAGE_DB_MAX_BYTES: a FIFO or
+ * device planted in the database cannot hang or flood the scan.
+ */
 export async function readIfExists(path: string): Promise<string | null> {
   try {
-    return await readFile(path, 'utf8');
+    return readFileChecked(path, PACKAGE_DB_MAX_BYTES, { checkPath: false }).toString('utf8');
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return null;
-    throw err;
+    const code = err instanceof HashError ? err.code : errnoOf(err);
+    if (code === 'ENOENT') return null;
+    throw Object.assign(new Error(`${path}: ${code}`), { code });
   }
 }
 
@@ -59,7 +73,7 @@ export async function readDpkgDb(root: string): Promise<DpkgDb | null> {
   const updates: string[] = [];
   try {
     const names = (await readdir(`${admin}/updates`)).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
-    for (const n of names) updates.push(await readFile(`${admin}/updates/${n}`, 'utf8'));
+    for (const n of names) updates.push((await readIfExists(`${admin}/updates/${n}`)) ?? '');
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') unread.push({ path: '/var/lib/dpkg/updates', reason: errnoOf(err) });
   }
