@@ -15,7 +15,7 @@ import { plural, visible } from './format/common.js';
  * parsed here, at the boundary, so a collector of another version fails clearly.
  */
 
-const RemoteFindingSchema = z.looseObject({
+export const RemoteFindingSchema = z.looseObject({
   kind: z.enum(FINDING_KINDS),
   key: z.string(),
   change: z.enum(CHANGES),
@@ -40,7 +40,7 @@ const HostSummarySchema = z.looseObject({
 });
 export type HostSummary = z.infer<typeof HostSummarySchema>;
 
-const SignatureCheckSchema = z.object({ status: z.enum(['verified', 'unverified', 'unsigned']), keyId: z.string().nullable() });
+export const SignatureCheckSchema = z.object({ status: z.enum(['verified', 'unverified', 'unsigned']), keyId: z.string().nullable() });
 const HostDetailSchema = HostSummarySchema.extend({
   findings: z.array(RemoteFindingSchema),
   baseline: z.object({ imageId: z.string(), digest: z.string(), signature: SignatureCheckSchema.optional() }).nullable(),
