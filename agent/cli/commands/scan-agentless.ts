@@ -80,7 +80,8 @@ export async function scanTargetsCommand(opts: AgentlessOptions, fmt: FormatName
     throw new DriftError('DRIFT_ERR_USAGE', 'scan: posting a sweep to a collector needs both --collector URL and --admin-token-file FILE');
   }
   const timeoutMs = opts.timeout ? durationOption(opts.timeout, '--timeout') : DEFAULT_TIMEOUT_MS;
-  const baselines = await loadBaselines(opts, targets);
+  const files = opts.baseline === undefined ? [] : Array.isArray(opts.baseline) ? opts.baseline : [opts.baseline];
+  const baselines = await loadSweepBaselines(targets, { files, pubkeys: opts.pubkey ?? [], trustDir: opts.trustDir, rules: opts.rules ?? [] });
   const results = await runSweep(targets, { concurrency, timeoutMs, ...regionOpts(opts), baselines });
   if (opts.collector !== undefined && opts.adminTokenFile !== undefined) {
     const token = await readSecretFile(opts.adminTokenFile);
@@ -96,21 +97,22 @@ export interface SweepBaselines {
   rules: Awaited<ReturnType<typeof loadRuleSet>>;
 }
 
-async function loadBaselines(opts: AgentlessOptions, targets: readonly SweepTarget[]): Promise<SweepBaselines | undefined> {
-  const files = opts.baseline === undefined ? [] : Array.isArray(opts.baseline) ? opts.baseline : [opts.baseline];
+/** The baselines of a sweep's ssh:// targets (verified with the trusted keys); undefined when it has none. */
+export async function loadSweepBaselines(targets: readonly SweepTarget[], o: { files: string[]; pubkeys: string[]; trustDir: string; rules: string[] }): Promise<SweepBaselines | undefined> {
+  const files = o.files;
   if (!targets.some((t) => t.via === 'ssh')) {
     if (files.length > 0) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline is for ssh:// targets; an ssm:// target is judged against the baseline baked into it');
     return undefined;
   }
   if (files.length === 0) throw new DriftError('DRIFT_ERR_USAGE', 'scan: ssh:// targets need --baseline FILE (repeatable: the image id on a target\'s line picks one)');
-  const keys = await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir));
+  const keys = await loadTrustedKeys(o.pubkeys, resolve(o.trustDir));
   const byImage: SweepBaselines['byImage'] = new Map();
   for (const f of files) {
     const path = resolve(f);
     const baseline = await readJsonFile(path, BaselineSchema, 'baseline');
     byImage.set(baseline.host.image?.id ?? 'unknown', { baseline, path, signature: checkBaseline(baseline, keys, path) });
   }
-  return { byImage, rules: await loadRuleSet(opts.rules ?? []) };
+  return { byImage, rules: await loadRuleSet(o.rules) };
 }
 
 /** Scan every target of a sweep; what `drift audit`'s sweep pass runs too. */
