@@ -146,6 +146,7 @@ export function parseVerdict(text: string, where: string, maxChars = 24_000): Ve
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw bad(`verdict inflates to more than ${VERDICT_MAX_INFLATED} bytes; refused`);
     throw bad(`verdict is not gzip (${(err as Error).message})`);
   }
+  if (jsonTooDeep(json, VERDICT_MAX_DEPTH)) throw bad(`verdict nests JSON deeper than ${VERDICT_MAX_DEPTH} levels; refused`);
   let data: unknown;
   try { data = JSON.parse(json); } catch (err) { throw bad(`verdict is not JSON (${(err as Error).message})`); }
   const r = VerdictSchema.safeParse(data);
@@ -157,6 +158,25 @@ export function parseVerdict(text: string, where: string, maxChars = 24_000): Ve
   const verdict: Verdict = { schema: VERDICT_SCHEMA, report: v.report as unknown as Report, truncated: v.truncated };
   if (v.manifest) verdict.manifest = v.manifest;
   return verdict;
+}
+
+/** The deepest a verdict nests (verdict, manifest, files, entry, acl, entry: far below). */
+const VERDICT_MAX_DEPTH = 32;
+
+/** Whether JSON text nests deeper than `max`, found without parsing (so without recursion). */
+function jsonTooDeep(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) { if (++depth > max) return true; }
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 /** One line saying what a verdict left out, or null when it is whole. */
