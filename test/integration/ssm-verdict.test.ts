@@ -1,6 +1,8 @@
 import t from 'tap';
 import { gzipSync } from 'node:zlib';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { repoRoot } from '../helpers/paths.js';
+import { SSM_COMMANDS } from '../../agent/remote/ssm.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { drift } from '../helpers/run.js';
@@ -49,6 +51,11 @@ t.test('hostile verdicts are refused with the reason', async (t) => {
   const text = JSON.stringify({ schema: 'drift.verdict/v1', report: { ...report([]), target: 'DEEP' }, truncated: { manifest: false, findings: 0, diffs: 0, unread: 0 } })
     .replace('"DEEP"', `${'['.repeat(100_000)}1${']'.repeat(100_000)}`);
   t.throws(() => parseVerdict(`drift.verdict/v1 ${gzipSync(text).toString('base64')}\n`, 'w'), { message: /^w: verdict nests JSON deeper than 32 levels/ });
+});
+
+t.test('the README lists the commands an SSM scan runs, as the code sends them', async (t) => {
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+  for (const c of SSM_COMMANDS) t.ok(readme.includes(`\n${c}\n`), c);
 });
 
 t.test('an instance answering a hostile verdict: exit 2, or printed escaped', async (t) => {

@@ -118,11 +118,16 @@ t.test('posting: whole manifests become the hosts\' reports in /v1/hosts, marked
     [`ssm:${CLEAN}`, 'ssm', 'clean', 'img-sweep'],
     [`ssm:${DRIFTED}`, 'ssm', 'drifted', 'img-sweep'],
   ]);
+  const table = await drift(['hosts', '--collector', collector.url, '--admin-token-file', tokenFile]);
+  t.match(table.stdout, /^HOST\s+ID\s+IMAGE\s+STATUS\s+FINDINGS\s+LAST SEEN\s+VIA\s+SNOWFLAKE$/m);
+  t.match(table.stdout, new RegExp(`^web-1\\s+ssm:${CLEAN}\\s+img-sweep\\s+clean\\s+0\\s+\\S+\\s+ssm\\s`, 'm'), 'drift hosts shows how each host reports');
   const fleet = await drift(['scan', '--collector', collector.url, '--admin-token-file', tokenFile, '--fleet', '--format', 'json']);
   const cohorts = (JSON.parse(fleet.stdout) as { cohorts: Array<{ imageId: string; hosts: number; drifted: number }> }).cohorts;
   t.same(cohorts.map((c) => [c.imageId, c.hosts, c.drifted]), [['img-sweep', 2, 1]], 'agentless hosts form their image\'s cohort');
   // A second sweep reports again under the same ids (no duplicate hosts).
-  const again = await drift(sweepArgs(join(work, 'one.txt'), '--collector', collector.url, '--admin-token-file', tokenFile), { env });
+  const onlyClean = join(work, 'only-clean.txt');
+  await writeFile(onlyClean, `ssm://${CLEAN}\n`);
+  const again = await drift(sweepArgs(onlyClean, '--collector', collector.url, '--admin-token-file', tokenFile), { env });
   t.equal(again.code, 0);
   t.equal(collector.store.listHosts().length, 2);
 });
