@@ -15,7 +15,7 @@ import { plural, visible } from './format/common.js';
  * parsed here, at the boundary, so a collector of another version fails clearly.
  */
 
-const RemoteFindingSchema = z.looseObject({
+export const RemoteFindingSchema = z.looseObject({
   kind: z.enum(FINDING_KINDS),
   key: z.string(),
   change: z.enum(CHANGES),
@@ -37,10 +37,12 @@ const HostSummarySchema = z.looseObject({
   findings: z.number().int().nonnegative(),
   snowflake: z.object({ score: z.number() }).nullable(),
   lastSeen: z.string().nullable(),
+  /** How the host reports: its agent, or a sweep over ssh or ssm (absent from older collectors). */
+  via: z.enum(['agent', 'ssh', 'ssm']).optional(),
 });
 export type HostSummary = z.infer<typeof HostSummarySchema>;
 
-const SignatureCheckSchema = z.object({ status: z.enum(['verified', 'unverified', 'unsigned']), keyId: z.string().nullable() });
+export const SignatureCheckSchema = z.object({ status: z.enum(['verified', 'unverified', 'unsigned']), keyId: z.string().nullable() });
 const HostDetailSchema = HostSummarySchema.extend({
   findings: z.array(RemoteFindingSchema),
   baseline: z.object({ imageId: z.string(), digest: z.string(), signature: SignatureCheckSchema.optional() }).nullable(),
@@ -123,10 +125,12 @@ export async function remoteFleet(url: string, token: string, opts: ClientOption
 
 /** The host table of `drift hosts` and of `drift scan --fleet`: one line per host, ids included. */
 export function hostTable(hosts: readonly HostSummary[]): string[] {
-  const header = ['HOST', 'ID', 'IMAGE', 'STATUS', 'FINDINGS', 'LAST SEEN', 'SNOWFLAKE'];
+  // A VIA column only when some host has no agent, so an all-agent fleet reads as before.
+  const via = hosts.some((h) => h.via !== undefined && h.via !== 'agent');
+  const header = ['HOST', 'ID', 'IMAGE', 'STATUS', 'FINDINGS', 'LAST SEEN', ...(via ? ['VIA'] : []), 'SNOWFLAKE'];
   const rows = hosts.map((h) => [
     oneLine(h.hostname || '-'), oneLine(h.id), oneLine(h.imageId ?? '-'), h.status, String(h.findings), h.lastSeen ?? 'never',
-    h.snowflake ? h.snowflake.score.toFixed(2) : '-',
+    ...(via ? [h.via ?? 'agent'] : []), h.snowflake ? h.snowflake.score.toFixed(2) : '-',
   ]);
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => (r[i] ?? '').length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd());

@@ -89,3 +89,18 @@ export const ReportResponseSchema = z.object({
   need: z.array(z.string()).default([]),
 });
 export type ReportResponse = z.infer<typeof ReportResponseSchema>;
+
+/** Schema name of `POST /v1/agentless/reports`. */
+export const AGENTLESS_SCHEMA = 'drift.agentless-report/v1';
+
+/**
+ * `POST /v1/agentless/reports` body, sent with the admin token by a sweep (`drift scan
+ * --targets`, `drift audit`'s sweep pass) on behalf of a host without an agent: `report`
+ * is a full `drift.report-request/v1` whose `hostId` (required here) is `ssh:…` or `ssm:…`.
+ */
+export const AgentlessReportSchema = z.object({
+  schema: z.literal(AGENTLESS_SCHEMA),
+  via: z.enum(['ssh', 'ssm']),
+  report: z.unknown(),
+});
+export type AgentlessReport = Omit<z.infer<typeof AgentlessReportSchema>, 'report'> & { report: ReportRequest };

@@ -83,7 +83,7 @@ const SsmSchema = z.strictObject({
 export const ProviderConfigSchema = z.discriminatedUnion('kind', [CommandSchema, WebhookSchema, AsgSchema, SsmSchema]);
 export type ProviderConfig = z.infer<typeof ProviderConfigSchema>;
 
-export const PASSES = ['enforce', 'verify', 'silent', 'report'] as const;
+export const PASSES = ['enforce', 'verify', 'silent', 'report', 'sweep'] as const;
 export type PassName = (typeof PASSES)[number];
 
 export const AuditFileSchema = z.strictObject({
@@ -93,7 +93,7 @@ export const AuditFileSchema = z.strictObject({
   mode: z.enum(['dry-run', 'enforce']).default('dry-run'),
   /** Cron expressions (UTC) per pass; a pass without one runs only with --once. */
   schedules: z.strictObject({
-    enforce: cron.optional(), verify: cron.optional(), silent: cron.optional(), report: cron.optional(),
+    enforce: cron.optional(), verify: cron.optional(), silent: cron.optional(), report: cron.optional(), sweep: cron.optional(),
   }).default({ enforce: '*/5 * * * *', verify: '*/5 * * * *', silent: '*/15 * * * *', report: '0 * * * *' }),
   guards: GuardPolicySchema.default(GuardPolicySchema.parse({})),
   provider: ProviderConfigSchema,
@@ -108,6 +108,22 @@ export const AuditFileSchema = z.strictObject({
     /** POSTs `{ text }` (Slack-compatible) with the summary. */
     webhook: z.url({ protocol: /^https?$/ }).optional(),
   }).default({ dir: '/var/lib/drift-audit/reports' }),
+  /** The sweep pass: agentless targets scanned and their whole manifests posted to the collector. */
+  sweep: z.strictObject({
+    /** One target per line: ssh://[user@]host[:port] or ssm://i-…, an optional image id, # comments. */
+    targets: z.string().min(1),
+    concurrency: z.number().int().min(1).max(64).default(8),
+    /** The most one target may take. */
+    timeout: duration('sweep.timeout').prefault('5m'),
+    region: z.string().min(1).optional(),
+    endpoint: z.url().optional(),
+    /** The baseline ssh:// targets are compared with (an ssm:// target uses the one baked into it). */
+    baseline: z.string().min(1).optional(),
+  }).optional(),
+}).superRefine((c, ctx) => {
+  if (c.schedules.sweep !== undefined && c.sweep === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['sweep'], message: 'schedules.sweep is set, but there is no sweep: { targets: FILE } to sweep' });
+  }
 });
 export type AuditConfig = Readonly<z.infer<typeof AuditFileSchema>>;
 

@@ -4,6 +4,9 @@ import { remoteFleet, fleetSummary, type HostSummary, type CohortView } from '..
 import type { AuditConfig, PassName } from './config.js';
 import type { ActionWire, BlockedWire, LedgerClient } from './ledger-client.js';
 import { ProviderError, type Provider, type ReplaceContext } from './providers/contract.js';
+import { readTargets } from '../../agent/remote/sweep.js';
+import { loadSweepBaselines, postSweep, runSweep } from '../../agent/cli/commands/scan-agentless.js';
+import { TRUST_DIR } from '../../agent/sign.js';
 
 /**
  * The passes of `drift audit` (DESIGN.md §1, §6): enforce, verify, silent, report.
@@ -242,12 +245,52 @@ export function reportText(r: FleetReport): string {
   return text.length > TEXT_MAX ? `${text.slice(0, TEXT_MAX)}\n… cut; the whole report is in report.dir` : text;
 }
 
+export interface SweepPassResult {
+  targets: number;
+  clean: number;
+  drifted: number;
+  failed: number;
+  posted: number;
+  results: { target: string; via: string; status: string; exit: number; posted: string | null; error: string | null }[];
+}
+
+/**
+ * sweep: scan the agentless targets of `sweep.targets` (read at every pass, so an
+ * inventory export can rewrite it) and post each whole manifest to the collector as
+ * that host's report, the same way `drift scan --targets --collector` does. A target
+ * that fails is logged and the pass goes on; the pass itself fails only when the
+ * targets file cannot be read.
+ */
+export async function sweepPass(d: AuditDeps): Promise<SweepPassResult> {
+  const s = d.cfg.sweep;
+  if (!s) throw new Error('the sweep pass needs sweep: { targets: FILE } in the config');
+  const targets = await readTargets(s.targets);
+  const baselines = await loadSweepBaselines(targets, { files: s.baseline ? [s.baseline] : [], pubkeys: [], trustDir: TRUST_DIR, rules: [] });
+  const results = await runSweep(targets, {
+    concurrency: s.concurrency, timeoutMs: s.timeout, baselines,
+    ...(s.region ? { region: s.region } : {}), ...(s.endpoint ? { endpoint: s.endpoint } : {}),
+  });
+  await postSweep(results, d.cfg.collector, d.token, {});
+  for (const r of results) {
+    if (r.status === 'error') d.log('sweep: target failed', { target: r.target, error: r.error });
+    else if (r.posted !== 'yes') d.log('sweep: not posted', { target: r.target, status: r.status, why: r.posted });
+  }
+  const count = (st: string): number => results.filter((r) => r.status === st).length;
+  const out: SweepPassResult = {
+    targets: results.length, clean: count('clean'), drifted: count('drifted'), failed: count('error'), posted: results.filter((r) => r.posted === 'yes').length,
+    results: results.map((r) => ({ target: r.target, via: r.via, status: r.status, exit: r.exit, posted: r.posted ?? null, error: r.error ?? null })),
+  };
+  d.log('sweep done', { targets: out.targets, clean: out.clean, drifted: out.drifted, failed: out.failed, posted: out.posted });
+  return out;
+}
+
 export async function runPass(name: PassName, d: AuditDeps): Promise<unknown> {
   switch (name) {
     case 'enforce': return enforcePass(d);
     case 'verify': return verifyPass(d);
     case 'silent': return silentPass(d);
     case 'report': return reportPass(d);
+    case 'sweep': return sweepPass(d);
     default: {
       const never: never = name;
       throw new Error(`unknown pass ${String(never)}`);

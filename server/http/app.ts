@@ -3,7 +3,7 @@ import { createHash, randomBytes, timingSafeEqual, type KeyObject } from 'node:c
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { DriftError } from '../../agent/protocol/errors.js';
-import { BaselineSchema, type Baseline, type SectionName } from '../../agent/protocol/manifest.js';
+import { BaselineSchema, ManifestSchema, type Baseline, type SectionName } from '../../agent/protocol/manifest.js';
 import type { RuleSet } from '../../agent/protocol/rules.js';
 import { baselineDigest } from '../../agent/baseline.js';
 import { verifyBaseline } from '../../agent/sign.js';
@@ -17,7 +17,8 @@ import { Metrics } from './metrics.js';
 import { jsonDepthExceeded, locateManifestSections, MAX_JSON_DEPTH, type LocateStats } from './sections.js';
 import { FailureLimiter } from './limiter.js';
 import { GroupCommit } from '../store/commit.js';
-import { EnrollRequestSchema, firstIssue, RepinRequestSchema } from './wire.js';
+import { EnrollRequestSchema, firstIssue, ReportEnvelopeSchema, RepinRequestSchema } from './wire.js';
+import { AgentlessReportSchema } from '../../agent/protocol/wire.js';
 import { Ledger } from '../fleet/actions.js';
 import { GuardBlocks, registerActionRoutes, renderActionMetrics } from './actions.js';
 
@@ -327,6 +328,37 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     return { accepted: result.accepted, seq: result.seq, need: result.need };
   });
 
+  // A sweep posting the manifest of a host without an agent, on its behalf: the admin
+  // token stands in for a node key, the host id says how it was reached (ssh:…, ssm:…).
+  app.post('/v1/agentless/reports', { onRequest: admin }, async (req) => {
+    const parsed = AgentlessReportSchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError('DRIFT_ERR_USAGE', `agentless report body is not a drift.agentless-report/v1: ${firstIssue(parsed.error)}; see docs/api.md`, 400);
+    const { via, report } = parsed.data;
+    const env = ReportEnvelopeSchema.safeParse(report);
+    if (!env.success) throw new HttpError('DRIFT_ERR_USAGE', `agentless report: report is not a drift.report-request/v1: ${firstIssue(env.error, 'report')}`, 400);
+    const hostId = env.data.hostId;
+    if (hostId === undefined || !hostId.startsWith(`${via}:`) || hostId.length <= via.length + 1) {
+      throw new HttpError('DRIFT_ERR_USAGE', `agentless report: report.hostId must be "${via}:" and the target (e.g. ${via === 'ssm' ? 'ssm:i-0123456789abcdef0' : 'ssh:web-1.internal:22'}), got ${JSON.stringify(hostId ?? null)}`, 400);
+    }
+    if (env.data.manifest === undefined) throw new HttpError('DRIFT_ERR_USAGE', `agentless report of ${hostId}: send the full manifest (report.manifest); an agentless host has no stored state to send digests against`, 400);
+    const manifest = ManifestSchema.safeParse(env.data.manifest);
+    if (!manifest.success) throw new HttpError('DRIFT_ERR_MANIFEST', `agentless report of ${hostId}: manifest fails drift.manifest/v1 at ${firstIssue(manifest.error, 'report.manifest')}`, 422);
+    commit.flush();
+    const host = deps.store.agentlessHost({ id: hostId, hostname: env.data.host.hostname, imageId: env.data.host.image?.id ?? null, via, now: now() });
+    if (host === 'agent') throw new HttpError('DRIFT_ERR_CONFLICT', `host ${hostId} enrolled with its own agent, which reports it; an agentless report cannot stand in for it`, 409);
+    req.driftHost = hostId;
+    for (let p = commit.pending(host.rowid); p; p = commit.pending(host.rowid)) await p;
+    const current = deps.store.hostById(hostId) ?? host;
+    try {
+      const result = await ingest.report(current, report);
+      return { ...result, hostId, via };
+    } catch (err) {
+      // A host whose first report was refused is not kept as a silent, empty host.
+      if (current.lastSeen === null) deps.store.dropAgentless(current.rowid);
+      throw err;
+    }
+  });
+
   app.put<{ Params: { imageId: string } }>('/v1/baselines/:imageId', { onRequest: admin }, async (req) => {
     const { imageId } = req.params;
     const parsed = BaselineSchema.safeParse(req.body);
@@ -392,7 +424,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
   const hostView = (h: HostRow, t: number, score: number | undefined) => ({
     id: h.id, hostname: h.hostname, imageId: h.imageId, role: h.role, status: statusOfHost(h, t), findings: h.findings,
     snowflake: score === undefined ? null : { score }, lastSeen: h.lastSeen === null ? null : new Date(h.lastSeen).toISOString(),
-    flags: h.flags,
+    flags: h.flags, via: h.via ?? 'agent',
   });
 
   app.get('/v1/hosts', { onRequest: admin }, async () => {

@@ -228,4 +228,11 @@ CREATE TABLE breakers (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'agentless hosts',
+    // Hosts without an agent, posted by a sweep with the admin token (POST /v1/agentless/reports):
+    // how they were reached. NULL for a host that enrolled with its own agent.
+    sql: `ALTER TABLE hosts ADD COLUMN via TEXT CHECK (via IN ('ssh', 'ssm'));`,
+  },
 ];

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { deflateRawSync } from 'node:zlib';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalJson } from '../../agent/protocol/canonical.js';
@@ -59,6 +59,8 @@ export interface HostRow {
   flags: HostFlag[];
   /** Findings of its last compare beyond the stored bound; null when all are stored. */
   omitted: OmittedFindings | null;
+  /** How an agentless host was reached (its reports posted by a sweep); null for a host with an agent. */
+  via: 'ssh' | 'ssm' | null;
 }
 
 /** A baseline as stored: its digest (what image stamps name) and signing key. */
@@ -233,7 +235,7 @@ export class Store {
 
   private prepare() {
     const db = this.db;
-    const hostCols = 'rowid, id, epoch, hostname, image, role, key_hash, enrolled_at, last_seq, last_seen, baseline, state, findings, machine_id, unread, flags, omitted';
+    const hostCols = 'rowid, id, epoch, hostname, image, role, key_hash, enrolled_at, last_seq, last_seen, baseline, state, findings, machine_id, unread, flags, omitted, via';
     return {
       hostByRowid: db.prepare(`SELECT ${hostCols} FROM hosts WHERE rowid = ?`),
       hostById: db.prepare(`SELECT ${hostCols} FROM hosts WHERE id = ?`),
@@ -300,6 +302,35 @@ export class Store {
         return row;
       })();
     } catch (err) { this.dropCaches(); throw err; }
+  }
+
+  /**
+   * The host of an agentless target, created on its first posted report: it has no node
+   * key (the stored hash matches no key ever handed out), only `via`. An id an agent
+   * enrolled with is refused: its agent reports it.
+   */
+  agentlessHost(input: { id: string; hostname: string; imageId: string | null; via: 'ssh' | 'ssm'; now: number }): HostRow | 'agent' {
+    try {
+      return this.db.transaction((): HostRow | 'agent' => {
+        const existing = this.hostById(input.id);
+        if (existing && existing.via === null) return 'agent';
+        if (!existing) {
+          const image = input.imageId === null ? null : this.stringId(input.imageId);
+          this.db.prepare('INSERT INTO hosts (id, hostname, image, key_hash, enrolled_at, via) VALUES (?, ?, ?, ?, ?, ?)')
+            .run(packHostId(input.id), input.hostname, image, randomBytes(16), input.now, input.via);
+        } else if (existing.via !== input.via) {
+          this.db.prepare('UPDATE hosts SET via = ? WHERE rowid = ?').run(input.via, existing.rowid);
+        }
+        const row = this.hostById(input.id);
+        if (!row) throw new Error(`host ${input.id} vanished after it was created`);
+        return row;
+      })();
+    } catch (err) { this.dropCaches(); throw err; }
+  }
+
+  /** Remove an agentless host that never had a report stored (its first one was refused). */
+  dropAgentless(rowid: number): void {
+    this.db.prepare('DELETE FROM hosts WHERE rowid = ? AND via IS NOT NULL AND last_seen IS NULL').run(rowid);
   }
 
   /** Approve one re-enrollment of host `rowid` until `until` (ms since epoch). */
@@ -664,6 +695,7 @@ export class Store {
       unread: typeof r['unread'] === 'string' ? (JSON.parse(r['unread']) as Unread[]) : [],
       flags: typeof r['flags'] === 'string' ? (JSON.parse(r['flags']) as HostFlag[]) : [],
       omitted: typeof r['omitted'] === 'string' ? (JSON.parse(r['omitted']) as OmittedFindings) : null,
+      via: r['via'] === 'ssh' || r['via'] === 'ssm' ? r['via'] : null,
     };
   }
 

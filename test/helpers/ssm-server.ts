@@ -1,6 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { driftBin } from './paths.js';
 
 /**
  * A small SSM endpoint speaking the JSON 1.1 protocol for what moto lacks:
@@ -9,7 +13,53 @@ import { randomUUID } from 'node:crypto';
  * ClientToken (a retried start gets the same execution, as SSM does), and moves
  * executions InProgress → Success, or → Failed for instance ids in `failFor`, after
  * `pollsToFinish` reads. `faults` answers the next requests with an error instead.
+ *
+ * Run Command: SendCommand (only `AWS-RunShellScript`, one instance id that is in
+ * `instances`, `Parameters.commands` a list of strings) really runs the received
+ * commands with `sh -c`, with that instance's PATH, and GetCommandInvocation answers
+ * InProgress until the shell ended, then Success or Failed with its exit code and its
+ * output cut to 24,000 characters (stdout) and 8,000 (stderr), as SSM does.
  */
+export interface SsmCommand {
+  id: string;
+  instanceId: string;
+  document: string;
+  commands: string[];
+  parameters: Record<string, string[]>;
+  status: 'InProgress' | 'Success' | 'Failed';
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Characters of stdout before SSM's cut. */
+  fullStdout: number;
+}
+
+/** An instance the server can run commands on: the PATH its shell gets. */
+export interface SsmInstance {
+  path: string;
+}
+
+/** SSM's cut of a command's standard output and error in GetCommandInvocation. */
+export const SSM_STDOUT_MAX = 24_000;
+export const SSM_STDERR_MAX = 8_000;
+
+/**
+ * A `drift` for an instance whose "/" is `root`: the built drift with `--root root`, and
+ * the baked baseline and trust folder read from under `root` (paths under /etc/drift
+ * are taken below the root). Writes `dir/drift`; put `dir` first on the instance's PATH.
+ */
+export async function instanceDrift(dir: string, root: string, stateDir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const script = `#!/bin/sh
+# drift on an instance whose / is ${root}
+for a; do shift; case "$a" in /etc/drift/*) set -- "$@" ${q(root)}"$a";; *) set -- "$@" "$a";; esac; done
+exec ${q(process.execPath)} ${q(driftBin)} "$@" --root ${q(root)} --state-dir ${q(stateDir)} --trust-dir ${q(join(root, 'etc/drift/keys'))}
+`;
+  await writeFile(join(dir, 'drift'), script);
+  await chmod(join(dir, 'drift'), 0o755);
+  return dir;
+}
 export interface SsmExecution {
   id: string;
   token: string;
@@ -31,6 +81,9 @@ export interface SsmServer {
   faults: SsmFault[];
   failFor: Set<string>;
   pollsToFinish: number;
+  /** Run Command: the instances commands can run on, and every command sent. */
+  instances: Map<string, SsmInstance>;
+  commands: Map<string, SsmCommand>;
   /** Called on each request (after it was counted): lets a test act at an exact moment. */
   onRequest?: ((target: string) => void) | undefined;
   close(): Promise<void>;
@@ -41,9 +94,11 @@ const PREFIX = 'AmazonSSM.';
 export async function startSsmServer(): Promise<SsmServer> {
   const state: SsmServer = {
     endpoint: '', executions: new Map(), requests: [], malformed: [], faults: [], failFor: new Set(), pollsToFinish: 2,
+    instances: new Map(), commands: new Map(),
     close: async () => {},
   };
   const byToken = new Map<string, string>();
+  const running = new Set<ReturnType<typeof spawn>>();
   const send = (res: ServerResponse, status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify(body));
   };
@@ -96,6 +151,47 @@ export async function startSsmServer(): Promise<SsmServer> {
             },
           });
         }
+        case 'SendCommand': {
+          const { DocumentName: doc, InstanceIds: ids, Parameters: params } = body;
+          if (doc !== 'AWS-RunShellScript') return bad(`DocumentName ${String(doc)}: drift sends AWS-RunShellScript`);
+          if (!Array.isArray(ids) || ids.length !== 1 || typeof ids[0] !== 'string') return bad('InstanceIds: one instance id expected');
+          if (params === null || typeof params !== 'object') return bad('Parameters');
+          const p = params as Record<string, unknown>;
+          const commands = p['commands'];
+          if (!Array.isArray(commands) || commands.length === 0 || commands.some((c) => typeof c !== 'string')) return bad('Parameters.commands: a list of strings expected');
+          if (Object.values(p).some((v) => !Array.isArray(v) || v.some((x) => typeof x !== 'string'))) return bad('Parameters: every value a list of strings');
+          const instanceId = ids[0] as string;
+          const inst = state.instances.get(instanceId);
+          if (!inst) return error(res, 400, 'InvalidInstanceId', `Instances [[${instanceId}]] not in a valid state for account 123456789012`);
+          const id = randomUUID();
+          const cmd: SsmCommand = { id, instanceId, document: doc, commands: commands as string[], parameters: p as Record<string, string[]>, status: 'InProgress', code: -1, stdout: '', stderr: '', fullStdout: 0 };
+          state.commands.set(id, cmd);
+          const child = spawn('sh', ['-c', cmd.commands.join('\n')], { env: { PATH: inst.path, HOME: '/root', NO_COLOR: '1', LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'pipe'] });
+          running.add(child);
+          const out: Buffer[] = [];
+          const err: Buffer[] = [];
+          child.stdout.on('data', (b: Buffer) => out.push(b));
+          child.stderr.on('data', (b: Buffer) => err.push(b));
+          child.on('close', (code) => {
+            running.delete(child);
+            const o = Buffer.concat(out).toString('utf8');
+            cmd.fullStdout = o.length;
+            cmd.stdout = o.slice(0, SSM_STDOUT_MAX);
+            cmd.stderr = Buffer.concat(err).toString('utf8').slice(0, SSM_STDERR_MAX);
+            cmd.code = code ?? 255;
+            cmd.status = cmd.code === 0 ? 'Success' : 'Failed';
+          });
+          return send(res, 200, { Command: { CommandId: id, DocumentName: doc, InstanceIds: [instanceId], Parameters: p, Status: 'Pending' } });
+        }
+        case 'GetCommandInvocation': {
+          const cmd = typeof body['CommandId'] === 'string' ? state.commands.get(body['CommandId']) : undefined;
+          if (!cmd || body['InstanceId'] !== cmd.instanceId) return error(res, 400, 'InvocationDoesNotExist', 'no such invocation');
+          return send(res, 200, {
+            CommandId: cmd.id, InstanceId: cmd.instanceId, DocumentName: cmd.document, PluginName: 'aws:runShellScript',
+            Status: cmd.status, StatusDetails: cmd.status, ResponseCode: cmd.code,
+            StandardOutputContent: cmd.stdout, StandardErrorContent: cmd.stderr,
+          });
+        }
         default:
           return bad(`unknown target ${target}`);
       }
@@ -103,6 +199,11 @@ export async function startSsmServer(): Promise<SsmServer> {
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   state.endpoint = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
-  state.close = () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); });
+  state.close = () => new Promise<void>((r) => {
+    // Commands still running (an instance that never answers) end with the server.
+    for (const child of running) child.kill('SIGKILL');
+    srv.closeAllConnections();
+    srv.close(() => r());
+  });
   return state;
 }

@@ -20,6 +20,7 @@ import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
 import { formatJunitMany } from '../format/junit.js';
 import { formatPrometheusMany } from '../format/prometheus.js';
 import { nextSteps, shellWord } from '../format/next.js';
+import { formatVerdict } from '../format/verdict.js';
 import { sortedJson } from '../../protocol/canonical.js';
 import { readSecretFile } from '../../transport/client.js';
 import { FLEET_SCHEMA, fleetSummary, hostReport, remoteFleet, resolveHost } from '../remote.js';
@@ -60,6 +61,11 @@ interface ScanOptions {
   connectTimeout?: string;
   timeout?: string;
   remoteDrift?: string;
+  ssm?: string;
+  targets?: string;
+  region?: string;
+  endpoint?: string;
+  concurrency?: string;
 }
 
 export function register(program: Command): void {
@@ -75,7 +81,7 @@ export function register(program: Command): void {
     .option('--manifest <file>', 'compare this saved manifest instead of collecting one')
     .option('--rules <dir>', 'site rule folder, after the shipped rules (repeatable); with a baseline that records its scope, only their policy is used', collect)
     .option('--sections <list>', 'collect and compare only these sections: packages,files,processes,ports (comma-separated)')
-    .option('--format <format>', `output format: ${FORMATS.join(', ')}`, 'text')
+    .option('--format <format>', `output format: ${FORMATS.join(', ')}, or verdict (one compressed line under 24,000 characters, what --ssm reads)`, 'text')
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
     .option('--max-file-bytes <size>', BUDGET_HELP.file)
@@ -87,13 +93,18 @@ export function register(program: Command): void {
     .option('--fleet', 'with --collector: every host, cohorts, fleet-wide drift and snowflakes', false)
     .option('--ca-file <file>', 'with --collector: extra CA certificates (PEM) to trust for an HTTPS collector')
     .option('--finding <key>', 'report only the finding with this key (a path, dpkg:name:arch, exe|user, proto:addr:port), e.g. with --format json to see it in full')
+    .option('--ssm <instance-id>', 'scan this EC2 instance through AWS Systems Manager: runs its baked drift against /etc/drift/baseline.json')
+    .option('--targets <file>', 'sweep: scan every target in FILE (ssh://[user@]host[:port] or ssm://i-..., optional image id, # comments)')
+    .option('--concurrency <n>', 'with --targets: targets scanned at once (1-64, default 8)')
+    .option('--region <region>', 'with --ssm or ssm:// targets: the AWS region (default AWS_REGION)')
+    .option('--endpoint <url>', 'with --ssm or ssm:// targets: another SSM endpoint (a VPC endpoint)')
+    .option('--timeout <duration>', 'the most one remote target may take, e.g. 2m: with --ssh the whole collection, connect included (default 10m); with --ssm or --targets each target (default 5m)')
     .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
     .option('--ssh <target>', 'scan this host over SSH, reading only: [USER@]HOST[:PORT] or ssh://USER@HOST:PORT (drift must be installed there)')
     .option('--known-hosts <file>', 'with --ssh: the known_hosts file the host key is checked against (default ~/.ssh/known_hosts)')
     .option('--accept-new', 'with --ssh: trust a host key known_hosts does not list yet and add it there (trust on first use)', false)
     .option('--identity <file>', 'with --ssh: private key to log in with (default: the ssh-agent\'s keys, SSH_AUTH_SOCK)')
     .option('--connect-timeout <duration>', 'with --ssh: give up when the connection and SSH handshake take longer (default 10s)')
-    .option('--timeout <duration>', 'with --ssh: give up when the whole collection takes longer (default 10m)')
     .option('--remote-drift <path>', 'with --ssh: the drift executable on the host (default: drift on its PATH)')
     .addHelpText('after', `
 Scope: what is watched, ignored and expected is the scope recorded in the baseline at bake
@@ -134,7 +145,18 @@ its own image's baseline; --any-image compares anyway.
 --format prometheus writes a node_exporter textfile (findings by severity, scan time, unread
 paths): drift scan ... --format prometheus > /var/lib/node_exporter/drift.prom.tmp; mv it in place.
 
+Agentless: --ssm INSTANCE_ID sends AWS-RunShellScript with two fixed commands (see README):
+drift must be on the instance's PATH and its baseline at /etc/drift/baseline.json; the
+instance answers with a verdict (--format verdict), printed here in --format. A verdict
+that had to be truncated to fit SSM's 24,000 characters says so. --targets FILE sweeps
+many targets (--concurrency at once), prints a report per target and a summary table,
+and exits with the worst code; with --collector and --admin-token-file it posts each
+whole manifest as that host's report (via ssh or ssm). An ssm verdict carries the
+manifest only when it fits in SSM's output; otherwise the table says "not posted".
+
 Examples:
+  drift scan --ssm i-0123456789abcdef0 --region eu-west-1
+  drift scan --targets fleet.txt --concurrency 8 --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token
   drift scan --baseline /etc/drift/baseline.json --pubkey /etc/drift/bake.pub
   drift scan --root /mnt/suspect --baseline baseline.json --format json
   drift scan --manifest host.json --baseline baseline.json --format junit > drift.xml
@@ -143,8 +165,20 @@ Examples:
   drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --fleet
   drift scan --collector https://drift.internal:8750 --admin-token-file /etc/drift/admin.token --host web-1 --ca-file ca.pem`)
     .action(async (opts: ScanOptions) => {
-      if (!(FORMATS as readonly string[]).includes(opts.format)) {
-        throw new DriftError('DRIFT_ERR_USAGE', `scan: --format must be one of ${FORMATS.join(', ')}, got "${opts.format}"`);
+      const verdict = opts.format === 'verdict';
+      if (!(FORMATS as readonly string[]).includes(opts.format) && !verdict) {
+        throw new DriftError('DRIFT_ERR_USAGE', `scan: --format must be one of ${FORMATS.join(', ')}, verdict, got "${opts.format}"`);
+      }
+      if (opts.ssm !== undefined || opts.targets !== undefined) {
+        if (verdict) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --format verdict is what an instance prints for --ssm; pick text, json, markdown, junit or prometheus');
+        if (opts.ssm !== undefined && opts.targets !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give --ssm INSTANCE_ID or --targets FILE, not both');
+        const agentless = await import('./scan-agentless.js');
+        const fmt = opts.format as FormatName;
+        exit(opts.ssm !== undefined ? await agentless.scanSsmCommand(opts, fmt) : await agentless.scanTargetsCommand(opts, fmt));
+        return;
+      }
+      if (verdict && (opts.collector !== undefined || opts.host !== undefined || opts.fleet)) {
+        throw new DriftError('DRIFT_ERR_USAGE', 'scan: --format verdict is for a scan of this host; the collector\'s view prints in text, json, markdown, junit or prometheus');
       }
       if (opts.collector !== undefined || opts.host !== undefined || opts.fleet) {
         exit(await scanRemote(opts, opts.format as FormatName));
@@ -235,7 +269,7 @@ Examples:
         dropped,
         ...(firstBoot ? { firstBoot } : {}),
       });
-      process.stdout.write(format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
+      process.stdout.write(verdict ? formatVerdict(report, manifest) : format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       if (opts.nextSteps) {
         const command = ['npx drift scan', '--baseline', shellWord(opts.baseline),
           ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.ssh ? ['--ssh', shellWord(opts.ssh)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),

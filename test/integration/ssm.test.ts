@@ -1,0 +1,140 @@
+import t from 'tap';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { drift } from '../helpers/run.js';
+import { instanceDrift, startSsmServer, SSM_STDOUT_MAX } from '../helpers/ssm-server.js';
+import { MOTO_ENV } from '../helpers/moto.js';
+import { SSM_COMMANDS } from '../../agent/remote/ssm.js';
+
+/**
+ * `drift scan --ssm` with the real @aws-sdk/client-ssm against a local server speaking
+ * SSM's JSON 1.1 protocol, which really runs the commands it receives with `sh -c` on an
+ * "instance" whose / is a root folder this test builds (its drift is the built one).
+ */
+
+const work = await mkdtemp(join(tmpdir(), 'drift-ssm-'));
+t.teardown(() => rm(work, { recursive: true, force: true }));
+const setup = async (args: string[]): Promise<void> => {
+  const r = await drift(args);
+  if (r.code !== 0) throw new Error(`drift ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+};
+
+/** A baked root: etc/app.conf watched with content, its baseline at etc/drift/baseline.json, stamped. */
+async function bakedRoot(name: string, bake = true): Promise<string> {
+  const root = join(work, name);
+  await mkdir(join(root, 'etc', 'drift'), { recursive: true });
+  await writeFile(join(root, 'etc', 'app.conf'), 'listen = 80\n');
+  if (bake) {
+    await setup(['baseline', '--root', root, '--image-id', 'img-ssm', '--out', join(root, 'etc/drift/baseline.json'), '--stamp',
+      '--rules', rules, '--state-dir', join(work, `${name}-bake-state`)]);
+  }
+  return root;
+}
+
+const rules = join(work, 'rules');
+await mkdir(rules);
+await writeFile(join(rules, 'test.yaml'), 'watch:\n  - path: /etc/**\n    content: true\n');
+const root = await bakedRoot('instance');
+const bare = await bakedRoot('no-baseline', false);
+
+const ssm = await startSsmServer();
+t.teardown(() => ssm.close());
+const HOST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const GOOD = 'i-0123456789abcdef0';
+const NO_DRIFT = 'i-0000000000000aaa1';
+const NO_BASELINE = 'i-0000000000000bbb2';
+ssm.instances.set(GOOD, { path: `${await instanceDrift(join(work, 'bin-good'), root, join(work, 'state-good'))}:${HOST_PATH}` });
+ssm.instances.set(NO_DRIFT, { path: HOST_PATH });
+ssm.instances.set(NO_BASELINE, { path: `${await instanceDrift(join(work, 'bin-bare'), bare, join(work, 'state-bare'))}:${HOST_PATH}` });
+
+const env = { ...MOTO_ENV };
+const scan = (id: string, ...more: string[]) => drift(['scan', '--ssm', id, '--endpoint', ssm.endpoint, '--region', 'us-east-1', ...more], { env });
+
+t.test('a clean instance: exit 0, and the request is AWS-RunShellScript with the fixed commands for that instance', async (t) => {
+  const before = ssm.commands.size;
+  const r = await scan(GOOD);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^drift: no drift on /);
+  t.equal(ssm.malformed.length, 0, ssm.malformed.join('; '));
+  t.equal(ssm.commands.size, before + 1, 'one command sent');
+  const cmd = [...ssm.commands.values()].at(-1);
+  t.equal(cmd?.document, 'AWS-RunShellScript');
+  t.equal(cmd?.instanceId, GOOD);
+  t.same(cmd?.commands, [...SSM_COMMANDS]);
+  t.match(cmd?.commands.join('\n'), /drift scan --baseline \/etc\/drift\/baseline\.json --format verdict/);
+  t.notOk(cmd?.commands.join('\n').includes(GOOD), 'the instance id is not interpolated into the commands');
+  t.ok(ssm.requests.some((q) => q.target === 'AmazonSSM.GetCommandInvocation'), 'polled with GetCommandInvocation');
+});
+
+t.test('a drifted instance: exit 1, the same findings in every format as a local scan', async (t) => {
+  await writeFile(join(root, 'etc', 'app.conf'), 'listen = 8080\n');
+  t.teardown(() => writeFile(join(root, 'etc', 'app.conf'), 'listen = 80\n'));
+  const text = await scan(GOOD);
+  t.equal(text.code, 1, text.stderr);
+  t.match(text.stdout, /^\s+\+listen = 8080$/m);
+  const json = await scan(GOOD, '--format', 'json');
+  t.equal(json.code, 1);
+  const report = JSON.parse(json.stdout) as { schema: string; findings: Array<{ change: string; key: string }>; truncated?: unknown };
+  t.equal(report.schema, 'drift.report/v1');
+  t.same(report.findings.map((f) => `${f.change} ${f.key}`), ['modified /etc/app.conf']);
+  t.equal(report.truncated, undefined, 'a verdict that fits is not marked truncated');
+  const local = await drift(['scan', '--root', root, '--baseline', join(root, 'etc/drift/baseline.json'), '--format', 'json', '--state-dir', join(work, 'state-local'), '--trust-dir', join(root, 'etc/drift/keys')]);
+  t.equal(local.code, 1);
+  const localReport = JSON.parse(local.stdout) as { findings: unknown[] };
+  t.same(report.findings, localReport.findings, 'the findings equal a local scan of the same root');
+});
+
+t.test('a verdict that would exceed 24,000 characters comes back truncated and says so', async (t) => {
+  const big = join(root, 'etc', 'big');
+  await mkdir(big);
+  t.teardown(() => rm(big, { recursive: true, force: true }));
+  // Incompressible names and contents: 1,500 added files cannot fit in 24,000 characters.
+  for (let i = 0; i < 1500; i++) await writeFile(join(big, randomBytes(12).toString('hex')), randomBytes(48).toString('base64'));
+  const r = await scan(GOOD, '--format', 'json');
+  t.equal(r.code, 1, r.stderr);
+  const cmd = [...ssm.commands.values()].at(-1);
+  t.ok(cmd && cmd.fullStdout <= SSM_STDOUT_MAX, `the instance printed ${cmd?.fullStdout} characters, within SSM's 24,000`);
+  const report = JSON.parse(r.stdout) as { summary: { findings: number }; findings: unknown[]; truncated: { findings: number } };
+  t.ok(report.summary.findings >= 1500, `the summary counts every finding (${report.summary.findings})`);
+  t.ok(report.truncated.findings > 0, `${report.truncated.findings} findings left out, and the report says so`);
+  t.equal(report.findings.length + report.truncated.findings, report.summary.findings, 'kept + left out = all');
+  const text = await scan(GOOD);
+  t.equal(text.code, 1);
+  t.match(text.stdout, /truncated: the verdict had to fit in SSM's 24,000 characters of output: \d+ least severe findings left out/);
+});
+
+t.test('an instance without drift, or without its baseline: exit 2 naming what is missing', async (t) => {
+  const none = await scan(NO_DRIFT);
+  t.equal(none.code, 2);
+  t.match(none.stderr, /ssm i-0000000000000aaa1: drift is not installed on the instance \(no drift on its PATH\).*install the drift-agent package/);
+  t.equal(none.stdout, '');
+  const bareScan = await scan(NO_BASELINE);
+  t.equal(bareScan.code, 2);
+  t.match(bareScan.stderr, /drift is installed but cannot use the baked baseline \/etc\/drift\/baseline\.json.*ENOENT/);
+});
+
+t.test('an unknown instance, a bad id, no region: exit 2 with the reason', async (t) => {
+  const unknown = await scan('i-0fffffffffffffff0');
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /SendCommand AWS-RunShellScript failed: InvalidInstanceId/);
+  const bad = await scan('i-123; rm -rf /');
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /is not an instance id/);
+  const noRegion = await drift(['scan', '--ssm', GOOD, '--endpoint', ssm.endpoint], { env: { ...env, AWS_REGION: '', AWS_DEFAULT_REGION: '' } });
+  t.equal(noRegion.code, 2);
+  t.match(noRegion.stderr, /no AWS region: pass --region/);
+});
+
+t.test('--timeout bounds the wait for an instance that never answers', async (t) => {
+  const HANG = 'i-0000000000000ccc3';
+  const hangDir = join(work, 'bin-hang');
+  await mkdir(hangDir);
+  // A drift that never ends: the scan must give up at its --timeout, not poll forever.
+  await writeFile(join(hangDir, 'drift'), '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+  ssm.instances.set(HANG, { path: `${hangDir}:${HOST_PATH}` });
+  const r = await scan(HANG, '--timeout', '2s');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /no result within 2000 ms \(command [0-9a-f-]+ may still run/);
+});
