@@ -349,8 +349,12 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     req.driftHost = hostId;
     for (let p = commit.pending(host.rowid); p; p = commit.pending(host.rowid)) await p;
     const current = deps.store.hostById(hostId) ?? host;
+    const readHost = async (): Promise<HostRow | undefined> => {
+      for (let p = commit.pending(current.rowid); p; p = commit.pending(current.rowid)) await p;
+      return deps.store.hostById(hostId);
+    };
     try {
-      const result = await ingest.report(current, report);
+      const result = await ingest.report(current.rowid, readHost, { body: report });
       return { ...result, hostId, via };
     } catch (err) {
       // A host whose first report was refused is not kept as a silent, empty host.
