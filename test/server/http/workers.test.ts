@@ -169,3 +169,16 @@ t.test('a full queue answers 503 with Retry-After; the queued reports are decide
   t.equal((await bigAnswer).status, 200, 'the huge report is decided');
   t.equal((await post(ctx.base, 'POST', '/v1/reports', q2, cleanReport('q2', 1))).status, 200, 'the refused report is accepted when sent again');
 });
+
+t.test('report worker settings: defaults, flags, the YAML file, and clear errors', async (t) => {
+  const { resolveServerConfig } = await import('../../../server/config.js');
+  const { defaultWorkers, POOL_DEFAULTS } = await import('../../../server/http/pool.js');
+  const d = resolveServerConfig({}).reportWorkers;
+  t.same(d, { size: defaultWorkers(), queue: defaultWorkers() * POOL_DEFAULTS.queuePerWorker, timeoutMs: 120_000, heapMb: 1024 });
+  t.ok(d.size >= 1 && d.size <= 2, 'min(2, cores)');
+  t.same(resolveServerConfig({ reportWorkers: '0', reportQueue: '5', reportTimeout: '30s', reportHeap: '512MiB' }).reportWorkers, { size: 0, queue: 5, timeoutMs: 30_000, heapMb: 512 });
+  t.same(resolveServerConfig({}, { 'report-workers': '3', 'report-heap': '256MiB' }).reportWorkers.heapMb, 256);
+  t.throws(() => resolveServerConfig({ reportWorkers: 'many' }), { code: 'DRIFT_ERR_USAGE', message: /--report-workers must be a whole number from 0 to 64 \(got "many"\)/ });
+  t.throws(() => resolveServerConfig({ reportQueue: '0' }), { message: /--report-queue must be a whole number from 1 to 100000/ });
+  t.throws(() => resolveServerConfig({ reportHeap: '1MiB' }), { message: /--report-heap must be at least 64MiB/ });
+});
