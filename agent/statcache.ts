@@ -17,7 +17,7 @@ import { DriftError } from './protocol/errors.js';
  * a path whose file was replaced has a new inode and misses, the links of one
  * hard-linked file are stored once (a cold scan still hashes every link path; an
  * incremental one hits the cache for each), and the cache holds no path strings — 80 bytes a path on disk and
- * in memory, which keeps the agent's peak memory low on large trees.
+ * in memory, plus 8–16 for its index, which keeps the agent's peak memory low on large trees.
  *
  * One file in the state folder, `statcache.v2`, binary and compact:
  *
