@@ -226,14 +226,23 @@ export class FirstBootCheck implements FirstBootJudge {
  * Both sides of a pin comparison go through here, so they stay comparable.
  */
 export function pinnedEntry(e: FileEntry): PinnedEntry {
-  const { owner: _owner, conffile: _conffile, ...rest } = e;
+  // mtime is when each host's first boot wrote the file, different on every host: a pin
+  // holds what the file is, so hosts of a cohort share their values and a rare one stands out.
+  const { owner: _owner, conffile: _conffile, mtime: _mtime, ...rest } = e;
   if (rest.content !== undefined && rest.content.length > PIN_CONTENT_MAX) delete rest.content;
   return rest;
 }
 
 function sameEntry(a: PinnedEntry | null, b: PinnedEntry | null): boolean {
   if (a === null || b === null) return a === b;
-  return fileChanges(a, b).length === 0 && (a.content === undefined) === (b.content === undefined);
+  // Pin books written before pins left out mtime still hold one.
+  return fileChanges(withoutMtime(a), withoutMtime(b)).length === 0 && (a.content === undefined) === (b.content === undefined);
+}
+
+function withoutMtime(e: PinnedEntry): PinnedEntry {
+  if (e.mtime === undefined) return e;
+  const { mtime: _mtime, ...rest } = e;
+  return rest;
 }
 
 function samePin(a: Pin | undefined, b: Pin | undefined): boolean {

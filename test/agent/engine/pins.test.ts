@@ -143,3 +143,19 @@ t.test('large content is pinned by its digest alone, and a change to it is still
   t.match(changed.findings, [{ key: '/home/admin/notes', change: 'modified', pinned: { firstSeen: T0 } }]);
   t.ok(changed.findings[0]?.changed.includes('sha256'));
 });
+
+t.test('a pin holds what the file is, not when first boot wrote it: hosts of a cohort pin one value', async (t) => {
+  const at = (mtime: number) => manifest({ '/etc/hostname': file('web\n', { mtime }), '/etc/ssh/ssh_host_rsa_key': file('image key') });
+  const a = compareWithPins({ baseline: image, manifest: at(1_764_547_200), rules }, { book: null, now: T0 });
+  const b = compareWithPins({ baseline: image, manifest: at(1_764_550_800), rules }, { book: null, now: T0 });
+  t.same(a.book.files['/etc/hostname'], b.book.files['/etc/hostname'], 'two hosts booted an hour apart pin the same value');
+  t.equal(a.book.files['/etc/hostname']?.entry?.mtime, undefined);
+  // A pin book that still holds an mtime is not broken by a later mtime alone; a content change still is.
+  const old = structuredClone(a.book);
+  const pinned = old.files['/etc/hostname'];
+  if (pinned?.entry) pinned.entry.mtime = 1_764_547_200;
+  const touched = compareWithPins({ baseline: image, manifest: at(1_764_600_000), rules }, { book: old, now: T1 });
+  t.same(touched.findings, [], 'a touch of a pinned file is not a broken pin');
+  const edited = compareWithPins({ baseline: image, manifest: manifest({ '/etc/hostname': file('evil\n'), '/etc/ssh/ssh_host_rsa_key': file('image key') }), rules }, { book: old, now: T1 });
+  t.same(edited.findings.map((f) => f.key), ['/etc/hostname']);
+});
