@@ -40,6 +40,7 @@ export async function collectManifest(ctx: CollectContext, host: HostInfo, now: 
       if (owner.conffile) entry.conffile = true;
     }
   }
+  // The owners map (a path per packaged file) is not needed for the digests: let it go now.
   owners = null;
   const sections: Partial<Sections> = {};
   if (packages) sections.packages = packages.entries;
