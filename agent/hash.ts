@@ -284,6 +284,31 @@ export interface HashJob {
   ino?: number;
 }
 
+/**
+ * Jobs read by index, for callers that hold many of them without an object each
+ * (the files collector's cold scan queues every regular file).
+ */
+export interface HashJobList {
+  readonly length: number;
+  path(i: number): string;
+  size(i: number): number;
+  /** Device and inode the opened file must have (NaN: not checked). */
+  dev(i: number): number;
+  ino(i: number): number;
+}
+
+function listOf(jobs: readonly HashJob[] | HashJobList): HashJobList {
+  if (!Array.isArray(jobs)) return jobs as HashJobList;
+  const array = jobs as readonly HashJob[];
+  return {
+    length: array.length,
+    path: (i) => (array[i] as HashJob).path,
+    size: (i) => (array[i] as HashJob).size,
+    dev: (i) => (array[i] as HashJob).dev ?? Number.NaN,
+    ino: (i) => (array[i] as HashJob).ino ?? Number.NaN,
+  };
+}
+
 /** How to hash many files. */
 export interface HashOptions {
   /**
@@ -331,28 +356,35 @@ interface WorkerReply {
  * fails or exits early is not an error: the batches it did not answer are hashed
  * on the calling thread.
  */
-export async function hashFiles(jobs: readonly HashJob[], options: HashOptions = {}): Promise<(string | HashError)[]> {
+export async function hashFiles(jobs: readonly HashJob[] | HashJobList, options: HashOptions = {}): Promise<(string | HashError)[]> {
+  const list = listOf(jobs);
   const workers = options.workers ?? defaultWorkers();
   const inlineBelow = options.inlineBelowBytes ?? INLINE_BELOW_BYTES;
   const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const checkPath = options.checkPath ?? true;
   let total = 0;
-  for (const j of jobs) total += Math.min(j.size, maxBytes);
+  for (let i = 0; i < list.length; i++) total += Math.min(list.size(i), maxBytes);
   const raw =
-    workers <= 1 || (total < inlineBelow && jobs.length < INLINE_BELOW_FILES)
-      ? hashBatch(jobs.map((j) => j.path), checksOf(jobs, maxBytes, checkPath), Buffer.allocUnsafe(CHUNK_BYTES))
-      : await hashOnPool(jobs, workers, maxBytes, checkPath, options.onWorker);
-  return raw.map((h) => (h.startsWith('!') ? new HashError(h.slice(1)) : h));
+    workers <= 1 || (total < inlineBelow && list.length < INLINE_BELOW_FILES)
+      ? hashBatch(Array.from({ length: list.length }, (_, i) => list.path(i)), checksOf(list, 0, list.length, maxBytes, checkPath), Buffer.allocUnsafe(CHUNK_BYTES))
+      : await hashOnPool(list, workers, maxBytes, checkPath, options.onWorker);
+  // In place: a second array of 100,000s of results would only raise the peak.
+  const out = raw as (string | HashError)[];
+  for (let i = 0; i < raw.length; i++) {
+    const h = raw[i] as string;
+    if (h.startsWith('!')) out[i] = new HashError(h.slice(1));
+  }
+  return out;
 }
 
-function checksOf(jobs: readonly HashJob[], maxBytes: number, checkPath: boolean): BatchChecks {
-  const n = jobs.length;
+/** The checks of jobs `start` to `end` (exclusive). */
+function checksOf(jobs: HashJobList, start: number, end: number, maxBytes: number, checkPath: boolean): BatchChecks {
+  const n = end - start;
   const checks: BatchChecks = { devs: new Float64Array(n), inos: new Float64Array(n), sizes: new Float64Array(n), maxBytes, checkPath };
   for (let i = 0; i < n; i++) {
-    const j = jobs[i] as HashJob;
-    checks.devs[i] = j.dev ?? Number.NaN;
-    checks.inos[i] = j.ino ?? Number.NaN;
-    checks.sizes[i] = j.size;
+    checks.devs[i] = jobs.dev(start + i);
+    checks.inos[i] = jobs.ino(start + i);
+    checks.sizes[i] = jobs.size(start + i);
   }
   return checks;
 }
@@ -365,22 +397,22 @@ interface Batch {
 }
 
 /** Cut jobs into batches of at most BATCH_FILES files or about BATCH_BYTES bytes. */
-function batchesOf(jobs: readonly HashJob[], maxBytes: number): Batch[] {
+function batchesOf(jobs: HashJobList, maxBytes: number): Batch[] {
   const batches: Batch[] = [];
   let current: string[] = [];
   let start = 0;
   let bytes = 0;
-  jobs.forEach((job, i) => {
-    const size = Math.min(job.size, maxBytes);
+  for (let i = 0; i < jobs.length; i++) {
+    const size = Math.min(jobs.size(i), maxBytes);
     if (current.length > 0 && (current.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
       batches.push({ start, end: i, paths: current });
       current = [];
       start = i;
       bytes = 0;
     }
-    current.push(job.path);
+    current.push(jobs.path(i));
     bytes += size;
-  });
+  }
   if (current.length > 0) batches.push({ start, end: jobs.length, paths: current });
   return batches;
 }
@@ -392,7 +424,7 @@ function batchesOf(jobs: readonly HashJob[], maxBytes: number): Batch[] {
  * costs ~10 MB, so the calling thread doing its share keeps the pool small.
  */
 async function hashOnPool(
-  jobs: readonly HashJob[],
+  jobs: HashJobList,
   threads: number,
   maxBytes: number,
   checkPath: boolean,
@@ -400,7 +432,7 @@ async function hashOnPool(
 ): Promise<string[]> {
   const out = new Array<string>(jobs.length);
   const batches = batchesOf(jobs, maxBytes);
-  const checksFor = (b: Batch): BatchChecks => checksOf(jobs.slice(b.start, b.end), maxBytes, checkPath);
+  const checksFor = (b: Batch): BatchChecks => checksOf(jobs, b.start, b.end, maxBytes, checkPath);
   const stored = new Array<boolean>(batches.length).fill(false);
   const pool: Worker[] = [];
   let next = 0;

@@ -318,10 +318,21 @@ export class StatPool {
     this.batch = [];
   }
 
-  /** Forget every ref handed out so far (all have been read): new refs count from 0 again. */
+  /**
+   * Forget every ref handed out so far (all have been read): new refs count from 0
+   * again, and the calling thread's block is filled again from its first slot (a
+   * walk then reuses one block instead of leaving ~90 KB of garbage per 1,024 paths).
+   */
   forgetRefs(): void {
     this.refHolder.length = 0;
     this.refSlot.length = 0;
+    const block = this.local.block;
+    if (block !== PENDING && this.localUsed > 0) {
+      block.errors.clear();
+      block.targets.clear();
+      block.linkErrors.clear();
+      this.localUsed = 0;
+    }
   }
 
   /** Drop every result (after they have been read): refs are invalid from here on. */

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { constants as osConstants } from 'node:os';
 import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
-import { MAX_ACL_ENTRIES, MAX_XATTRS } from '../protocol/manifest.js';
+// Not from manifest.ts: that would load the schema library into every scan's collector.
+import { MAX_ACL_ENTRIES, MAX_XATTRS } from '../protocol/file-limits.js';
 
 /**
  * Attributes of a file beyond its stat: file capabilities, POSIX ACLs, other

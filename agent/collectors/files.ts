@@ -7,11 +7,11 @@ import type { FileEntry, FileType, Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
-import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, type HashJob, type HashOptions } from '../hash.js';
+import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, type HashJobList, type HashOptions } from '../hash.js';
 import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
 import { readXattrs, type XattrFacts } from './attrs.js';
-import { flagsText, readFlags } from './flags.js';
+import { flagsText, readFlagsEach } from './flags.js';
 
 /**
  * The files collector: every path the watch globs of the rules match, minus the
@@ -173,23 +173,113 @@ export function escapeName(name: Buffer): string {
 const devOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt, true));
 const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt + 8, true));
 
-/** A file to hash after the walk (`path` is on disk, `key` as seen from the root). */
-interface Job extends HashJob {
-  key: string;
-  entry: FileEntry;
-  /** Its stat fields staged in the stat cache, or -1. */
-  stage: number;
+/** A pending path's inode flags are to be read (by lsattr, after the walk). */
+const WANT_FLAGS = 1;
+/** A pending path is a regular file to hash after the walk. */
+const WANT_HASH = 2;
+/** Paths per chunk of the pending list's numbers (160 KiB). */
+const PENDING_CHUNK = 8192;
+
+/**
+ * The paths read after the walk, held compactly (one key reference, four small
+ * integers and two numbers a path; no object per path: a cold scan queues every
+ * regular file and folder): regular files to hash and paths whose inode flags
+ * lsattr reads, in walk order. Per path: the key (the entry is found again by
+ * it), what to read (WANT_*), its stat cache record (or -1) and the record's
+ * `bits` so far, its device (an index into `devs`, also to report a file system
+ * without inode flags once), and the size and inode the opened file must have.
+ */
+class Pending implements HashJobList {
+  readonly keys: string[] = [];
+  /** Per path, in chunks of CHUNK paths (growing never copies): want, stage, bits, device index. */
+  private readonly ints: Int32Array[] = [];
+  /** Per path: size and inode. */
+  private readonly nums: Float64Array[] = [];
+  private readonly devs: number[] = [];
+  private readonly devIndex = new Map<number, number>();
+
+  constructor(private readonly prefix: string) {}
+
+  get length(): number {
+    return this.keys.length;
+  }
+
+  push(key: string, want: number, stage: number, bits: number, st: StatView): void {
+    const n = this.keys.length;
+    const at = n % PENDING_CHUNK;
+    if (at === 0) {
+      this.ints.push(new Int32Array(4 * PENDING_CHUNK));
+      this.nums.push(new Float64Array(2 * PENDING_CHUNK));
+    }
+    const ints = this.ints[this.ints.length - 1] as Int32Array;
+    const nums = this.nums[this.nums.length - 1] as Float64Array;
+    const dev = devOf(st);
+    let d = this.devIndex.get(dev);
+    if (d === undefined) this.devIndex.set(dev, (d = this.devs.push(dev) - 1));
+    ints[4 * at] = want;
+    ints[4 * at + 1] = stage;
+    ints[4 * at + 2] = bits;
+    ints[4 * at + 3] = d;
+    nums[2 * at] = st.size;
+    nums[2 * at + 1] = inoOf(st);
+    this.keys.push(key);
+  }
+
+  private int(i: number, field: number): number {
+    return (this.ints[Math.floor(i / PENDING_CHUNK)] as Int32Array)[4 * (i % PENDING_CHUNK) + field] as number;
+  }
+
+  private num(i: number, field: number): number {
+    return (this.nums[Math.floor(i / PENDING_CHUNK)] as Float64Array)[2 * (i % PENDING_CHUNK) + field] as number;
+  }
+
+  wants(i: number, what: number): boolean {
+    return (this.int(i, 0) & what) !== 0;
+  }
+
+  stage(i: number): number {
+    return this.int(i, 1);
+  }
+
+  bits(i: number): number {
+    return this.int(i, 2);
+  }
+
+  path(i: number): string {
+    return this.prefix + (this.keys[i] as string);
+  }
+
+  size(i: number): number {
+    return this.num(i, 0);
+  }
+
+  dev(i: number): number {
+    return this.devs[this.int(i, 3)] as number;
+  }
+
+  ino(i: number): number {
+    return this.num(i, 1);
+  }
+
+  /** The indexes of the paths that want `what`, in walk order. */
+  indexes(what: number): Int32Array {
+    let count = 0;
+    for (let i = 0; i < this.keys.length; i++) if (this.wants(i, what)) count += 1;
+    const out = new Int32Array(count);
+    for (let i = 0, k = 0; i < this.keys.length; i++) if (this.wants(i, what)) out[k++] = i;
+    return out;
+  }
 }
 
-/** A path whose inode flags lsattr reads after the walk. */
-interface FlagJob {
-  key: string;
-  entry: FileEntry;
-  /** Its stat cache record (or -1), and the record's `bits` so far. */
-  stage: number;
-  bits: number;
-  /** Its device number, to report a file system without inode flags once. */
-  dev: number;
+/** The jobs of `pending` at `indexes`, as the hash module reads them. */
+function subset(pending: Pending, indexes: Int32Array): HashJobList {
+  return {
+    length: indexes.length,
+    path: (i) => pending.path(indexes[i] as number),
+    size: (i) => pending.size(indexes[i] as number),
+    dev: (i) => pending.dev(indexes[i] as number),
+    ino: (i) => pending.ino(indexes[i] as number),
+  };
 }
 
 /** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
@@ -216,8 +306,7 @@ function assignXattrs(entry: FileEntry, facts: XattrFacts): void {
 class Walk {
   readonly entries: Record<string, FileEntry> = {};
   readonly unread: Unread[] = [];
-  readonly jobs: Job[] = [];
-  readonly flagJobs: FlagJob[] = [];
+  readonly pending: Pending;
   /**
    * Every path visited, in walk order (a folder before what it holds): its key,
    * the watch rule that records it (null: visited only to go through it), and
@@ -239,7 +328,9 @@ class Walk {
     private readonly pool: StatPool,
     private readonly onHash: ((path: string) => void) | undefined,
     private readonly budget: ByteBudget = new ByteBudget(),
-  ) {}
+  ) {
+    this.pending = new Pending(prefix);
+  }
 
   /** Walk one walk root: checks that it is reachable without following a link, then visits it. */
   walkRoot(root: string): void {
@@ -442,15 +533,12 @@ class Walk {
         cache?.forget(stage);
       }
     }
+    let want = 0;
     if (type !== 'symlink') {
       if (hit >= 0 && (bits & ATTR_FLAGS_READ) !== 0) {
         const flags = (cache as StatCache).flagsOf(hit);
         if (flags !== 0) entry.flags = flagsText(flags);
-      } else {
-        const v = st.view;
-        const dev = v.getUint32(st.stampAt, true) + v.getUint32(st.stampAt + 4, true) * 0x1_0000_0000;
-        this.flagJobs.push({ key, entry, stage, bits, dev });
-      }
+      } else want = WANT_FLAGS;
     }
     cache?.setAttrs(stage, 0, bits);
 
@@ -466,15 +554,18 @@ class Walk {
       return;
     }
     if (type !== 'file') {
+      if (want !== 0) this.pending.push(key, want, stage, bits, st);
       cache?.record(stage, null);
       return;
     }
     entry.size = st.size;
     if (!wantsContent) {
       if (cached !== undefined) entry.sha256 = cached;
-      else this.queue(key, st, entry, stage);
+      else want |= WANT_HASH;
+      if (want !== 0) this.pending.push(key, want, stage, bits, st);
       return;
     }
+    if (want !== 0) this.pending.push(key, want, stage, bits, st);
     if (!this.budget.take(st.size)) {
       this.failed(key, REASONS.overScan(this.budget.maxScanBytes));
       return;
@@ -518,36 +609,41 @@ class Walk {
     for (const p of problems) this.unread.push({ path: key, reason: p.reason });
   }
 
-  private queue(key: string, st: StatView, entry: FileEntry, stage: number): void {
-    this.jobs.push({ key, path: this.prefix + key, size: st.size, dev: devOf(st), ino: inoOf(st), entry, stage });
-  }
-
   /**
    * Read the inode flags of the paths queued during the walk (with lsattr) and put
    * them on their entries and stat cache records. A file system that has none is
    * reported once, at the first of its paths by name; lsattr missing, once for the scan.
    */
   async readFlags(): Promise<void> {
-    const jobs = this.flagJobs;
-    if (jobs.length === 0) return;
-    const result = await readFlags(jobs.map((j) => this.prefix + j.key));
-    const unsupported = new Map<number, string>();
-    for (let i = 0; i < jobs.length; i++) {
-      const job = jobs[i] as FlagJob;
-      const mask = result.flags[i] as number;
-      if (mask >= 0) {
-        if (mask !== 0) job.entry.flags = flagsText(mask);
-        this.cache?.setAttrs(job.stage, mask, job.bits | ATTR_FLAGS_READ);
-        continue;
-      }
-      const reason = result.errors.get(i) ?? 'not read by lsattr';
-      if (result.missing !== null) continue;
-      if (NO_FLAGS_HERE.has(reason)) {
-        const first = unsupported.get(job.dev);
-        if (first === undefined || job.key < first) unsupported.set(job.dev, job.key);
-      } else this.unread.push({ path: job.key, reason: `flags: ${reason}` });
+    const pending = this.pending;
+    const at = pending.indexes(WANT_FLAGS);
+    if (at.length === 0) return;
+    const keys = pending.keys;
+    const result = await readFlagsEach(
+      at.length,
+      (k) => pending.path(at[k] as number),
+      (k, mask) => {
+        const i = at[k] as number;
+        // An entry gone meanwhile (the file vanished before it was hashed) takes no flags.
+        const entry = this.entries[keys[i] as string];
+        if (mask !== 0 && entry !== undefined) entry.flags = flagsText(mask);
+        this.cache?.setAttrs(pending.stage(i), mask, pending.bits(i) | ATTR_FLAGS_READ);
+      },
+    );
+    if (result.missing !== null) {
+      this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
+      return;
     }
-    if (result.missing !== null) this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
+    const unsupported = new Map<number, string>();
+    for (const [k, reason] of result.errors) {
+      const i = at[k] as number;
+      const key = keys[i] as string;
+      if (NO_FLAGS_HERE.has(reason)) {
+        const dev = pending.dev(i);
+        const first = unsupported.get(dev);
+        if (first === undefined || key < first) unsupported.set(dev, key);
+      } else this.unread.push({ path: key, reason: `flags: ${reason}` });
+    }
     for (const key of unsupported.values()) {
       this.unread.push({ path: key, reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' });
     }
@@ -601,25 +697,31 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       if (options.inlineBelowBytes !== undefined) hashOptions.inlineBelowBytes = options.inlineBelowBytes;
       hashOptions.maxFileBytes = budget.maxFileBytes;
       // The scan budget is taken in walk order, so which files it leaves out does not depend on threads.
-      const jobs = walk.jobs;
+      const pending = walk.pending;
+      const toHash = pending.indexes(WANT_HASH);
       let kept = 0;
-      for (const job of jobs) {
-        if (job.size > budget.maxFileBytes || budget.take(job.size)) jobs[kept++] = job;
-        else walk.failed(job.key, REASONS.overScan(budget.maxScanBytes));
+      for (let k = 0; k < toHash.length; k++) {
+        const i = toHash[k] as number;
+        const size = pending.size(i);
+        if (size > budget.maxFileBytes || budget.take(size)) toHash[kept++] = i;
+        else walk.failed(pending.keys[i] as string, REASONS.overScan(budget.maxScanBytes));
       }
-      jobs.length = kept;
+      const jobs = toHash.subarray(0, kept);
       // lsattr runs in its own process while this one hashes.
-      const [hashes] = await Promise.all([hashFiles(jobs, hashOptions), walk.readFlags()]);
-      hashes.forEach((hash, i) => {
-        const job = jobs[i] as Job;
+      const [hashes] = await Promise.all([hashFiles(subset(pending, jobs), hashOptions), walk.readFlags()]);
+      for (let k = 0; k < hashes.length; k++) {
+        const hash = hashes[k] as string | HashError;
+        const i = jobs[k] as number;
+        const key = pending.keys[i] as string;
         if (hash instanceof HashError) {
-          walk.failed(job.key, hash.code);
-          return;
+          walk.failed(key, hash.code);
+          continue;
         }
-        job.entry.sha256 = hash;
-        options.onHash?.(job.key);
-        cache?.record(job.stage, hash);
-      });
+        const entry = walk.entries[key];
+        if (entry !== undefined) entry.sha256 = hash;
+        options.onHash?.(key);
+        cache?.record(pending.stage(i), hash);
+      }
 
       if (cache && ctx.stateDir !== null) {
         try {

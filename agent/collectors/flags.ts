@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
+import type { Writable } from 'node:stream';
 
 /**
  * Inode flags (chattr/lsattr: immutable, append-only, ...). They are read with the
@@ -122,62 +124,191 @@ function reasonFor(stderr: string, path: string): string {
   return 'not read by lsattr';
 }
 
-/** Run lsattr over `paths` through xargs; resolves with its output, or rejects when it cannot be started. */
-function runLsattr(paths: readonly string[]): Promise<{ stdout: string; stderr: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('xargs', ['-0', '-r', 'lsattr', '-d', '--'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let bytes = 0;
-    let input = 0;
-    for (const p of paths) input += p.length;
-    const cap = paths.length * OUTPUT_BYTES_PER_PATH + input * 3;
-    const take = (into: Buffer[]) => (chunk: Buffer): void => {
-      bytes += chunk.length;
-      // More than every path could explain: something else writes there; stop reading it.
-      if (bytes > cap) {
-        child.kill('SIGKILL');
-        return;
-      }
-      into.push(chunk);
-    };
-    child.stdout.on('data', take(out));
-    child.stderr.on('data', take(err));
-    child.stdin.on('error', () => {
-      // xargs gone early (killed, or missing lsattr): its exit says why.
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), code }));
-    child.stdin.end(paths.length === 0 ? '' : `${paths.join('\0')}\0`);
-  });
-}
-
 /** Why no flag could be read at all (lsattr missing), or null. */
 export type FlagsFailure = string | null;
 
 /**
- * Read the inode flags of `paths` (absolute paths on disk of regular files and
- * folders). Resolves with flags and errors by index into `paths`, and `missing`
- * set when lsattr could not be run at all (then no path has flags).
+ * lsattr's stdout for paths without a newline in their names, matched line by
+ * line as it arrives, so that neither the whole output nor a per-path record is
+ * held (a full scan of /etc and /usr gives ~10 MB of it). Pure: `push` chunks of
+ * text, then `end`. The rules are those of parseLsattr: a line `FLAGS SP PATH`
+ * answers the next path still expected when PATH is exactly that path; every
+ * path passed over, and every path no line answered, failed (its reason is then
+ * looked up in stderr).
  */
-export async function readFlags(paths: readonly string[]): Promise<FlagsResult & { missing: FlagsFailure }> {
-  const result: FlagsResult & { missing: FlagsFailure } = { flags: new Int32Array(paths.length).fill(-1), errors: new Map(), missing: null };
-  // A path with a newline would make lsattr's output ambiguous: it gets a run of its own.
-  const plain: number[] = [];
-  const batches: number[][] = [plain];
-  for (let i = 0; i < paths.length; i++) {
-    if ((paths[i] as string).includes('\n')) batches.push([i]);
-    else plain.push(i);
+export class LsattrLines {
+  private next = 0;
+  private rest = '';
+  private lastField = '';
+  private lastMask = 0;
+  /** Indexes (into the sequence given) of the paths no line answered. */
+  readonly failed: number[] = [];
+
+  /**
+   * `count` paths; `pathAt(k)` is the k-th (it must hold no newline); `onFlags(k,
+   * mask)` is called for each path answered, in order.
+   */
+  constructor(
+    private readonly count: number,
+    private readonly pathAt: (k: number) => string,
+    private readonly onFlags: (k: number, mask: number) => void,
+  ) {}
+
+  /** Take in the next piece of stdout (whole lines are matched now, a partial one is kept). */
+  push(text: string): void {
+    const data = this.rest.length === 0 ? text : this.rest + text;
+    let at = 0;
+    for (let nl = data.indexOf('\n'); nl >= 0; nl = data.indexOf('\n', at)) {
+      this.line(data, at, nl);
+      at = nl + 1;
+    }
+    this.rest = at === 0 ? data : data.slice(at);
   }
-  for (const indexes of batches) {
-    if (indexes.length === 0) continue;
-    const names = indexes.length === paths.length ? paths : indexes.map((i) => paths[i] as string);
-    let output: { stdout: string; stderr: string; code: number | null };
+
+  /** The output ended: a partial last line answers nothing, and every path not answered failed. */
+  end(): void {
+    this.rest = '';
+    while (this.next < this.count) this.failed.push(this.next++);
+  }
+
+  private line(data: string, at: number, nl: number): void {
+    const space = data.indexOf(' ', at);
+    let mask = -1;
+    if (space > at && space < nl) {
+      if (space - at === this.lastField.length && data.startsWith(this.lastField, at)) mask = this.lastMask;
+      else {
+        const field = data.slice(at, space);
+        if (FLAGS_FIELD.test(field)) {
+          this.lastField = field;
+          this.lastMask = mask = flagsMask(field);
+        }
+      }
+    }
+    while (this.next < this.count) {
+      const k = this.next++;
+      const path = this.pathAt(k);
+      if (mask >= 0 && nl - space - 1 === path.length && data.startsWith(path, space + 1)) {
+        this.onFlags(k, mask);
+        return;
+      }
+      this.failed.push(k);
+    }
+  }
+}
+
+/** Bytes of paths written to lsattr's input at a time. */
+const INPUT_CHUNK = 64 * 1024;
+
+const xargsEnv = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' });
+
+/**
+ * Run lsattr over `count` paths through xargs, writing the paths to its stdin a
+ * chunk at a time and handing its stdout to `onStdout` as it arrives; resolves
+ * with its stderr (kept whole: one line per failed path) and exit code, or
+ * rejects when xargs cannot be started. Output beyond what `count` paths can
+ * explain stops it (it is killed).
+ */
+function runLsattr(
+  count: number,
+  pathAt: (k: number) => string,
+  onStdout: (text: string) => void,
+): Promise<{ stderr: string; code: number | null }> {
+  let input = 0;
+  for (let k = 0; k < count; k++) input += pathAt(k).length;
+  const cap = count * OUTPUT_BYTES_PER_PATH + input * 3;
+  return new Promise((resolve, reject) => {
+    const child = spawn('xargs', ['-0', '-r', 'lsattr', '-d', '--'], { stdio: ['pipe', 'pipe', 'pipe'], env: xargsEnv() });
+    const err: Buffer[] = [];
+    let bytes = 0;
+    const within = (chunk: Buffer): boolean => {
+      bytes += chunk.length;
+      // More than every path could explain: something else writes there; stop reading it.
+      if (bytes > cap) child.kill('SIGKILL');
+      return bytes <= cap;
+    };
+    const decoder = new StringDecoder('utf8');
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (within(chunk)) onStdout(decoder.write(chunk));
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (within(chunk)) err.push(chunk);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      onStdout(decoder.end());
+      resolve({ stderr: Buffer.concat(err).toString('utf8'), code });
+    });
+    void writePaths(child.stdin, count, pathAt);
+  });
+}
+
+/** Write the paths NUL-terminated to `stdin` a chunk at a time, waiting while the pipe is full; then close it. */
+async function writePaths(stdin: Writable, count: number, pathAt: (k: number) => string): Promise<void> {
+  // Gone early (killed, or xargs missing): its exit says why; writing stops.
+  let gone = false;
+  let wake: (() => void) | null = null;
+  const stop = (): void => {
+    gone = true;
+    wake?.();
+  };
+  stdin.on('error', stop);
+  stdin.on('close', stop);
+  let chunk = '';
+  for (let k = 0; k < count && !gone; k++) {
+    chunk += `${pathAt(k)}\0`;
+    if (chunk.length < INPUT_CHUNK && k < count - 1) continue;
+    const more = stdin.write(chunk);
+    chunk = '';
+    if (!more && !gone) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        stdin.once('drain', resolve);
+      });
+      stdin.removeAllListeners('drain');
+      wake = null;
+    }
+  }
+  if (!gone) stdin.end();
+}
+
+/** Flags by index into the paths given, and why the others were not read. */
+export interface FlagsRun {
+  /** errno code (`ENOTTY`, `EOPNOTSUPP`, ...) or lsattr's message, per path index not read. */
+  errors: Map<number, string>;
+  /** Set when lsattr could not be run at all (then no path has flags). */
+  missing: FlagsFailure;
+}
+
+/**
+ * Read the inode flags of `count` paths (absolute paths on disk of regular files
+ * and folders; `pathAt(i)` is the i-th). `onFlags(i, mask)` is called for each path
+ * read, as lsattr's output arrives; resolves with the reasons of the others, and
+ * `missing` set when lsattr could not be run at all (then no path has flags).
+ */
+export async function readFlagsEach(count: number, pathAt: (i: number) => string, onFlags: (i: number, mask: number) => void): Promise<FlagsRun> {
+  const result: FlagsRun = { errors: new Map(), missing: null };
+  // A path with a newline would make lsattr's output ambiguous: it gets a run of its own.
+  const odd: number[] = [];
+  for (let i = 0; i < count; i++) if (pathAt(i).includes('\n')) odd.push(i);
+  // The k-th plain path is the i-th path, skipping the odd ones (usually none).
+  const plainCount = count - odd.length;
+  let plainIndex: (k: number) => number = (k) => k;
+  if (odd.length > 0) {
+    const skip = new Set(odd);
+    const map = new Int32Array(plainCount);
+    for (let i = 0, k = 0; i < count; i++) if (!skip.has(i)) map[k++] = i;
+    plainIndex = (k) => map[k] as number;
+  }
+  const runs: { plain: boolean; count: number; index: (k: number) => number }[] = [{ plain: true, count: plainCount, index: plainIndex }];
+  for (const i of odd) runs.push({ plain: false, count: 1, index: () => i });
+  for (const run of runs) {
+    if (run.count === 0) continue;
+    const pathOf = (k: number): string => pathAt(run.index(k));
+    const lines = !run.plain ? null : new LsattrLines(run.count, pathOf, (k, mask) => onFlags(run.index(k), mask));
+    let stdout = '';
+    let output: { stderr: string; code: number | null };
     try {
-      output = await runLsattr(names);
+      output = await runLsattr(run.count, pathOf, lines ? (text) => lines.push(text) : (text) => (stdout += text));
     } catch (err) {
       const code = err && typeof err === 'object' && 'code' in err ? String((err as { code: unknown }).code) : 'EIO';
       result.missing = code === 'ENOENT' ? 'xargs not found (install findutils to record inode flags)' : `xargs could not be run (${code})`;
@@ -186,21 +317,32 @@ export async function readFlags(paths: readonly string[]): Promise<FlagsResult &
     // xargs: 127 the command was not found, 126 it could not be run.
     if (output.code === 127 || output.code === 126) {
       result.missing = output.code === 127 ? 'lsattr not found (install e2fsprogs to record inode flags)' : 'lsattr could not be run';
-      result.flags.fill(-1);
       result.errors.clear();
       return result;
     }
-    const parsed = parseLsattr(names, output.stdout, output.stderr);
-    if (names === paths) {
-      result.flags = parsed.flags;
-      result.errors = parsed.errors;
+    if (lines) {
+      lines.end();
+      for (const k of lines.failed) result.errors.set(run.index(k), reasonFor(output.stderr, pathOf(k)));
       continue;
     }
-    indexes.forEach((i, k) => {
-      result.flags[i] = parsed.flags[k] as number;
-      const e = parsed.errors.get(k);
-      if (e !== undefined) result.errors.set(i, e);
-    });
+    const parsed = parseLsattr([pathOf(0)], stdout, output.stderr);
+    const mask = parsed.flags[0] as number;
+    if (mask >= 0) onFlags(run.index(0), mask);
+    else result.errors.set(run.index(0), parsed.errors.get(0) ?? 'not read by lsattr');
   }
   return result;
+}
+
+/**
+ * Read the inode flags of `paths` (absolute paths on disk of regular files and
+ * folders). Resolves with flags and errors by index into `paths`, and `missing`
+ * set when lsattr could not be run at all (then no path has flags).
+ */
+export async function readFlags(paths: readonly string[]): Promise<FlagsResult & { missing: FlagsFailure }> {
+  const flags = new Int32Array(paths.length).fill(-1);
+  const run = await readFlagsEach(paths.length, (i) => paths[i] as string, (i, mask) => {
+    flags[i] = mask;
+  });
+  if (run.missing !== null) flags.fill(-1);
+  return { flags, errors: run.errors, missing: run.missing };
 }

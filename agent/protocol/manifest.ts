@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ExpectRuleSchema, IgnoreRuleSchema, WatchRuleSchema } from './rules.js';
+import { MAX_ACL_ENTRIES, MAX_XATTRS } from './file-limits.js';
 
 /**
  * The shape of a manifest (`drift.manifest/v1`), declared once here; the TypeScript
@@ -94,10 +95,7 @@ export type PackageEntry = z.infer<typeof PackageEntrySchema>;
 
 export const FILE_TYPES = ['file', 'dir', 'symlink', 'other'] as const;
 
-/** Extended attributes recorded per path at most (the collector lists the rest as unread). */
-export const MAX_XATTRS = 64;
-/** POSIX ACL entries per ACL at most (a real one has a handful; the kernel allows ~8,000). */
-export const MAX_ACL_ENTRIES = 256;
+export { MAX_ACL_ENTRIES, MAX_XATTRS };
 export type FileType = (typeof FILE_TYPES)[number];
 
 /**

@@ -100,3 +100,28 @@ t.test('hard links are one record, and each path hits it', async (t) => {
   t.equal(lookup(b, file), SHA);
   t.notOk(b.dirty);
 });
+
+t.test('records whose inodes share their low 32 bits, or devices and inodes that hash alike, are each found', async (t) => {
+  const { state } = setup(t);
+  // Stat fields in the record layout, made up: dev, ino, size, mtimeNs, ctimeNs.
+  const stampOf = (dev: bigint, ino: bigint, ctime = 1_000_000_000n): DataView => {
+    const v = new DataView(new ArrayBuffer(40));
+    [dev, ino, 7n, 1_000_000_000n, ctime].forEach((n, i) => v.setBigUint64(i * 8, n, true));
+    return v;
+  };
+  const stamps: DataView[] = [];
+  // 3,000 inodes equal in their low 32 bits (one probe chain), and 3,000 ordinary ones on two devices.
+  for (let k = 0n; k < 3000n; k++) stamps.push(stampOf(2049n, (k << 32n) | 12n));
+  for (let k = 0n; k < 3000n; k++) stamps.push(stampOf(k % 2n === 0n ? 2049n : 66306n, 1000n + k));
+  const sha = (i: number): string => i.toString(16).padStart(64, '0');
+  const first = StatCache.empty('/', later());
+  stamps.forEach((s, i) => first.record(first.stageStamp(s, 0, 1), sha(i)));
+  first.save(state);
+  const second = StatCache.load(state, '/', later());
+  t.equal(second.loadedCount, stamps.length);
+  const wrong = stamps.map((s, i) => (second.lookupStamp(s, 0) === sha(i) ? -1 : i)).filter((i) => i >= 0);
+  t.same(wrong, [], 'every record found with its own sha256');
+  t.equal(second.lookupStamp(stampOf(2049n, (3000n << 32n) | 12n), 0), undefined, 'an inode of the chain never stored misses');
+  t.equal(second.lookupStamp(stampOf(2050n, 1000n), 0), undefined, 'the same inode on another device misses');
+  t.equal(second.lookupStamp(stampOf(2049n, 12n, 2_000_000_000n), 0), undefined, 'a stored inode whose ctime moved misses');
+});

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getAttributeSync, listAttributesSync, setAttributeSync } from '@napi-rs/xattr';
 import { MAX_ACL_ENTRIES, MAX_XATTRS, decodeAcl, decodeCaps, decodeXattrs, readXattrs, selinuxLabel, xattrErrno } from '../../../agent/collectors/attrs.js';
-import { flagsMask, flagsText, parseLsattr, readFlags } from '../../../agent/collectors/flags.js';
+import { LsattrLines, flagsMask, flagsText, parseLsattr, readFlags } from '../../../agent/collectors/flags.js';
+import { StringDecoder } from 'node:string_decoder';
 import { createFilesCollector, deviceText } from '../../../agent/collectors/files.js';
 import { FileEntrySchema } from '../../../agent/protocol/manifest.js';
 import { emptyRuleSet } from '../../../agent/protocol/rules.js';
@@ -124,6 +125,34 @@ t.test('lsattr output is matched to the paths it was given, whatever their names
   const forged = parseLsattr(['/a', '/a\n----i--- /b'], '----i---------e------- /a\n----i---- /b\n', '');
   t.equal(forged.flags[1], -1, 'a later line that only starts with the name is not its line');
 
+  t.test('matched as it arrives: any split of the output gives what the whole output gives', async (t) => {
+    const names = ['/a', '/a b', '/gone', '/x/dev', '/é/ü', '/last'];
+    const out = '----i---------e------- /a\n-----a--------e------- /a b\n---------------------- /é/ü\n--------------e------- /last\n';
+    const whole = parseLsattr(names, out, '');
+    const bytes = Buffer.from(out, 'utf8');
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const got = new Int32Array(names.length).fill(-1);
+      const lines = new LsattrLines(names.length, (k) => names[k] as string, (k, mask) => {
+        got[k] = mask;
+      });
+      // Split on a byte boundary, as a pipe may (inside a UTF-8 sequence too).
+      const decoder = new StringDecoder('utf8');
+      lines.push(decoder.write(bytes.subarray(0, cut)));
+      lines.push(decoder.write(bytes.subarray(cut)));
+      lines.push(decoder.end());
+      lines.end();
+      if (!t.same([...got], [...whole.flags], `split at byte ${cut}`)) break;
+      t.same(lines.failed, [2, 3], `split at byte ${cut}: the unanswered paths`);
+    }
+    // A line only starting like the expected path, a partial last line and a forged field answer nothing.
+    const got: number[] = [];
+    const lines = new LsattrLines(3, (k) => ['/a', '/b', '/c'][k] as string, (k) => got.push(k));
+    lines.push('----i--- /ab\n-x-!---- /b\n----i--- /c');
+    lines.end();
+    t.same(got, [], 'no path answered');
+    t.same(lines.failed, [0, 1, 2]);
+  });
+
   t.test('against lsattr on real files, with a newline in a name', async (t) => {
     const dir = tempDir(t);
     const plain = join(dir, 'plain');
@@ -136,6 +165,20 @@ t.test('lsattr output is matched to the paths it was given, whatever their names
     t.same([...result.flags], [flagsMask('i'), flagsMask('a'), 0]);
     t.equal(result.missing, null);
   });
+});
+
+t.test('lsattr over more paths than a pipe holds: every path answered in order, failures by name', async (t) => {
+  const dir = tempDir(t);
+  // 3,000 names of ~120 bytes: ~360 KB of input and of output, many pipe buffers each way.
+  const paths = Array.from({ length: 3000 }, (_, i) => join(dir, `${String(i).padStart(5, '0')}-${'x'.repeat(110)}`));
+  for (const p of paths) writeFileSync(p, '');
+  execFileSync('chattr', ['+d', paths[1500] as string]);
+  rmSync(paths[2999] as string);
+  const result = await readFlags([...paths, join(dir, 'never-made')]);
+  t.equal(result.missing, null);
+  t.equal(result.flags[1500], flagsMask('d'), 'the flagged file in the middle');
+  t.equal([...result.flags.subarray(0, 2999)].filter((m) => m === 0).length, 2998, 'every other file read, none set');
+  t.same([...result.errors], [[2999, 'ENOENT'], [3000, 'ENOENT']], 'the missing paths, with their reason');
 });
 
 t.test('device numbers as c/b MAJOR:MINOR, large numbers included', async (t) => {
