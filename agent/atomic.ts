@@ -38,8 +38,15 @@ export class AtomicFile {
     while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
   }
 
-  /** Give the mode, fsync, rename over the target, fsync the folder. Throws the fs error (the temp file is then removed). */
-  commit(): void {
+  /**
+   * Give the mode, fsync, rename over the target, fsync the folder. Throws the fs error (the temp file is then removed).
+   * `to` names another target in the same folder (a content-addressed file whose name is known only once written).
+   */
+  commit(to: string = this.path): void {
+    if (dirname(to) !== dirname(this.path)) {
+      this.abort();
+      throw new Error(`atomic write of ${this.path} cannot be committed to ${to}: another folder`);
+    }
     try {
       fchmodSync(this.fd, this.mode);
       fsyncSync(this.fd);
@@ -49,7 +56,7 @@ export class AtomicFile {
       throw err;
     }
     try {
-      renameSync(this.temp, this.path);
+      renameSync(this.temp, to);
     } catch (err) {
       rmSync(this.temp, { force: true });
       throw err;

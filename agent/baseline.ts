@@ -8,7 +8,7 @@ import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, ImageStamp, Manifest, Scope } from './protocol/manifest.js';
 import type { RuleSet } from './protocol/rules.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
-import { signBaseline, signedBytes } from './sign.js';
+import { signBaseline, signedPieces } from './sign.js';
 import { writeFileAtomic } from './atomic.js';
 
 /**
@@ -17,7 +17,9 @@ import { writeFileAtomic } from './atomic.js';
  */
 export function baselineDigest(baseline: Manifest | Baseline): Digest {
   // One helper defines what is signed and what is digested: they must never differ.
-  return `sha256:${createHash('sha256').update(signedBytes(baseline)).digest('hex')}` as Digest;
+  const hash = createHash('sha256');
+  for (const piece of signedPieces(baseline)) hash.update(piece);
+  return `sha256:${hash.digest('hex')}` as Digest;
 }
 
 /** The largest baked baseline an agent reads (a host's file is hostile input). */

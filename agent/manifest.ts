@@ -1,6 +1,6 @@
 import { computeDigests } from './protocol/digests.js';
 import { compareUnread } from './protocol/unread.js';
-import { MANIFEST_SCHEMA, type HostInfo, type Manifest, type SectionName, type Sections, type Unread } from './protocol/manifest.js';
+import { MANIFEST_SCHEMA, type FileEntry, type HostInfo, type Manifest, type SectionName, type Sections, type Unread } from './protocol/manifest.js';
 import type { CollectContext } from './collectors/contract.js';
 import { filesCollector } from './collectors/files.js';
 import { packagesCollector } from './collectors/packages/index.js';
@@ -18,22 +18,29 @@ export { computeDigests };
 export async function collectManifest(ctx: CollectContext, host: HostInfo, now: Date = new Date()): Promise<Manifest> {
   const wanted = (s: SectionName): boolean => ctx.sections === undefined || ctx.sections.includes(s);
   // The packages collector also names each file's owner: it runs for files alone too.
-  const [packagesRead, files, processes, ports] = await Promise.all([
+  // The files collector runs alone, after the others: its walk, stat cache and hash
+  // workers are the largest transient memory of a scan, and the package lists, /proc
+  // and the sockets are read before it rather than beside it, so their transient
+  // memory (list texts, /proc reads) is gone when it starts.
+  const [packagesRead, processes, ports] = await Promise.all([
     wanted('packages') || wanted('files') ? packagesCollector.collect(ctx) : null,
-    wanted('files') ? filesCollector.collect(ctx) : null,
     ctx.proc && wanted('processes') ? processesCollector.collect(ctx) : null,
     ctx.proc && wanted('ports') ? portsCollector.collect(ctx) : null,
   ]);
   const packages = packagesRead && wanted('packages') ? packagesRead : null;
-  if (packagesRead?.owners && files) {
-    const owners = packagesRead.owners;
-    for (const [path, entry] of Object.entries(files.entries)) {
+  let owners = packagesRead?.owners ?? null;
+  if (packagesRead) delete packagesRead.owners;
+  const files = wanted('files') ? await filesCollector.collect(ctx) : null;
+  if (owners && files) {
+    for (const path in files.entries) {
       const owner = owners.get(path);
       if (!owner) continue;
+      const entry = files.entries[path] as FileEntry;
       entry.owner = owner.owner;
       if (owner.conffile) entry.conffile = true;
     }
   }
+  owners = null;
   const sections: Partial<Sections> = {};
   if (packages) sections.packages = packages.entries;
   if (files) sections.files = files.entries;

@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { open, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { canonicalJson } from './protocol/canonical.js';
+import { canonicalJson, canonicalPieces } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
 import type { Baseline, Manifest, Signature } from './protocol/manifest.js';
 import type { SignatureCheck } from './protocol/finding.js';
@@ -91,8 +91,17 @@ export function parsePublicKey(pem: string, where: string): KeyObject {
 
 /** The bytes a baseline signature covers: the canonical manifest without its signature. */
 export function signedBytes(baseline: Manifest | Baseline): Buffer {
+  return Buffer.from(canonicalJson(unsigned(baseline)));
+}
+
+/** The same bytes as signedBytes, as canonical JSON text in pieces (to hash a baseline of tens of MB without holding its text). */
+export function signedPieces(baseline: Manifest | Baseline): Generator<string, void, undefined> {
+  return canonicalPieces(unsigned(baseline));
+}
+
+function unsigned(baseline: Manifest | Baseline): Manifest {
   const { signature: _omit, ...manifest } = baseline as Baseline;
-  return Buffer.from(canonicalJson(manifest));
+  return manifest;
 }
 
 export function signBaseline(manifest: Manifest, key: KeyObject): Baseline {

@@ -39,9 +39,98 @@ export function sortedJson(value: unknown): string {
   }
 }
 
-/** `sha256:<hex>` of the canonical JSON of a value. */
+/** `sha256:<hex>` of the canonical JSON of a value, hashed piece by piece (see canonicalPieces). */
 export function digestOf(value: unknown): Digest {
-  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}` as Digest;
+  const hash = createHash('sha256');
+  for (const piece of canonicalPieces(value)) hash.update(piece);
+  return `sha256:${hash.digest('hex')}` as Digest;
+}
+
+/** Members above which an object or array is written member by member rather than copied whole. */
+const SPLIT_MEMBERS = 64;
+/** Levels below the top whose objects and arrays are always written member by member. */
+const SPLIT_DEPTH = 3;
+/** Characters gathered before a piece is handed out. */
+const PIECE_CHARS = 64 * 1024;
+
+/**
+ * The canonical JSON of a value (the same text as canonicalJson), handed out in
+ * pieces of about `pieceChars` characters, so that a manifest of a live host (over
+ * 16 MiB of JSON) can be hashed, gzipped or written without holding its whole text,
+ * nor a sorted copy of its hundreds of thousands of entries: the first levels and any
+ * object or array of more than SPLIT_MEMBERS members are walked member by member,
+ * anything else is written by canonicalJson at once. Do not change the value while iterating.
+ */
+export function* canonicalPieces(value: unknown, pieceChars: number = PIECE_CHARS): Generator<string, void, undefined> {
+  const out: PieceBuffer = { parts: [], size: 0, limit: pieceChars };
+  yield* splitPieces(value === undefined ? null : value, out, 0);
+  if (out.parts.length > 0) yield out.parts.join('');
+}
+
+interface PieceBuffer { parts: string[]; size: number; limit: number }
+
+/**
+ * True when a value is written member by member: any object or array in the first
+ * SPLIT_DEPTH levels (a manifest, a report body and their sections: a large value
+ * hides below a few small ones), and any with more than SPLIT_MEMBERS members.
+ */
+function splits(value: unknown, depth: number): value is object {
+  if (value === null || typeof value !== 'object') return false;
+  if (depth < SPLIT_DEPTH) return true;
+  if (Array.isArray(value)) return value.length > SPLIT_MEMBERS;
+  // Counted without listing the keys: every entry of a manifest passes here.
+  let n = 0;
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue;
+    if (++n > SPLIT_MEMBERS) return true;
+  }
+  return false;
+}
+
+/**
+ * Write one value into `out`, yielding a piece whenever `out` holds `limit` characters.
+ * Recursion only for the members that are split themselves (a manifest's sections): a
+ * small member is written in place by canonicalJson, without a generator of its own.
+ */
+function* splitPieces(value: unknown, out: PieceBuffer, depth: number): Generator<string, void, undefined> {
+  if (!splits(value, depth)) {
+    const text = canonicalJson(value);
+    out.parts.push(text);
+    out.size += text.length;
+    return;
+  }
+  const arr = Array.isArray(value) ? (value as readonly unknown[]) : null;
+  const obj = value as Record<string, unknown>;
+  const keys = arr ? null : Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const count = arr ? arr.length : (keys as string[]).length;
+  out.parts.push(arr ? '[' : '{');
+  for (let i = 0; i < count; i++) {
+    if (out.size >= out.limit) {
+      yield out.parts.join('');
+      out.parts = [];
+      out.size = 0;
+    }
+    let member: unknown;
+    if (arr) {
+      member = arr[i];
+      if (member === undefined) member = null;
+      if (i > 0) out.parts.push(',');
+    } else {
+      const k = (keys as string[])[i] as string;
+      const key = JSON.stringify(k);
+      out.parts.push(i > 0 ? `,${key}:` : `${key}:`);
+      out.size += key.length;
+      member = obj[k];
+    }
+    if (splits(member, depth + 1)) {
+      yield* splitPieces(member, out, depth + 1);
+    } else {
+      const text = canonicalJson(member);
+      out.parts.push(text);
+      out.size += text.length;
+    }
+  }
+  out.parts.push(arr ? ']' : '}');
 }
 
 const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;

@@ -1,10 +1,10 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { promisify } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { gzip as gzipCb } from 'node:zlib';
 import { z } from 'zod';
 import { DriftError, errnoOf } from '../protocol/errors.js';
+import { canonicalPieces } from '../protocol/canonical.js';
+import { gzipPieces } from './gzip.js';
 import { REPORT_REQUEST_SCHEMA, SECTIONS, type Baseline, type SectionName } from '../protocol/manifest.js';
 import { readSecretFile as readSecret } from '../secret.js';
 import { EnrollResponseSchema, ReportResponseSchema, type EnrollRequest, type ReportRequest } from '../protocol/wire.js';
@@ -19,7 +19,6 @@ import { EnrollResponseSchema, ReportResponseSchema, type EnrollRequest, type Re
  * DriftError saying what went wrong and what to do.
  */
 
-const gzip = promisify(gzipCb);
 
 /** Schema name of a report request body. */
 export { REPORT_REQUEST_SCHEMA };
@@ -105,6 +104,30 @@ export function apiUrl(base: string, path: string): URL {
   return url;
 }
 
+/**
+ * A request body as canonical JSON, gzipped when it is longer than `gzipAbove` bytes.
+ * A full report of a live host is over 16 MiB of JSON: it is serialised and
+ * compressed piece by piece, so only the gzip output (a few MiB) is held whole.
+ * Canonical, so a clean host's sections arrive byte for byte as their baseline's
+ * (the collector then recognises them by one sha256, server/http/sections.ts).
+ */
+export async function encodeBody(body: unknown, gzipAbove: number): Promise<{ payload: Buffer; gzipped: boolean }> {
+  const pieces = canonicalPieces(body);
+  const head: string[] = [];
+  let bytes = 0;
+  for (let r = pieces.next(); !r.done; r = pieces.next()) {
+    head.push(r.value);
+    bytes += Buffer.byteLength(r.value);
+    if (bytes > gzipAbove) {
+      const chunks: Buffer[] = [];
+      const rest = function* (): Generator<string, void, undefined> { yield* head.splice(0); yield* pieces; };
+      await gzipPieces(rest(), (chunk) => chunks.push(chunk));
+      return { payload: Buffer.concat(chunks), gzipped: true };
+    }
+  }
+  return { payload: Buffer.from(head.join('')), gzipped: false };
+}
+
 /** Bytes sent in the last request (compressed when gzip applied); for tests and logs. */
 export interface SendStats { requestBytes: number; responseBytes: number }
 
@@ -120,12 +143,10 @@ async function send(
   if (token !== null) headers.authorization = `Bearer ${token}`;
   let payload: Buffer | null = null;
   if (body !== undefined) {
-    payload = Buffer.from(JSON.stringify(body));
+    const encoded = await encodeBody(body, opts.gzipAbove ?? 1024);
+    payload = encoded.payload;
     headers['content-type'] = 'application/json';
-    if (payload.length > (opts.gzipAbove ?? 1024)) {
-      payload = await gzip(payload);
-      headers['content-encoding'] = 'gzip';
-    }
+    if (encoded.gzipped) headers['content-encoding'] = 'gzip';
     headers['content-length'] = String(payload.length);
   }
   if (stats) stats.requestBytes = payload?.length ?? 0;

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { z } from 'zod';
-import { canonicalJson } from '../protocol/canonical.js';
+import { canonicalPieces } from '../protocol/canonical.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import { HostInfoSchema, ManifestSchema, type HostInfo, type Manifest } from '../protocol/manifest.js';
-import { writeFileAtomic } from '../atomic.js';
+import { AtomicFile, writeFileAtomic } from '../atomic.js';
+import { gzipPieces } from './gzip.js';
 import { HashError, REASONS, readFileChecked } from '../hash.js';
 
 /**
@@ -114,6 +115,69 @@ export class Spool {
     this.maxBytes = maxBytes;
   }
 
+  /**
+   * The report this spool last stored, as it was given: `get` answers it without
+   * inflating and parsing its manifest again (the agent sends what it has just
+   * spooled; a live host's manifest is tens of MB once parsed).
+   */
+  private recent: { entry: SpoolEntry; stamp: string } | null = null;
+
+  /** Identity of a report's two files as they are now (inode, size, mtime), or null when one cannot be stat'ed. */
+  private async stampOf(entryFile: string, blob: string): Promise<string | null> {
+    try {
+      const parts: string[] = [];
+      for (const name of [entryFile, blobName(blob)]) {
+        const st = await lstat(join(this.dir, name), { bigint: true });
+        parts.push(`${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.isFile()}`);
+      }
+      return parts.join('|');
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Store a manifest (without host and collection time) as `m-<sha256>.json.gz`:
+   * its canonical JSON is hashed and gzipped piece by piece into a temporary file,
+   * which is renamed to its content's name, or dropped when a blob of that content
+   * is already there. Returns the sha256.
+   */
+  private async writeBlob(manifest: Manifest): Promise<string> {
+    const { host: _h, collectedAt: _c, ...rest } = manifest;
+    const hash = createHash('sha256');
+    const pending = join(this.dir, 'm-pending.json.gz');
+    let file: AtomicFile;
+    try {
+      file = AtomicFile.create(pending, 0o600);
+    } catch (err) {
+      throw new DriftError('DRIFT_ERR_IO', `cannot write a spool file in ${this.dir}: ${errnoOf(err)}; check the free space and permissions of the folder`, { cause: err });
+    }
+    let sha: string;
+    try {
+      await gzipPieces(canonicalPieces(rest), (chunk) => file.write(chunk), (piece) => hash.update(piece));
+      sha = hash.digest('hex');
+    } catch (err) {
+      file.abort();
+      throw new DriftError('DRIFT_ERR_IO', `cannot write a spool file in ${this.dir}: ${errnoOf(err)}; check the free space and permissions of the folder`, { cause: err });
+    }
+    const blobPath = join(this.dir, blobName(sha));
+    try {
+      await access(blobPath);
+      file.abort();
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') {
+        file.abort();
+        throw new DriftError('DRIFT_ERR_IO', `cannot check spool file ${blobPath}: ${errnoOf(err)}`, { cause: err });
+      }
+      try {
+        file.commit(blobPath);
+      } catch (err2) {
+        throw new DriftError('DRIFT_ERR_IO', `cannot write ${blobPath}: ${errnoOf(err2)}; check the free space and permissions of the folder`, { cause: err2 });
+      }
+    }
+    return sha;
+  }
+
   private async ensureDir(): Promise<void> {
     try { await mkdir(this.dir, { recursive: true, mode: 0o700 }); } catch (err) {
       throw new DriftError('DRIFT_ERR_IO', `cannot create spool folder ${this.dir}: ${errnoOf(err)}`, { cause: err });
@@ -160,18 +224,11 @@ export class Spool {
    */
   async put(entry: SpoolEntry): Promise<number[]> {
     await this.ensureDir();
-    const { host: _h, collectedAt: _c, ...rest } = entry.manifest;
-    const blobText = canonicalJson(rest);
-    const sha = createHash('sha256').update(blobText).digest('hex');
-    const blobPath = join(this.dir, blobName(sha));
-    try {
-      await access(blobPath);
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') throw new DriftError('DRIFT_ERR_IO', `cannot check spool file ${blobPath}: ${errnoOf(err)}`, { cause: err });
-      await writeFileAtomic(blobPath, gzipSync(blobText), 0o600);
-    }
+    const sha = await this.writeBlob(entry.manifest);
     const file: EntryFile = { seq: entry.seq, collectedAt: entry.collectedAt, host: entry.host, role: entry.role, blob: sha };
     await writeFileAtomic(join(this.dir, entryName(entry.seq, sha)), `${JSON.stringify(file)}\n`, 0o600);
+    const stamp = await this.stampOf(entryName(entry.seq, sha), sha);
+    this.recent = stamp === null ? null : { entry, stamp };
 
     const entries = await this.list();
     const drop = entries.slice(0, Math.max(0, entries.length - this.max));
@@ -217,6 +274,8 @@ export class Spool {
   async get(seq: number): Promise<SpoolEntry | null> {
     const e = (await this.list()).find((x) => x.seq === seq);
     if (!e) return null;
+    // The report just stored, when its files are still the ones written: no need to read them back.
+    if (this.recent?.entry.seq === seq && e.blob !== null && (await this.stampOf(e.name, e.blob)) === this.recent.stamp) return this.recent.entry;
     let path = join(this.dir, e.name);
     let blobFile: string | null = null;
     try {
@@ -272,6 +331,7 @@ export class Spool {
   /** Remove a report (delivered or refused for good) and its manifest when no other report needs it. */
   async remove(seq: number): Promise<void> {
     const entries = await this.list();
+    if (this.recent?.entry.seq === seq) this.recent = null;
     const gone = entries.filter((e) => e.seq === seq);
     const rest = entries.filter((e) => e.seq !== seq);
     for (const e of gone) await this.removeListed(e, rest);

@@ -117,3 +117,22 @@ t.test('a stat cache planted in a folder others can write is not believed', asyn
   await new Promise((resolve) => setImmediate(resolve));
   t.match(warnings.join('\n'), /not using the cache in state folder .*writable by everyone/);
 });
+
+t.test('AtomicFile.commit(to): a content-named file is put in place under its name; another folder is refused', async (t) => {
+  const { AtomicFile } = await import('../../agent/atomic.js');
+  const { mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'drift-atomic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const f = AtomicFile.create(join(dir, 'pending'), 0o600);
+  f.write('hello');
+  f.commit(join(dir, 'm-abc'));
+  t.same(readdirSync(dir), ['m-abc'], 'only the named file, no temp left');
+  t.equal(readFileSync(join(dir, 'm-abc'), 'utf8'), 'hello');
+  mkdirSync(join(dir, 'sub'));
+  const g = AtomicFile.create(join(dir, 'pending'), 0o600);
+  g.write('x');
+  t.throws(() => g.commit(join(dir, 'sub', 'm-def')), /another folder/);
+  t.same(readdirSync(dir).sort(), ['m-abc', 'sub'], 'the refused write left no temp file');
+});

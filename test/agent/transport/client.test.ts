@@ -7,8 +7,9 @@ import { gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { backoffDelay, CollectorClient, fetchFleet, fetchHost, pushBaseline, readSecretFile, REPORT_REQUEST_SCHEMA, type ReportRequest } from '../../../agent/transport/client.js';
 import { MANIFEST_SCHEMA, type Baseline } from '../../../agent/protocol/manifest.js';
+import { canonicalJson } from '../../../agent/protocol/canonical.js';
 
-interface Seen { method: string; url: string; auth: string | undefined; encoding: string | undefined; body: unknown; rawBytes: number }
+interface Seen { method: string; url: string; auth: string | undefined; encoding: string | undefined; body: unknown; rawBytes: number; text: string }
 
 /** A local HTTP server whose answer each test sets; records what it received. */
 async function server(t: { teardown(fn: () => unknown): void }, answer: (req: IncomingMessage, res: ServerResponse, seen: Seen) => void): Promise<{ url: string; seen: Seen[] }> {
@@ -19,7 +20,7 @@ async function server(t: { teardown(fn: () => unknown): void }, answer: (req: In
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
       const text = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
-      const s: Seen = { method: req.method ?? '', url: req.url ?? '', auth: req.headers.authorization, encoding: req.headers['content-encoding'], body: text ? JSON.parse(text) : null, rawBytes: raw.length };
+      const s: Seen = { method: req.method ?? '', url: req.url ?? '', auth: req.headers.authorization, encoding: req.headers['content-encoding'], body: text ? JSON.parse(text) : null, rawBytes: raw.length, text };
       seen.push(s);
       answer(req, res, s);
     });
@@ -62,6 +63,25 @@ t.test('reports travel with the bearer key, gzip-compressed when large', async (
   t.same(big?.body, report(500), 'the gzip body inflates to the report');
   t.ok((big?.rawBytes ?? 0) < JSON.stringify(report(500)).length / 3, 'and is much smaller on the wire');
   t.equal(c.lastReport.requestBytes, big?.rawBytes, 'lastReport says what went on the wire');
+  // Canonical bytes: a clean host's section is byte for byte its baseline's (the collector hashes it unparsed).
+  t.equal(small?.text, canonicalJson(report()), 'a small body is canonical JSON');
+  t.equal(big?.text, canonicalJson(report(500)), 'a large body inflates to canonical JSON');
+});
+
+t.test('a report body too large to hold twice is serialised and gzipped in pieces', async (t) => {
+  const { encodeBody } = await import('../../../agent/transport/client.js');
+  const small = await encodeBody({ b: 1, a: 'x' }, 1024);
+  t.same(small, { payload: Buffer.from('{"a":"x","b":1}'), gzipped: false });
+  // About 3.5 MB of canonical JSON, many pieces; the threshold is crossed in the first one.
+  const body = report(60_000);
+  const text = canonicalJson(body);
+  t.ok(text.length > 3_000_000, `${text.length} characters`);
+  const big = await encodeBody(body, 1024);
+  t.equal(big.gzipped, true);
+  t.equal(gunzipSync(big.payload).toString(), text, 'one gzip stream of exactly the canonical text');
+  const edge = await encodeBody({ s: 'y'.repeat(100) }, 100);
+  t.equal(edge.gzipped, true, 'a body one byte over the threshold is gzipped');
+  t.equal(gunzipSync(edge.payload).toString(), canonicalJson({ s: 'y'.repeat(100) }));
 });
 
 t.test('need is passed through; unknown section names are left out', async (t) => {

@@ -200,3 +200,40 @@ t.test('quarantine keeps only the newest files', async (t) => {
   }
   t.equal((await spool.quarantined()).length, QUARANTINE_KEEP);
 });
+
+t.test('the report just spooled is answered from memory while its files are the ones written; its blob is the gzip of its canonical JSON', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10);
+  const e = entry(5, 'fresh');
+  await spool.put(e);
+  t.equal(await spool.get(5), e, 'the same object, not read back');
+  const blob = (await readdir(dir)).find((n) => n.startsWith('m-')) as string;
+  const { gunzipSync: gunzip } = await import('node:zlib');
+  const { readFile } = await import('node:fs/promises');
+  const { canonicalJson } = await import('../../../agent/protocol/canonical.js');
+  const { host: _h, collectedAt: _c, ...rest } = e.manifest;
+  const text = gunzip(await readFile(join(dir, blob))).toString();
+  t.equal(text, canonicalJson(rest), 'one gzip stream of the canonical manifest');
+  t.equal(blob, `m-${(await import('node:crypto')).createHash('sha256').update(text).digest('hex')}.json.gz`, 'named by the sha256 of its text');
+  t.same((await readdir(dir)).filter((n) => n.includes('.tmp-')), [], 'no temporary file left');
+  // Someone replaces the blob with another manifest of the same length: the disk wins.
+  const other = entry(5, 'stale');
+  const { host: _h2, collectedAt: _c2, ...otherRest } = other.manifest;
+  await writeFile(join(dir, blob), gzipSync(canonicalJson(otherRest)));
+  const got = await spool.get(5);
+  t.not(got, e, 'read from disk once its files changed');
+  t.same(got?.manifest.files, other.manifest.files, 'and what is on disk is what is sent');
+  await spool.remove(5);
+  t.equal(await spool.get(5), null);
+});
+
+t.test('a spool that cannot be written leaves no blob nor temporary file and says where', async (t) => {
+  // A file where the spool folder should be (root ignores folder modes, so no chmod here).
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(join(dir, 'file'), 10);
+  await writeFile(join(dir, 'file'), 'not a folder');
+  await t.rejects(spool.put(entry(1)), { code: 'DRIFT_ERR_IO' });
+  t.same(await readdir(dir), ['file']);
+});
