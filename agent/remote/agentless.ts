@@ -13,7 +13,7 @@ import { readHostInfo, type IdentityReader } from '../identity.js';
 import { collectManifest } from '../manifest.js';
 import { DriftError } from '../protocol/errors.js';
 import { compareUnread } from '../protocol/unread.js';
-import type { FileEntry, FileType, Manifest, PackageEntry, SectionName, Unread } from '../protocol/manifest.js';
+import { LIMITS, type FileEntry, type FileType, type Manifest, type PackageEntry, type SectionName, type Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, RuleSet, WatchRule } from '../protocol/rules.js';
 import type { SshSession } from './ssh.js';
 
@@ -61,6 +61,10 @@ export const MAX_LISTING_BYTES = 512 * 1024 * 1024;
 const BYTES_PER_PATH = 256;
 /** The most the xattr dump may weigh per path (names and hex values of up to MAX_XATTRS attributes). */
 const XATTR_BYTES_PER_PATH = 256 * 1024;
+/** Names accepted from one SFTP folder listing (dpkg's updates/ journal holds a handful). */
+const MAX_LIST_NAMES = 100_000;
+/** Paths at least this long cannot be stat'ed on Linux (PATH_MAX): such a listed path is reported unread, as the local walk does. */
+const PATH_MAX = 4096;
 /** Files read over SFTP at once. */
 const SFTP_PARALLEL = 16;
 
@@ -160,7 +164,8 @@ export class RemoteFiles {
   list(path: string): Promise<string[]> {
     return this.slot(() => new Promise((resolve, reject) => this.sftp.readdir(path, (err, list) => {
       if (err) reject(codeError(sftpCode(err)));
-      else resolve(list.slice(0, 100_000).map((e) => e.filename).filter((n) => n !== '.' && n !== '..'));
+      else if (list.length > MAX_LIST_NAMES) reject(codeError(`more than ${MAX_LIST_NAMES} names in the folder; not read`));
+      else resolve(list.map((e) => e.filename).filter((n) => n !== '.' && n !== '..'));
     })));
   }
 
@@ -224,7 +229,7 @@ export function parseListing(out: Buffer, where: string): Listed[] {
       throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: record ${i / LIST_FIELDS + 1} of the file listing has ${what}; refused`);
     };
     const path = fields[i] as Buffer;
-    if (path.length === 0 || path[0] !== 0x2f || path.length > 4096) bad('no absolute path');
+    if (path.length === 0 || path[0] !== 0x2f) bad('no absolute path');
     const kind = f(1);
     if (!/^[fdlcbps?UDnN]$/.test(kind)) bad(`an unknown type ${JSON.stringify(kind.slice(0, 8))}`);
     const num = (k: number, name: string): number => {
@@ -353,7 +358,7 @@ async function remoteTypes(host: RemoteHost, paths: readonly string[]): Promise<
   const r = await run(host, AGENTLESS_COMMANDS.types, paths, bytes);
   const fields = splitNul(r.stdout);
   const asked = new Set(paths);
-  for (let i = 0; i + 2 < fields.length + 0 && i + 2 <= fields.length - 1; i += 3) {
+  for (let i = 0; i + 2 < fields.length; i += 3) {
     const path = (fields[i] as Buffer).toString('utf8');
     if (!asked.has(path)) continue;
     out.set(path, { kind: (fields[i + 1] as Buffer).toString('latin1'), target: (fields[i + 2] as Buffer).toString('utf8') });
@@ -494,6 +499,10 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
           continue;
         }
         key = raw.toString('utf8');
+        if (raw.length >= PATH_MAX) {
+          if (entered.has(posix.dirname(key))) unread.push({ path: key.slice(0, LIMITS.path), reason: 'ENAMETOOLONG' });
+          continue;
+        }
         const start = starts.get(key);
         if (start !== undefined) {
           scope = start;

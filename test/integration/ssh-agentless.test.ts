@@ -110,6 +110,34 @@ t.test('output past its bound is refused, not buffered', async (t) => {
   await t.rejects(session.exec('LC_ALL=C find -files0-from - -printf \'%p\\0\'', { stdin: Buffer.from('/usr\0'), maxStdout: 1024 }), { code: 'DRIFT_ERR_TOO_LARGE' });
 });
 
+t.test('with getfattr on the target: capabilities and extended attributes as a local collection reads them', async (t) => {
+  const getfattr = join(root, 'usr', 'bin', 'getfattr');
+  await copyFile('/usr/bin/getfattr', getfattr);
+  await chmod(getfattr, 0o755);
+  const capped = join(root, 'usr', 'bin', 'drift-capped');
+  await writeFile(capped, '#!/bin/sh\n', { mode: 0o755 });
+  await must('setcap', ['cap_net_raw+ep', capped]);
+  await must('setfattr', ['-n', 'user.drift', '-v', 'odd\nvalue', join(root, 'etc', 'hostname')]);
+  await must('setfacl', ['-m', 'u:1000:r', join(root, 'etc', 'issue')]);
+  t.teardown(async () => {
+    await unlink(getfattr);
+    await unlink(capped);
+    await must('setfattr', ['-x', 'user.drift', join(root, 'etc', 'hostname')]);
+    await must('setfacl', ['-b', join(root, 'etc', 'issue')]);
+  });
+  const localOut = join(work, 'xattr-baseline.json');
+  const local = await drift(['baseline', '--root', root, '--image-id', 'xattrs', '--out', localOut, '--state-dir', join(work, 'state-xattrs')]);
+  t.equal(local.code, 0, local.stderr);
+  const localBaseline = BaselineSchema.parse(JSON.parse(await readFile(localOut, 'utf8')));
+  const manifest = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] });
+  t.equal(manifest.files?.['/usr/bin/drift-capped']?.caps, 'cap_net_raw=ep', 'the capability, in getcap\'s form');
+  t.same(manifest.files?.['/etc/issue']?.acl, localBaseline.files?.['/etc/issue']?.acl, 'the ACL as locally');
+  t.ok(manifest.files?.['/etc/issue']?.acl?.includes('user:1000:r--'), 'the named ACL entry');
+  t.same(manifest.files?.['/etc/hostname']?.xattrs, localBaseline.files?.['/etc/hostname']?.xattrs, 'the user xattr as locally');
+  t.equal(manifest.digests.files, localBaseline.digests.files, 'the same files digest as a local collection');
+  t.same(manifest.unread.filter((u) => u.reason.startsWith('xattrs')), [], 'nothing unread');
+});
+
 t.test('the drifted root without drift: the same findings over SSH as a local scan', async (t) => {
   const debs = join(work, 'debs');
   await mkdir(debs);
