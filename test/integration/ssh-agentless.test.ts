@@ -110,6 +110,21 @@ t.test('output past its bound is refused, not buffered', async (t) => {
   await t.rejects(session.exec('LC_ALL=C find -files0-from - -printf \'%p\\0\'', { stdin: Buffer.from('/usr\0'), maxStdout: 1024 }), { code: 'DRIFT_ERR_TOO_LARGE' });
 });
 
+t.test('a host whose find lies is refused, and nothing outside the scope gets in', async (t) => {
+  const find = join(root, 'usr', 'bin', 'find');
+  const real = join(work, 'find.real');
+  await copyFile(find, real);
+  t.teardown(() => copyFile(real, find));
+  // A truncated record: the listing is refused whole (no manifest rather than a wrong one).
+  await writeFile(find, "#!/bin/sh\nprintf '/etc\\000f\\000'\n", { mode: 0o755 });
+  await t.rejects(collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] }), { code: 'DRIFT_ERR_MANIFEST', message: /not a multiple of 11; refused/ });
+  // Well-formed records for paths no walk reaches (a folder never asked for) are dropped.
+  await writeFile(find, "#!/bin/sh\nprintf '/srv/planted\\000f\\000644\\0000\\0000\\0001\\0001.0\\0001\\0001\\0000\\000\\000'\n", { mode: 0o755 });
+  const m = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] });
+  t.equal(m.files?.['/srv/planted'], undefined, 'a path outside every walk base is not recorded');
+  t.same(m.files, {}, 'and nothing else either');
+});
+
 t.test('with getfattr on the target: capabilities and extended attributes as a local collection reads them', async (t) => {
   const getfattr = join(root, 'usr', 'bin', 'getfattr');
   await copyFile('/usr/bin/getfattr', getfattr);
