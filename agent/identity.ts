@@ -14,33 +14,54 @@ export const IDENTITY_CAP_BYTES = 1024;
 export const IMAGE_STAMP_CAP_BYTES = 64 * 1024;
 
 /**
+ * How identity files are read: `rel` is the path inside the root (`etc/hostname`);
+ * at most `cap` bytes of a regular file, never through a symlink, FIFO or device;
+ * null only when it does not exist; otherwise an Error whose `code` says why (an
+ * errno code or a REASONS text). Local roots read with readFileChecked; an agentless
+ * scan reads the remote host's files through its SSH session.
+ */
+export type IdentityReader = (rel: string, cap: number) => Promise<Buffer | null>;
+
+/** The identity reader of a local root. */
+export function localIdentityReader(root: string): IdentityReader {
+  return async (rel, cap) => {
+    try {
+      return readFileChecked(join(root, rel), cap, { checkPath: false });
+    } catch (err) {
+      const code = err instanceof HashError ? err.code : errnoOf(err);
+      if (code === 'ENOENT') return null;
+      throw Object.assign(new Error(code), { code });
+    }
+  };
+}
+
+/**
  * The text of an identity file, read without following a symlink, without blocking
  * on a FIFO or device, and only when it is a regular file of at most `cap` bytes;
  * null only when it does not exist. Anything else is a DriftError: an identity must
  * not be guessed from a file that exists but could not be read.
  */
-function readIdentityFile(path: string, cap: number, what: string): string | null {
+async function readIdentityFile(read: IdentityReader, root: string, rel: string, cap: number, what: string): Promise<string | null> {
   try {
-    return readFileChecked(path, cap, { checkPath: false }).toString('utf8');
+    return (await read(rel, cap))?.toString('utf8') ?? null;
   } catch (err) {
-    const code = err instanceof HashError ? err.code : errnoOf(err);
-    if (code === 'ENOENT') return null;
+    const code = errnoOf(err);
     const why = code === 'ELOOP' ? 'it is a symlink, which is never followed' : code.startsWith('over the per-file') ? `larger than ${cap} bytes` : code;
-    throw new DriftError('DRIFT_ERR_IO', `cannot read ${what} ${path}: ${why}; it must be a regular file the agent can read`, { cause: err });
+    throw new DriftError('DRIFT_ERR_IO', `cannot read ${what} ${join(root, rel)}: ${why}; it must be a regular file the agent can read`, { cause: err });
   }
 }
 
-async function readTrimmed(path: string): Promise<string | null> {
-  return readIdentityFile(path, IDENTITY_CAP_BYTES, 'identity file')?.trim() ?? null;
+async function readTrimmed(read: IdentityReader, root: string, rel: string): Promise<string | null> {
+  return (await readIdentityFile(read, root, rel, IDENTITY_CAP_BYTES, 'identity file'))?.trim() ?? null;
 }
 
 /**
  * Read the image stamp of a root; null when there is none. A stamp that exists but
  * does not parse is an error: a host must never guess which image it came from.
  */
-export async function readImageStamp(root: string): Promise<ImageStamp | null> {
+export async function readImageStamp(root: string, read: IdentityReader = localIdentityReader(root)): Promise<ImageStamp | null> {
   const path = join(root, IMAGE_STAMP_PATH);
-  const text = readIdentityFile(path, IMAGE_STAMP_CAP_BYTES, 'image stamp');
+  const text = await readIdentityFile(read, root, IMAGE_STAMP_PATH, IMAGE_STAMP_CAP_BYTES, 'image stamp');
   if (text === null) return null;
   let data: unknown;
   try { data = JSON.parse(text); } catch (err) {
@@ -68,11 +89,12 @@ const NO_CLOUD = 'iid-datasource-none';
  * id. Each file is read to a small bound: a hostile or broken root cannot make the
  * agent read a huge file.
  */
-export async function readInstanceId(root: string): Promise<string | undefined> {
+export async function readInstanceId(root: string, read?: IdentityReader): Promise<string | undefined> {
   // Optional facts: a file that is absent, unreadable, not a regular file (never a symlink,
   // FIFO or device) or over the bound means "no id here".
   const small = async (rel: string, max: number): Promise<string | null> => {
     try {
+      if (read) return (await read(rel, max))?.toString('utf8').trim() ?? null;
       return readFileChecked(join(root, rel), max, { checkPath: false }).toString('utf8').trim();
     } catch { return null; }
   };
@@ -85,7 +107,7 @@ export async function readInstanceId(root: string): Promise<string | undefined> 
       if (typeof id === 'string' && id !== NO_CLOUD && INSTANCE_ID.test(id)) return id;
     } catch { /* not JSON: fall through to the asset tag */ }
   }
-  const tag = readSysfsText(join(root, 'sys/class/dmi/id/board_asset_tag'), 256);
+  const tag = read ? await small('sys/class/dmi/id/board_asset_tag', 256) : readSysfsText(join(root, 'sys/class/dmi/id/board_asset_tag'), 256);
   if (tag && EC2_INSTANCE_ID.test(tag)) return tag;
   return undefined;
 }
@@ -113,13 +135,14 @@ function readSysfsText(path: string, max: number): string | null {
  * Who a root is: hostname and machine-id from its files (the live hostname when the
  * root is `/`), and the image it was baked from, from its stamp.
  */
-export async function readHostInfo(root: string, opts: { instanceId?: string } = {}): Promise<HostInfo> {
-  // The live root's hostname is the kernel's: its etc/hostname is not needed.
-  const hostname = root === '/' ? osHostname() : ((await readTrimmed(join(root, 'etc/hostname'))) ?? '');
-  const machineId = (await readTrimmed(join(root, 'etc/machine-id'))) ?? '';
-  const stamp = await readImageStamp(root);
+export async function readHostInfo(root: string, opts: { instanceId?: string; read?: IdentityReader } = {}): Promise<HostInfo> {
+  const read = opts.read ?? localIdentityReader(root);
+  // The live root's hostname is the kernel's: its etc/hostname is not needed (a remote root's is its file).
+  const hostname = root === '/' && opts.read === undefined ? osHostname() : ((await readTrimmed(read, root, 'etc/hostname')) ?? '');
+  const machineId = (await readTrimmed(read, root, 'etc/machine-id')) ?? '';
+  const stamp = await readImageStamp(root, read);
   const info: HostInfo = { hostname, machineId };
-  const instanceId = opts.instanceId ?? await readInstanceId(root);
+  const instanceId = opts.instanceId ?? await readInstanceId(root, opts.read);
   if (instanceId) info.instanceId = instanceId;
   if (stamp) {
     info.image = { id: stamp.id, baselineDigest: stamp.baselineDigest };

@@ -1,7 +1,7 @@
 import { computeDigests } from './protocol/digests.js';
 import { compareUnread } from './protocol/unread.js';
 import { MANIFEST_SCHEMA, type FileEntry, type HostInfo, type Manifest, type SectionName, type Sections, type Unread } from './protocol/manifest.js';
-import type { CollectContext } from './collectors/contract.js';
+import type { CollectContext, Collector } from './collectors/contract.js';
 import { filesCollector } from './collectors/files.js';
 import { packagesCollector } from './collectors/packages/index.js';
 import { processesCollector } from './collectors/processes.js';
@@ -10,12 +10,19 @@ import { VERSION } from './version.js';
 
 export { computeDigests };
 
+/** Where the packages and files sections come from: the local collectors, or those of an agentless scan reading a remote host. */
+export interface ManifestSources {
+  packages: Collector<'packages'>;
+  files: Collector<'files'>;
+}
+
 /**
  * Collect every section of a root into a manifest. Processes and ports are read
  * only when a /proc is given. Files get their owning package from the packages
  * collector. Unread paths of all collectors are kept, sorted, never dropped.
  */
-export async function collectManifest(ctx: CollectContext, host: HostInfo, now: Date = new Date()): Promise<Manifest> {
+export async function collectManifest(ctx: CollectContext, host: HostInfo, now: Date = new Date(),
+  sources: ManifestSources = { packages: packagesCollector, files: filesCollector }): Promise<Manifest> {
   const wanted = (s: SectionName): boolean => ctx.sections === undefined || ctx.sections.includes(s);
   // The packages collector also names each file's owner: it runs for files alone too.
   // The files collector runs alone, after the others: its walk, stat cache and hash
@@ -23,14 +30,14 @@ export async function collectManifest(ctx: CollectContext, host: HostInfo, now: 
   // and the sockets are read before it rather than beside it, so their transient
   // memory (list texts, /proc reads) is gone when it starts.
   const [packagesRead, processes, ports] = await Promise.all([
-    wanted('packages') || wanted('files') ? packagesCollector.collect(ctx) : null,
+    wanted('packages') || wanted('files') ? sources.packages.collect(ctx) : null,
     ctx.proc && wanted('processes') ? processesCollector.collect(ctx) : null,
     ctx.proc && wanted('ports') ? portsCollector.collect(ctx) : null,
   ]);
   const packages = packagesRead && wanted('packages') ? packagesRead : null;
   let owners = packagesRead?.owners ?? null;
   if (packagesRead) delete packagesRead.owners;
-  const files = wanted('files') ? await filesCollector.collect(ctx) : null;
+  const files = wanted('files') ? await sources.files.collect(ctx) : null;
   if (owners && files) {
     for (const path in files.entries) {
       const owner = owners.get(path);

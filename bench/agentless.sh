@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # drift scan --ssh against a local drift scan --root of the same debootstrap root, over
-# loopback SSH (a real sshd whose "/" is the root, drift installed in it).
+# loopback SSH (a real sshd whose "/" is the root, drift installed in it), with that drift
+# and agentless (--agentless: the fixed find/sha256sum/lsattr commands and SFTP reads, as on a
+# host without drift).
 # Usage: bash bench/agentless.sh   (as root, from the repository root, after npx tsc; needs hyperfine, sshd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +23,6 @@ hyperfine --style basic --warmup 1 --runs "${RUNS:-5}" -i \
   -n 'local drift scan --root (cold)' "node bin/drift.js scan --root $ROOT $common --force-rehash" \
   -n 'local drift scan --root (warm stat cache)' "node bin/drift.js scan --root $ROOT $common" \
   -n 'drift scan --ssh, drift on the target' "SSH_AUTH_SOCK= node bin/drift.js scan --ssh root@127.0.0.1:$PORT --identity $KEY --known-hosts $KNOWN $common" \
+  -n 'drift scan --ssh --agentless (no drift used on the target; cold: nothing is cached anywhere)' "SSH_AUTH_SOCK= node bin/drift.js scan --ssh root@127.0.0.1:$PORT --identity $KEY --known-hosts $KNOWN --agentless $common" \
   "${sea[@]}"
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -283,7 +283,9 @@ function subset(pending: Pending, indexes: Int32Array): HashJobList {
 }
 
 /** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
-const NO_FLAGS_HERE = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
+export const NO_FLAGS_HERE: ReadonlySet<string> = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
+/** The `unread` reason at the first path (by name) of a file system without inode flags. */
+export const NO_FLAGS_REASON = 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it';
 
 /** The device numbers of a device node as `c MAJOR:MINOR` / `b MAJOR:MINOR` (glibc's major/minor split). */
 export function deviceText(mode: number, rdev: bigint): string | undefined {
@@ -645,7 +647,7 @@ class Walk {
       } else this.unread.push({ path: key, reason: `flags: ${reason}` });
     }
     for (const key of unsupported.values()) {
-      this.unread.push({ path: key, reason: 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it' });
+      this.unread.push({ path: key, reason: NO_FLAGS_REASON });
     }
   }
 

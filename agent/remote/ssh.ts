@@ -46,6 +46,12 @@ export interface SshOptions {
   timeoutMs?: number;
   /** drift on the target (default `drift`, found on the remote PATH). */
   remoteDrift?: string;
+  /**
+   * Collect without drift on the target (fixed read-only commands and SFTP reads; see
+   * agentless.ts). Without it, a target where `drift` is not found is scanned agentless
+   * too (unless `remoteDrift` names where drift should be).
+   */
+  agentless?: boolean;
 }
 
 /** What to collect: the baseline's scope (watch, ignore, expect) and the sections. */
@@ -193,6 +199,13 @@ export class SshSession {
         });
         stream.end(opts.stdin);
       });
+    });
+  }
+
+  /** An SFTP channel on this connection (for bounded reads of small files; see agentless.ts). */
+  sftp(): Promise<unknown> {
+    return this.ssh.requestSFTP().catch((err: unknown) => {
+      throw new DriftError('DRIFT_ERR_UNREACHABLE', `${this.where}: the SSH server offers no SFTP subsystem, which an agentless scan reads small files through (${err instanceof Error ? err.message : String(err)}); enable Subsystem sftp in its sshd_config, or install drift on the host`, { cause: err });
     });
   }
 
@@ -385,12 +398,13 @@ function firstLine(text: string): string {
   return (text.split('\n').find((l) => l.trim() !== '') ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
 }
 
-/** Collect with the drift installed on the target (`drift collect`, read-only). */
-async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, scan: SshScan): Promise<Manifest> {
+/** Collect with the drift installed on the target (`drift collect`, read-only); null when drift is not on its PATH. */
+async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, scan: SshScan): Promise<Manifest | null> {
   const where = session.where;
   const commands = remoteCommands(opts.remoteDrift, scan.sections);
   const version = await session.exec(commands.version, { maxStdout: 4096 });
   if (version.code === 127 || (version.code !== 0 && /not found|No such file/i.test(version.stderr))) {
+    if (opts.remoteDrift === undefined) return null;
     throw new DriftError('DRIFT_ERR_NOT_FOUND', `${where}: drift is not installed there (${commands.version}: ${firstLine(version.stderr) || `exit ${version.code}`}); `
       + `install the drift-agent package on the host${opts.remoteDrift === undefined ? ', or pass --remote-drift PATH when it is off the PATH' : ''}`);
   }
@@ -416,8 +430,9 @@ async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, sca
 
 /**
  * Collect the target's manifest over SSH, scoped by the baseline's recorded scope
- * (`scan.rules`: its watch, ignore and expect rules) and `scan.sections`. drift must
- * be installed on the target (`drift` on its PATH, or `opts.remoteDrift`).
+ * (`scan.rules`: its watch, ignore and expect rules) and `scan.sections`: with the
+ * drift installed on the target (`drift` on its PATH, or `opts.remoteDrift`), or
+ * agentless where there is none (or `opts.agentless`).
  * The whole of it, connect included, is bounded by `opts.timeoutMs`.
  */
 export async function collectOverSsh(target: SshTarget, opts: SshOptions, scan: SshScan): Promise<Manifest> {
@@ -435,7 +450,13 @@ export async function collectOverSsh(target: SshTarget, opts: SshOptions, scan: 
   const work = (async () => {
     session = await connectSsh(target, opts);
     if (timedOut) session.close();
-    return collectWithRemoteDrift(session, opts, scan);
+    if (opts.agentless !== true) {
+      const manifest = await collectWithRemoteDrift(session, opts, scan);
+      if (manifest !== null) return manifest;
+      process.stderr.write(`drift: ${session.where}: drift is not installed there; collecting agentless (read-only commands and SFTP reads, nothing written)\n`);
+    }
+    const { collectAgentless } = await import('./agentless.js');
+    return collectAgentless(session, scan);
   })();
   try {
     return await Promise.race([work, deadline]);

@@ -55,6 +55,7 @@ interface ScanOptions {
   finding?: string;
   nextSteps: boolean;
   ssh?: string;
+  agentless: boolean;
   knownHosts?: string;
   acceptNew: boolean;
   identity?: string;
@@ -100,7 +101,8 @@ export function register(program: Command): void {
     .option('--endpoint <url>', 'with --ssm or ssm:// targets: another SSM endpoint (a VPC endpoint)')
     .option('--timeout <duration>', 'the most one remote target may take, e.g. 2m: with --ssh the whole collection, connect included (default 10m); with --ssm or --targets each target (default 5m)')
     .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
-    .option('--ssh <target>', 'scan this host over SSH, reading only: [USER@]HOST[:PORT] or ssh://USER@HOST:PORT (drift must be installed there)')
+    .option('--ssh <target>', 'scan this host over SSH, reading only: [USER@]HOST[:PORT] or ssh://USER@HOST:PORT (with its drift, or agentless where it has none)')
+    .option('--agentless', 'with --ssh: collect without drift on the host even where it is installed (fixed read-only commands and SFTP reads)', false)
     .option('--known-hosts <file>', 'with --ssh: the known_hosts file the host key is checked against (default ~/.ssh/known_hosts)')
     .option('--accept-new', 'with --ssh: trust a host key known_hosts does not list yet and add it there (trust on first use)', false)
     .option('--identity <file>', 'with --ssh: private key to log in with (default: the ssh-agent\'s keys, SSH_AUTH_SOCK)')
@@ -136,7 +138,10 @@ SSH (--ssh): the host key must be in known_hosts (strict checking; --accept-new 
 first-seen host); login by the ssh-agent or --identity, never a prompt. drift on the host
 runs "drift --version" and "drift collect --root / --scope - --gzip" (read-only: no stat
 cache, no pins there) and sends the manifest back compressed; the same version must be
-installed there. Pins of an SSH target are kept here, in --state-dir. Every failure
+installed there. Where drift is not installed (or with --agentless), the host is read
+agentless: find, sha256sum, lsattr, getfattr and stat with paths on stdin, small files
+by SFTP, nothing written; packages (dpkg, apk), files and host fields only (processes and
+ports are listed as unread). Pins of an SSH target are kept here, in --state-dir. Every failure
 (unknown or changed host key, refused login, unreachable host, timeout) exits 2.
 
 Image: a host stamped by drift baseline --stamp (etc/drift/image.json) is compared only with
@@ -292,6 +297,10 @@ async function collectSsh(opts: ScanOptions, rules: RuleSet, sections: readonly 
   if (opts.connectTimeout !== undefined) sshOpts.connectTimeoutMs = durationOption(opts.connectTimeout, '--connect-timeout');
   if (opts.timeout !== undefined) sshOpts.timeoutMs = durationOption(opts.timeout, '--timeout');
   if (opts.remoteDrift !== undefined) sshOpts.remoteDrift = opts.remoteDrift;
+  if (opts.agentless) {
+    if (opts.remoteDrift !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --agentless collects without drift on the host; --remote-drift names the drift there: give one of them');
+    sshOpts.agentless = true;
+  }
   const manifest = await collectOverSsh(sshTarget, sshOpts, { rules, sections });
   return { manifest, target: `ssh://${describeTarget(sshTarget)}` };
 }

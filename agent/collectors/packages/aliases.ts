@@ -12,17 +12,9 @@ import type { PathOwner } from '../contract.js';
  *
  * Synchronous on purpose: a few hundred cached lstat calls, microseconds each.
  */
-export function addResolvedAliases(root: string, owners: Map<string, PathOwner>): void {
+export function addResolvedAliases(root: string, owners: Map<string, PathOwner>, readLink: (path: string) => string | null = localLinkTarget(root)): void {
   const resolved = new Map<string, string>();
-
-  const linkTarget = (path: string): string | null => {
-    try {
-      const full = posix.join(root, path);
-      return lstatSync(full).isSymbolicLink() ? readlinkSync(full) : null;
-    } catch {
-      return null;
-    }
-  };
+  const linkTarget = readLink;
 
   // The folder as it resolves inside the root (`/bin` → `/usr/bin`); depth-limited against loops.
   const resolveDir = (dir: string, depth = 0): string => {
@@ -63,4 +55,33 @@ export function addResolvedAliases(root: string, owners: Map<string, PathOwner>)
     if (alias !== null) aliases.push([alias, owner]);
   }
   for (const [alias, owner] of aliases) if (!owners.has(alias)) owners.set(alias, owner);
+}
+
+/** The target of a symlink under a local root (path as seen from the root), or null when it is none. */
+export function localLinkTarget(root: string): (path: string) => string | null {
+  return (path) => {
+    try {
+      const full = posix.join(root, path);
+      return lstatSync(full).isSymbolicLink() ? readlinkSync(full) : null;
+    } catch {
+      return null;
+    }
+  };
+}
+
+/**
+ * The folders whose symlink targets addResolvedAliases may look up for `owners`:
+ * the first one and two levels of every owned path (a reader that cannot look up
+ * paths one at a time, as over SSH, reads these in one batch).
+ */
+export function aliasCandidates(owners: ReadonlyMap<string, PathOwner>): string[] {
+  const out = new Set<string>();
+  for (const path of owners.keys()) {
+    const first = path.indexOf('/', 1);
+    if (first < 0) continue;
+    out.add(path.slice(0, first));
+    const second = path.indexOf('/', first + 1);
+    if (second > 0) out.add(path.slice(0, second));
+  }
+  return [...out].sort();
 }

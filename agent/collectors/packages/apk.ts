@@ -1,7 +1,7 @@
 import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry } from '../../protocol/manifest.js';
 import type { CollectResult, PathOwner } from '../contract.js';
-import { readIfExists, underRoot } from './dpkg.js';
+import { localDbReader, type DbReader } from './dpkg.js';
 import { parseApkInstalled } from './apk-parse.js';
 
 /** Where apk keeps its installed database, inside the root. */
@@ -13,12 +13,12 @@ export const APK_DB = '/lib/apk/db/installed';
  * no conffile notion, so `conffile` is false). No database → empty result; an
  * unreadable one → one `unread` entry.
  */
-export async function collectApk(root: string): Promise<CollectResult<PackageEntry>> {
+export async function collectApk(root: string, read: DbReader = localDbReader(root)): Promise<CollectResult<PackageEntry>> {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   let text: string | null;
   try {
-    text = await readIfExists(underRoot(root, APK_DB));
+    text = await read.readText(APK_DB);
   } catch (err) {
     return { entries, unread: [{ path: APK_DB, reason: errnoOf(err) }], owners };
   }

@@ -61,25 +61,45 @@ export async function readIfExists(path: string): Promise<string | null> {
 }
 
 /**
+ * How the package collectors read a root's database: the local file system, or a
+ * remote host's through an SSH session (agentless scans). Paths are absolute inside
+ * the root. `readText` is null when the file does not exist and throws an Error whose
+ * `code` says why otherwise (as readIfExists); `list` gives a folder's names, throwing
+ * an Error with the errno `code` (ENOENT when absent).
+ */
+export interface DbReader {
+  readText(path: string): Promise<string | null>;
+  list(path: string): Promise<string[]>;
+}
+
+/** The reader of a local root (readIfExists and readdir under it). */
+export function localDbReader(root: string): DbReader {
+  return {
+    readText: (path) => readIfExists(underRoot(root, path)),
+    list: (path) => readdir(underRoot(root, path)),
+  };
+}
+
+/**
  * Read a root's dpkg database: `status`, the `updates/` journal and `diversions`.
  * Returns null when the root has no `var/lib/dpkg/status` (dpkg absent); throws
  * the underlying error when the status file exists but cannot be read.
  */
-export async function readDpkgDb(root: string): Promise<DpkgDb | null> {
-  const admin = dpkgAdminDir(root);
-  const status = await readIfExists(`${admin}/status`);
+export async function readDpkgDb(root: string, read: DbReader = localDbReader(root)): Promise<DpkgDb | null> {
+  const admin = '/var/lib/dpkg';
+  const status = await read.readText(`${admin}/status`);
   if (status === null) return null;
   const unread: Unread[] = [];
   const updates: string[] = [];
   try {
-    const names = (await readdir(`${admin}/updates`)).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
-    for (const n of names) updates.push((await readIfExists(`${admin}/updates/${n}`)) ?? '');
+    const names = (await read.list(`${admin}/updates`)).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
+    for (const n of names) updates.push((await read.readText(`${admin}/updates/${n}`)) ?? '');
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') unread.push({ path: '/var/lib/dpkg/updates', reason: errnoOf(err) });
   }
   const diversions = new Map<string, DpkgDiversion>();
   try {
-    for (const d of parseDiversions((await readIfExists(`${admin}/diversions`)) ?? '')) diversions.set(d.from, d);
+    for (const d of parseDiversions((await read.readText(`${admin}/diversions`)) ?? '')) diversions.set(d.from, d);
   } catch (err) {
     unread.push({ path: '/var/lib/dpkg/diversions', reason: errnoOf(err) });
   }
@@ -90,8 +110,8 @@ export async function readDpkgDb(root: string): Promise<DpkgDb | null> {
  * Read a package's `info/<name>.<ext>` file; null when it does not exist.
  * Other errors are thrown.
  */
-export async function readInfoFile(root: string, rec: DpkgRecord, ext: string): Promise<string | null> {
-  return readIfExists(`${dpkgAdminDir(root)}/info/${dpkgInfoName(rec)}.${ext}`);
+export async function readInfoFile(root: string, rec: DpkgRecord, ext: string, read: DbReader = localDbReader(root)): Promise<string | null> {
+  return read.readText(`/var/lib/dpkg/info/${dpkgInfoName(rec)}.${ext}`);
 }
 
 /**
@@ -102,12 +122,12 @@ export async function readInfoFile(root: string, rec: DpkgRecord, ext: string): 
  * unreadable status file → one `unread` entry; an unreadable or missing files
  * list of an installed package → an `unread` entry for that list.
  */
-export async function collectDpkg(root: string): Promise<CollectResult<PackageEntry>> {
+export async function collectDpkg(root: string, read: DbReader = localDbReader(root)): Promise<CollectResult<PackageEntry>> {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   let db: DpkgDb | null;
   try {
-    db = await readDpkgDb(root);
+    db = await readDpkgDb(root, read);
   } catch (err) {
     return { entries, unread: [{ path: '/var/lib/dpkg/status', reason: errnoOf(err) }], owners };
   }
@@ -122,7 +142,7 @@ export async function collectDpkg(root: string): Promise<CollectResult<PackageEn
 
   const lists = await mapLimit(installed, 32, async (rec) => {
     try {
-      const text = await readInfoFile(root, rec, 'list');
+      const text = await readInfoFile(root, rec, 'list', read);
       if (text === null) unread.push({ path: `/var/lib/dpkg/info/${dpkgInfoName(rec)}.list`, reason: 'ENOENT' });
       return text;
     } catch (err) {

@@ -1,0 +1,694 @@
+import { isUtf8 } from 'node:buffer';
+import { posix } from 'node:path';
+import { CONTENT_CAP_BYTES, NO_FLAGS_HERE, NO_FLAGS_REASON, contentFor, deviceText, escapeName } from '../collectors/files.js';
+import { decodeXattrs } from '../collectors/attrs.js';
+import { flagsText, parseLsattr } from '../collectors/flags.js';
+import { addResolvedAliases, aliasCandidates } from '../collectors/packages/aliases.js';
+import { collectApk } from '../collectors/packages/apk.js';
+import { collectDpkg, PACKAGE_DB_MAX_BYTES, type DbReader } from '../collectors/packages/dpkg.js';
+import type { CollectContext, CollectResult, Collector, PathOwner } from '../collectors/contract.js';
+import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob } from '../glob.js';
+import { ByteBudget, REASONS, sha256Hex } from '../hash.js';
+import { readHostInfo, type IdentityReader } from '../identity.js';
+import { collectManifest } from '../manifest.js';
+import { DriftError } from '../protocol/errors.js';
+import { compareUnread } from '../protocol/unread.js';
+import { LIMITS, type FileEntry, type FileType, type Manifest, type PackageEntry, type SectionName, type Unread } from '../protocol/manifest.js';
+import type { IgnoreRule, RuleSet, WatchRule } from '../protocol/rules.js';
+import type { SshSession } from './ssh.js';
+
+/**
+ * Agentless collection: the manifest of a host without drift, read through an SSH
+ * session with fixed read-only commands and SFTP reads, and run through the same
+ * decision code as a local collection (the rule matcher of the walk, contentFor,
+ * secretKind, deviceText, the dpkg/apk parsers, the identity parsers, collectManifest).
+ *
+ * Nothing host-controlled is ever put in a command line: every command is one of
+ * AGENTLESS_COMMANDS, and the paths they work on go NUL-separated on stdin. Every
+ * output is bounded and parsed as hostile: a record that does not parse refuses the
+ * listing, a hash line that does not answer the path asked marks that path unread.
+ * Nothing is written on the host: no temporary file, no state.
+ *
+ * Processes and ports are not read this way (the host's /proc would need a reader of
+ * its own): when they are asked for, the manifest says so in `unread`.
+ */
+
+/**
+ * The remote commands of an agentless collection, fixed strings (run through the
+ * login shell of the user, under LC_ALL=C so that messages are parseable):
+ * - `types`: the type and link target of given paths (the folders above each walk
+ *   base, and the folders a package path runs through), no descent;
+ * - `list`: every path under each walk base, with its lstat facts (never following a link);
+ * - `hash`: the sha256 of the regular files whose hash the manifest records;
+ * - `flags`: inode flags (lsattr, from e2fsprogs) of regular files and folders;
+ * - `xattrs`: extended attributes (getfattr, from attr; absent on minimal images);
+ * - `devices`: major and minor numbers of device nodes.
+ */
+export const AGENTLESS_COMMANDS = {
+  types: "LC_ALL=C find -files0-from - -maxdepth 0 -printf '%p\\0%y\\0%l\\0'",
+  list: "LC_ALL=C find -files0-from - -printf '%p\\0%y\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%n\\0%D\\0%b\\0%l\\0'",
+  hash: 'LC_ALL=C xargs -0 -r sha256sum -z --',
+  flags: 'LC_ALL=C xargs -0 -r lsattr -d --',
+  xattrs: 'LC_ALL=C xargs -0 -r getfattr -h -d -m - -e hex --absolute-names --',
+  devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
+} as const;
+
+/** Fields per record of the `list` command. */
+const LIST_FIELDS = 11;
+/** The most the listing may weigh (a host of a few million watched paths). */
+export const MAX_LISTING_BYTES = 512 * 1024 * 1024;
+/** Output allowed per path for the per-path commands (a hash line, a flags line, a device line), beyond the path itself. */
+const BYTES_PER_PATH = 256;
+/** The most the xattr dump may weigh per path (names and hex values of up to MAX_XATTRS attributes). */
+const XATTR_BYTES_PER_PATH = 256 * 1024;
+/** Names accepted from one SFTP folder listing (dpkg's updates/ journal holds a handful). */
+const MAX_LIST_NAMES = 100_000;
+/** Paths at least this long cannot be stat'ed on Linux (PATH_MAX): such a listed path is reported unread, as the local walk does. */
+const PATH_MAX = 4096;
+/** Files read over SFTP at once. */
+const SFTP_PARALLEL = 16;
+
+/** An SFTP error or a check of ours, as an Error with the errno-like `code` the collectors record. */
+function codeError(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+/** The parts of ssh2's SFTP client used here. */
+interface SftpStats { mode: number; size: number }
+interface SftpClient {
+  lstat(path: string, cb: (err: (Error & { code?: number }) | undefined, st: SftpStats) => void): void;
+  open(path: string, flags: string, cb: (err: (Error & { code?: number }) | undefined, handle: Buffer) => void): void;
+  fstat(handle: Buffer, cb: (err: (Error & { code?: number }) | undefined, st: SftpStats) => void): void;
+  read(handle: Buffer, buf: Buffer, off: number, len: number, pos: number, cb: (err: (Error & { code?: number }) | undefined, n: number) => void): void;
+  close(handle: Buffer, cb: (err: Error | undefined) => void): void;
+  readdir(path: string, cb: (err: (Error & { code?: number }) | undefined, list: { filename: string }[]) => void): void;
+  end(): void;
+}
+
+/** SFTP status codes as errno codes. */
+function sftpCode(err: (Error & { code?: number }) | undefined): string {
+  switch (err?.code) {
+    case 2: return 'ENOENT';
+    case 3: return 'EACCES';
+    default: return 'EIO';
+  }
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+/**
+ * Small files of the remote host read through SFTP: lstat first (a symlink is
+ * refused with ELOOP, anything but a regular file with REASONS.notRegular), then
+ * read to EOF and at most `cap` bytes (more is refused, never kept). At most
+ * SFTP_PARALLEL reads at once.
+ */
+export class RemoteFiles {
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly sftp: SftpClient) {}
+
+  private async slot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= SFTP_PARALLEL) await new Promise<void>((r) => this.queue.push(r));
+    this.running += 1;
+    try {
+      return await fn();
+    } finally {
+      this.running -= 1;
+      this.queue.shift()?.();
+    }
+  }
+
+  /** The bytes of a regular file (null when it does not exist); throws an Error with `code` otherwise. */
+  read(path: string, cap: number): Promise<Buffer | null> {
+    return this.slot(() => this.readNow(path, cap));
+  }
+
+  private async readNow(path: string, cap: number): Promise<Buffer | null> {
+    const sftp = this.sftp;
+    const st = await new Promise<SftpStats | null>((resolve, reject) => sftp.lstat(path, (err, s) => {
+      if (err) (sftpCode(err) === 'ENOENT' ? resolve(null) : reject(codeError(sftpCode(err))));
+      else resolve(s);
+    }));
+    if (st === null) return null;
+    if ((st.mode & S_IFMT) === S_IFLNK) throw codeError('ELOOP');
+    if ((st.mode & S_IFMT) !== S_IFREG) throw codeError(REASONS.notRegular('not a regular file'));
+    if (st.size > cap) throw codeError(`over the per-file byte budget: ${st.size} bytes > ${cap}`);
+    const handle = await new Promise<Buffer>((resolve, reject) => sftp.open(path, 'r', (err, h) => (err ? reject(codeError(sftpCode(err))) : resolve(h))));
+    try {
+      const buf = Buffer.alloc(Math.min(cap, Math.max(st.size, 0)) + 1);
+      let n = 0;
+      for (;;) {
+        const got = await new Promise<number>((resolve, reject) => sftp.read(handle, buf, n, buf.length - n, n, (err, k) => {
+          // ssh2 reports EOF as an error with code 1 (SSH_FX_EOF).
+          if (err && err.code === 1) resolve(0);
+          else if (err) reject(codeError(sftpCode(err)));
+          else resolve(k);
+        }));
+        if (got <= 0) break;
+        n += got;
+        if (n >= buf.length) {
+          // Grown since the lstat: refused rather than read on without bound.
+          throw codeError(REASONS.resized(st.size, n));
+        }
+      }
+      return buf.subarray(0, n);
+    } finally {
+      await new Promise<void>((resolve) => sftp.close(handle, () => resolve()));
+    }
+  }
+
+  /** The names in a folder; throws an Error with `code` (ENOENT when absent). */
+  list(path: string): Promise<string[]> {
+    return this.slot(() => new Promise((resolve, reject) => this.sftp.readdir(path, (err, list) => {
+      if (err) reject(codeError(sftpCode(err)));
+      else if (list.length > MAX_LIST_NAMES) reject(codeError(`more than ${MAX_LIST_NAMES} names in the folder; not read`));
+      else resolve(list.map((e) => e.filename).filter((n) => n !== '.' && n !== '..'));
+    })));
+  }
+
+  end(): void {
+    this.sftp.end();
+  }
+}
+
+/** Split `buf` at NUL bytes (a trailing NUL ends the last field). */
+export function splitNul(buf: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (let nul = buf.indexOf(0, at); nul >= 0; nul = buf.indexOf(0, at)) {
+    out.push(buf.subarray(at, nul));
+    at = nul + 1;
+  }
+  if (at < buf.length) out.push(buf.subarray(at));
+  return out;
+}
+
+/** NUL-terminated paths for a command's stdin. */
+function nulList(paths: readonly string[]): Buffer {
+  return Buffer.from(paths.map((p) => `${p}\0`).join(''), 'utf8');
+}
+
+/** One path of the listing, as find's -printf gave it. */
+export interface Listed {
+  /** The path (bytes: it may not be UTF-8). */
+  path: Buffer;
+  /** find's %y: f d l c b p s (or ? / U when it could not tell). */
+  kind: string;
+  perms: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Whole seconds toward zero. */
+  mtime: number;
+  nlink: number;
+  dev: string;
+  blocks: number;
+  target: Buffer;
+}
+
+const DIGITS = /^\d{1,20}$/;
+const OCTAL = /^[0-7]{1,6}$/;
+const TIME = /^(-?\d{1,15})(?:\.\d{0,12})?$/;
+
+/**
+ * Parse the `list` command's output. Pure. A record that does not parse refuses the
+ * whole listing (a host whose output cannot be trusted yields no manifest rather than a wrong one).
+ */
+export function parseListing(out: Buffer, where: string): Listed[] {
+  const fields = splitNul(out);
+  if (fields.length % LIST_FIELDS !== 0) {
+    throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: the file listing (${AGENTLESS_COMMANDS.list}) has ${fields.length} fields, not a multiple of ${LIST_FIELDS}; refused`);
+  }
+  const listed: Listed[] = [];
+  for (let i = 0; i < fields.length; i += LIST_FIELDS) {
+    const f = (k: number): string => (fields[i + k] as Buffer).toString('latin1');
+    const bad = (what: string): never => {
+      throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: record ${i / LIST_FIELDS + 1} of the file listing has ${what}; refused`);
+    };
+    const path = fields[i] as Buffer;
+    if (path.length === 0 || path[0] !== 0x2f) bad('no absolute path');
+    const kind = f(1);
+    if (!/^[fdlcbps?UDnN]$/.test(kind)) bad(`an unknown type ${JSON.stringify(kind.slice(0, 8))}`);
+    const num = (k: number, name: string): number => {
+      const text = f(k);
+      if (!DIGITS.test(text)) bad(`a ${name} that is not a number`);
+      return Number(text);
+    };
+    const permsText = f(2);
+    if (!OCTAL.test(permsText)) bad('a mode that is not octal');
+    const time = TIME.exec(f(6));
+    if (!time) bad('an mtime that is not a time');
+    const dev = f(8);
+    if (!DIGITS.test(dev)) bad('a device that is not a number');
+    listed.push({
+      path,
+      kind,
+      perms: parseInt(permsText, 8) & 0o7777,
+      uid: num(3, 'uid'),
+      gid: num(4, 'gid'),
+      size: num(5, 'size'),
+      mtime: Number((time as RegExpExecArray)[1]) || 0,
+      nlink: num(7, 'link count'),
+      dev,
+      blocks: num(9, 'block count'),
+      target: fields[i + 10] as Buffer,
+    });
+  }
+  return listed;
+}
+
+function fileTypeOf(kind: string): FileType {
+  return kind === 'f' ? 'file' : kind === 'd' ? 'dir' : kind === 'l' ? 'symlink' : 'other';
+}
+
+/** The (hex) message after `sha256sum: PATH: ` or `lsattr`-like prefixes, as an errno code where known. */
+const MESSAGES: Record<string, string> = {
+  'No such file or directory': 'ENOENT',
+  'Permission denied': 'EACCES',
+  'Too many levels of symbolic links': 'ELOOP',
+  'Is a directory': 'EISDIR',
+  'Input/output error': 'EIO',
+};
+
+function reasonIn(stderr: string, tool: string, path: string): string {
+  const head = `${tool}: ${path}: `;
+  const at = stderr.indexOf(head);
+  if (at < 0) return 'EIO';
+  const end = stderr.indexOf('\n', at);
+  const message = stderr.slice(at + head.length, end < 0 ? undefined : end);
+  return MESSAGES[message] ?? message.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+}
+
+/**
+ * Match `sha256sum -z` output to the paths asked, in order: a record is 64 hex
+ * digits, a space, a space or `*`, then exactly the path asked. Pure. Paths no
+ * record answers get their reason from stderr.
+ */
+export function parseSha256sums(paths: readonly string[], out: Buffer, stderr: string): (string | { reason: string })[] {
+  const records = splitNul(out);
+  const result: (string | { reason: string })[] = [];
+  let r = 0;
+  for (const path of paths) {
+    const rec = records[r];
+    const want = Buffer.from(path, 'utf8');
+    if (rec !== undefined && rec.length === 66 + want.length && /^[0-9a-f]{64} [ *]$/.test(rec.subarray(0, 66).toString('latin1')) && rec.subarray(66).equals(want)) {
+      result.push(rec.subarray(0, 64).toString('latin1'));
+      r += 1;
+    } else result.push({ reason: reasonIn(stderr, 'sha256sum', path) });
+  }
+  return result;
+}
+
+/** Undo getfattr's escaping of a name (`\NNN` octal, `\\`). */
+function unescapeGetfattr(text: string): Buffer {
+  const bytes: number[] = [];
+  const raw = Buffer.from(text, 'latin1');
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i] as number;
+    if (b === 0x5c && i + 3 < raw.length + 0 && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString('latin1'))) {
+      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString('latin1'), 8) & 0xff);
+      i += 3;
+    } else if (b === 0x5c && raw[i + 1] === 0x5c) {
+      bytes.push(0x5c);
+      i += 1;
+    } else bytes.push(b);
+  }
+  return Buffer.from(bytes);
+}
+
+/** getfattr's dump (`# file: PATH`, then `name=0xHEX` lines) as names and values per path. Pure. */
+export function parseGetfattr(text: string): Map<string, Map<string, Uint8Array>> {
+  const out = new Map<string, Map<string, Uint8Array>>();
+  let current: Map<string, Uint8Array> | null = null;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      current = new Map();
+      out.set(unescapeGetfattr(line.slice(8)).toString('utf8'), current);
+      continue;
+    }
+    if (current === null || line === '') continue;
+    const eq = line.indexOf('=');
+    const name = unescapeGetfattr(eq < 0 ? line : line.slice(0, eq)).toString('utf8');
+    const value = eq < 0 ? '' : line.slice(eq + 1);
+    current.set(name, /^0x[0-9a-fA-F]*$/.test(value) && value.length % 2 === 0 ? Buffer.from(value.slice(2), 'hex') : Buffer.from(value.replace(/^"|"$/g, ''), 'latin1'));
+  }
+  return out;
+}
+
+/** The remote side of a scan: the session, its SFTP reader, and where to say things. */
+export interface RemoteHost {
+  session: SshSession;
+  files: RemoteFiles;
+}
+
+/** Run a fixed command with paths on stdin; 127/126 (the tool is missing) are returned, not thrown. */
+async function run(host: RemoteHost, command: string, paths: readonly string[], maxStdout: number): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return host.session.exec(command, { stdin: nulList(paths), maxStdout });
+}
+
+/** lstat types and link targets of `paths` (paths absent from the answer do not exist or could not be stat'ed). */
+async function remoteTypes(host: RemoteHost, paths: readonly string[]): Promise<Map<string, { kind: string; target: string }>> {
+  const out = new Map<string, { kind: string; target: string }>();
+  if (paths.length === 0) return out;
+  let bytes = 0;
+  for (const p of paths) bytes += 2 * p.length + 8 + 4096;
+  const r = await run(host, AGENTLESS_COMMANDS.types, paths, bytes);
+  const fields = splitNul(r.stdout);
+  const asked = new Set(paths);
+  for (let i = 0; i + 2 < fields.length; i += 3) {
+    const path = (fields[i] as Buffer).toString('utf8');
+    if (!asked.has(path)) continue;
+    out.set(path, { kind: (fields[i + 1] as Buffer).toString('latin1'), target: (fields[i + 2] as Buffer).toString('utf8') });
+  }
+  return out;
+}
+
+/** The packages collector of an agentless scan: dpkg and apk through SFTP, with the local parsers. */
+export function remotePackagesCollector(host: RemoteHost): Collector<'packages'> {
+  const reader: DbReader = {
+    readText: async (path) => (await host.files.read(path, PACKAGE_DB_MAX_BYTES))?.toString('utf8') ?? null,
+    list: (path) => host.files.list(path),
+  };
+  return {
+    section: 'packages',
+    async collect(): Promise<CollectResult<PackageEntry>> {
+      const parts = await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]);
+      const entries: Record<string, PackageEntry> = {};
+      const owners = new Map<string, PathOwner>();
+      const unread: Unread[] = [];
+      for (const part of parts) {
+        Object.assign(entries, part.entries);
+        unread.push(...part.unread);
+        for (const [path, owner] of part.owners ?? []) if (!owners.has(path)) owners.set(path, owner);
+      }
+      // rpm's database needs rpm (or its SQLite) on the host: say so where there is one.
+      const rpm = await remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
+      for (const [path, t] of rpm) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });
+      // Symlinked folders (merged /usr), looked up in batches: a link found may lead to folders not asked yet.
+      const links = new Map<string, string | null>();
+      for (let round = 0; round < 4; round++) {
+        const missing = new Set<string>(round === 0 ? aliasCandidates(owners) : []);
+        const probe = new Map(owners);
+        addResolvedAliases('/', probe, (p) => {
+          if (!links.has(p)) missing.add(p);
+          return links.get(p) ?? null;
+        });
+        for (const p of links.keys()) missing.delete(p);
+        if (missing.size === 0) break;
+        const types = await remoteTypes(host, [...missing].slice(0, 20_000));
+        for (const p of missing) {
+          const t = types.get(p);
+          links.set(p, t && t.kind === 'l' ? t.target : null);
+        }
+      }
+      addResolvedAliases('/', owners, (p) => links.get(p) ?? null);
+      return { entries, unread, owners };
+    },
+  };
+}
+
+interface Scope { watch: CompiledGlob<WatchRule>[]; ignore: CompiledGlob<IgnoreRule>[] }
+
+/** The facts kept per recorded path until the reads after the listing. */
+interface Recorded { key: string; item: Listed; rule: WatchRule; entry: FileEntry }
+
+/**
+ * The files collector of an agentless scan: the walk of the local collector (same
+ * walk bases, same rule matching, folders entered on the same condition), over one
+ * `find` listing per collection; then hashes, contents, inode flags, extended
+ * attributes and device numbers read in batches.
+ */
+export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
+  return {
+    section: 'files',
+    async collect(ctx: CollectContext): Promise<CollectResult<FileEntry>> {
+      const where = host.session.where;
+      const rules = compilePathRules(ctx.rules);
+      const budget = ctx.budget ?? new ByteBudget();
+      const entries: Record<string, FileEntry> = {};
+      const unread: Unread[] = [];
+
+      // The walk bases reachable without a link: every folder above a base must be a folder.
+      const above = new Set<string>();
+      for (const root of rules.walkRoots) {
+        const parts = root.split('/');
+        for (let i = 2; i < parts.length; i++) above.add(parts.slice(0, i).join('/'));
+      }
+      const types = await remoteTypes(host, [...above].sort());
+      const starts = new Map<string, Scope>();
+      for (const root of rules.walkRoots) {
+        let watch: CompiledGlob<WatchRule>[] = withBaseAt([], rules.watchAt, '/');
+        let ignore: CompiledGlob<IgnoreRule>[] = withBaseAt([], rules.ignoreAt, '/');
+        let ok = true;
+        if (root !== '/') {
+          const parts = root.split('/');
+          for (let i = 2; i <= parts.length; i++) {
+            const path = parts.slice(0, i).join('/');
+            watch = withBaseAt(watch, rules.watchAt, path);
+            ignore = withBaseAt(ignore, rules.ignoreAt, path);
+            if (anyMatch(ignore, path)) { ok = false; break; }
+            if (path === root) break;
+            if (types.get(path)?.kind !== 'd') { ok = false; break; }
+          }
+        }
+        if (ok) starts.set(root, { watch, ignore });
+      }
+
+      const listing = starts.size === 0 ? { code: 0, stdout: Buffer.alloc(0), stderr: '' } : await run(host, AGENTLESS_COMMANDS.list, [...starts.keys()], MAX_LISTING_BYTES);
+      if (listing.code === 127 || listing.code === 126) {
+        throw new DriftError('DRIFT_ERR_CONFIG', `${where}: GNU find is not available there (exit ${listing.code}); an agentless scan needs findutils on the host`);
+      }
+      const listed = parseListing(listing.stdout, where);
+      // Folders that could not be listed (find says why on stderr).
+      for (const m of listing.stderr.matchAll(/^find: '(\/[^'\n]*)': (.*)$/gm)) {
+        const reason = MESSAGES[m[2] as string] ?? (m[2] as string).slice(0, 200);
+        if (reason !== 'ENOENT') unread.push({ path: m[1] as string, reason });
+      }
+
+      const entered = new Map<string, Scope>();
+      const recorded: Recorded[] = [];
+      const record = (key: string, item: Listed, rule: WatchRule): void => {
+        const type = fileTypeOf(item.kind);
+        const entry: FileEntry = { type, mode: item.perms.toString(8).padStart(4, '0'), uid: item.uid, gid: item.gid };
+        if (type !== 'dir') entry.mtime = item.mtime;
+        if (type === 'file' && item.nlink !== 1) entry.nlink = item.nlink;
+        if (type === 'symlink') {
+          entry.size = item.size;
+          entry.target = item.target.toString('utf8');
+        }
+        if (type === 'file') entry.size = item.size;
+        entries[key] = entry;
+        recorded.push({ key, item, rule, entry });
+      };
+      for (const item of listed) {
+        const raw = item.path;
+        let scope: Scope | undefined;
+        let key: string;
+        if (!isUtf8(raw)) {
+          const slash = raw.lastIndexOf(0x2f);
+          const parent = slash === 0 ? '/' : raw.subarray(0, slash);
+          if (typeof parent !== 'string' && !isUtf8(parent)) continue;
+          const parentKey = typeof parent === 'string' ? parent : parent.toString('utf8');
+          const inside = entered.get(parentKey);
+          if (inside === undefined) continue;
+          const shown = `${parentKey === '/' ? '' : parentKey}/${escapeName(raw.subarray(slash + 1))}`;
+          if (!anyMatch(withBaseAt(inside.ignore, rules.ignoreAt, shown), shown)) unread.push({ path: shown, reason: 'EILSEQ' });
+          continue;
+        }
+        key = raw.toString('utf8');
+        if (raw.length >= PATH_MAX) {
+          if (entered.has(posix.dirname(key))) unread.push({ path: key.slice(0, LIMITS.path), reason: 'ENAMETOOLONG' });
+          continue;
+        }
+        const start = starts.get(key);
+        if (start !== undefined) {
+          scope = start;
+          starts.delete(key);
+          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+        } else {
+          const parent = posix.dirname(key);
+          const inside = entered.get(parent);
+          if (inside === undefined) continue;
+          scope = { watch: withBaseAt(inside.watch, rules.watchAt, key), ignore: withBaseAt(inside.ignore, rules.ignoreAt, key) };
+          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+        }
+        const match = scope.watch.length > 0 ? lastMatch(scope.watch, key) : undefined;
+        if (match) record(key, item, match.rule);
+        if (item.kind === 'd' && (anyBelow(scope.watch, key) || rules.aboveWatchBase.has(key))) entered.set(key, scope);
+      }
+
+      // Contents (walk order, taking the scan budget first, as the local walk does), then hashes.
+      const contentJobs: Recorded[] = [];
+      const hashJobs: Recorded[] = [];
+      const failed = (key: string, reason: string): void => {
+        unread.push({ path: key, reason });
+        if (reason === 'ENOENT' || reason === REASONS.swapped) delete entries[key];
+      };
+      for (const r of recorded) {
+        if (r.entry.type !== 'file') continue;
+        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
+        if (!wantsContent) continue;
+        if (!budget.take(r.item.size)) failed(r.key, REASONS.overScan(budget.maxScanBytes));
+        else contentJobs.push(r);
+      }
+      for (const r of recorded) {
+        if (r.entry.type !== 'file') continue;
+        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
+        if (wantsContent) continue;
+        if (r.item.size > budget.maxFileBytes) failed(r.key, REASONS.overFile(r.item.size, r.item.blocks * 512, budget.maxFileBytes));
+        else if (budget.take(r.item.size)) hashJobs.push(r);
+        else failed(r.key, REASONS.overScan(budget.maxScanBytes));
+      }
+
+      await Promise.all([
+        readContents(host, contentJobs, failed),
+        hashRemote(host, hashJobs, failed),
+        readFlagsRemote(host, recorded.filter((r) => r.entry.type === 'file' || r.entry.type === 'dir'), entries, unread),
+        readXattrsRemote(host, recorded, unread),
+        readDevices(host, recorded.filter((r) => r.item.kind === 'c' || r.item.kind === 'b'), unread),
+      ]);
+      return { entries, unread };
+    },
+  };
+}
+
+async function readContents(host: RemoteHost, jobs: readonly Recorded[], failed: (key: string, reason: string) => void): Promise<void> {
+  await Promise.all(jobs.map(async (r) => {
+    let bytes: Buffer | null;
+    try {
+      bytes = await host.files.read(r.key, CONTENT_CAP_BYTES);
+    } catch (err) {
+      failed(r.key, (err as { code?: string }).code ?? 'EIO');
+      return;
+    }
+    if (bytes === null) return failed(r.key, 'ENOENT');
+    if (bytes.length !== r.item.size) return failed(r.key, REASONS.resized(r.item.size, bytes.length));
+    r.entry.sha256 = sha256Hex(bytes);
+    const content = contentFor(r.rule.content, r.key, r.item.perms, bytes);
+    if (content !== undefined) r.entry.content = content;
+  }));
+}
+
+async function hashRemote(host: RemoteHost, jobs: readonly Recorded[], failed: (key: string, reason: string) => void): Promise<void> {
+  if (jobs.length === 0) return;
+  const paths = jobs.map((r) => r.key);
+  let cap = 0;
+  for (const p of paths) cap += Buffer.byteLength(p) + 70;
+  const r = await run(host, AGENTLESS_COMMANDS.hash, paths, cap + 4096);
+  if (r.code === 127 || r.code === 126) {
+    for (const p of paths) failed(p, 'sha256sum not found on the host (install coreutils)');
+    return;
+  }
+  const sums = parseSha256sums(paths, r.stdout, r.stderr);
+  sums.forEach((sum, i) => {
+    const job = jobs[i] as Recorded;
+    if (typeof sum === 'string') job.entry.sha256 = sum;
+    else failed(job.key, sum.reason);
+  });
+}
+
+async function readFlagsRemote(host: RemoteHost, jobs: readonly Recorded[], entries: Record<string, FileEntry>, unread: Unread[]): Promise<void> {
+  if (jobs.length === 0) return;
+  // A path with a newline would make lsattr's output ambiguous: each gets a run of its own.
+  const plain = jobs.filter((r) => !r.key.includes('\n'));
+  const runs: Recorded[][] = [plain, ...jobs.filter((r) => r.key.includes('\n')).map((r) => [r])];
+  const unsupported = new Map<string, string>();
+  for (const batch of runs) {
+    if (batch.length === 0) continue;
+    const paths = batch.map((r) => r.key);
+    let cap = 0;
+    for (const p of paths) cap += Buffer.byteLength(p) + BYTES_PER_PATH;
+    const r = await run(host, AGENTLESS_COMMANDS.flags, paths, cap);
+    if (r.code === 127 || r.code === 126) {
+      unread.push({ path: '/', reason: `flags: ${r.code === 127 ? 'lsattr not found (install e2fsprogs to record inode flags)' : 'lsattr could not be run'}` });
+      return;
+    }
+    const parsed = parseLsattr(paths, r.stdout.toString('utf8'), r.stderr);
+    batch.forEach((job, i) => {
+      const mask = parsed.flags[i] as number;
+      if (mask > 0 && entries[job.key] !== undefined) job.entry.flags = flagsText(mask);
+    });
+    for (const [i, reason] of parsed.errors) {
+      const job = batch[i] as Recorded;
+      if (NO_FLAGS_HERE.has(reason)) {
+        const first = unsupported.get(job.item.dev);
+        if (first === undefined || job.key < first) unsupported.set(job.item.dev, job.key);
+      } else unread.push({ path: job.key, reason: `flags: ${reason}` });
+    }
+  }
+  for (const key of unsupported.values()) unread.push({ path: key, reason: NO_FLAGS_REASON });
+}
+
+async function readXattrsRemote(host: RemoteHost, jobs: readonly Recorded[], unread: Unread[]): Promise<void> {
+  if (jobs.length === 0) return;
+  const paths = jobs.map((r) => r.key);
+  const r = await run(host, AGENTLESS_COMMANDS.xattrs, paths, Math.min(MAX_LISTING_BYTES, paths.length * XATTR_BYTES_PER_PATH));
+  if (r.code === 127 || r.code === 126) {
+    unread.push({ path: '/', reason: 'xattrs: getfattr not found on the host (install attr to record capabilities, ACLs and other extended attributes agentless)' });
+    return;
+  }
+  const dump = parseGetfattr(r.stdout.toString('latin1'));
+  for (const job of jobs) {
+    const attrs = dump.get(job.key);
+    if (attrs === undefined || attrs.size === 0) continue;
+    const { facts, problems } = decodeXattrs([...attrs.keys()], (name) => attrs.get(name) ?? null);
+    if (facts.caps !== undefined) job.entry.caps = facts.caps;
+    if (facts.acl !== undefined) job.entry.acl = facts.acl;
+    if (facts.defaultAcl !== undefined) job.entry.defaultAcl = facts.defaultAcl;
+    if (facts.xattrs !== undefined) job.entry.xattrs = facts.xattrs;
+    for (const p of problems) unread.push({ path: job.key, reason: p.reason });
+  }
+}
+
+async function readDevices(host: RemoteHost, jobs: readonly Recorded[], unread: Unread[]): Promise<void> {
+  if (jobs.length === 0) return;
+  const paths = jobs.map((r) => r.key);
+  const r = await run(host, AGENTLESS_COMMANDS.devices, paths, paths.length * 64);
+  const fields = splitNul(r.stdout).map((b) => b.toString('latin1'));
+  if (fields.length !== jobs.length) {
+    for (const job of jobs) unread.push({ path: job.key, reason: 'device numbers not read (stat did not answer every device node)' });
+    return;
+  }
+  jobs.forEach((job, i) => {
+    const m = /^([0-9a-f]{1,8}) ([0-9a-f]{1,8})$/.exec(fields[i] as string);
+    if (!m) {
+      unread.push({ path: job.key, reason: 'device numbers not read' });
+      return;
+    }
+    const major = BigInt(`0x${m[1] as string}`);
+    const minor = BigInt(`0x${m[2] as string}`);
+    const rdev = ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
+    const mode = (job.item.kind === 'c' ? 0o020000 : 0o060000) | job.item.perms;
+    const text = deviceText(mode, rdev);
+    if (text !== undefined) job.entry.device = text;
+  });
+}
+
+/** The `unread` note of the sections an agentless scan does not read. */
+export const AGENTLESS_NO_PROC = 'processes and ports are not collected by an agentless scan (no drift on the host); install drift there to compare them';
+
+/**
+ * Collect a host's manifest agentless through an open session, scoped by `rules`
+ * and `sections`: the same manifest as `drift collect` there would give for the
+ * packages and files sections and the host fields.
+ */
+export async function collectAgentless(session: SshSession, scan: { rules: RuleSet; sections?: readonly SectionName[] | undefined }): Promise<Manifest> {
+  const sftp = await session.sftp();
+  const files = new RemoteFiles(sftp as unknown as SftpClient);
+  const host: RemoteHost = { session, files };
+  try {
+    const read: IdentityReader = (rel, cap) => files.read(`/${rel}`, cap);
+    const info = await readHostInfo('/', { read });
+    const ctx: CollectContext = { root: '/', proc: null, rules: scan.rules, stateDir: null, forceRehash: true, sections: scan.sections };
+    const manifest = await collectManifest(ctx, info, new Date(), { packages: remotePackagesCollector(host), files: remoteFilesCollector(host) });
+    const wanted = (s: SectionName): boolean => scan.sections === undefined || scan.sections.includes(s);
+    if (wanted('processes') || wanted('ports')) manifest.unread = [{ path: '/proc', reason: AGENTLESS_NO_PROC }, ...manifest.unread].sort(compareUnread);
+    return manifest;
+  } finally {
+    files.end();
+  }
+}
+

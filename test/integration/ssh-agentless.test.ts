@@ -1,0 +1,178 @@
+import t from 'tap';
+import { copyFile, chmod, readFile, unlink, writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { buildDeb, copyRoot, debianMinbase } from '../helpers/debian.js';
+import { drift, must } from '../helpers/run.js';
+import { removeWorkDir, sshWorkDir, startSshd } from '../helpers/sshd.js';
+import { collectOverSsh } from '../../agent/remote/ssh.js';
+import { AGENTLESS_NO_PROC } from '../../agent/remote/agentless.js';
+import { BaselineSchema, type Baseline } from '../../agent/protocol/manifest.js';
+import { scopedRules } from '../../agent/baseline.js';
+import { emptyRuleSet } from '../../agent/protocol/rules.js';
+
+/**
+ * `drift scan --ssh` of a host WITHOUT drift: a real OpenSSH sshd on 127.0.0.1 whose "/"
+ * is a copy of the debootstrap root (ChrootDirectory), nothing of drift installed there.
+ * The manifest is read agentless (find, sha256sum, lsattr with paths on stdin; SFTP for
+ * small files) and must equal the local collection of the same root.
+ */
+
+interface JsonFinding { kind: string; key: string; change: string; changed: string[] }
+interface JsonReport { findings: JsonFinding[] }
+
+const work = sshWorkDir();
+t.teardown(() => removeWorkDir(work));
+const root = await copyRoot(debianMinbase, join(work, 'root'));
+await writeFile(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+const baselinePath = join(work, 'baseline.json');
+const state = join(work, 'state');
+const bake = await drift(['baseline', '--root', root, '--image-id', 'debian-12-agentless', '--out', baselinePath, '--state-dir', state, '--stamp']);
+if (bake.code !== 0) throw new Error(`drift baseline failed: ${bake.stderr}`);
+const baseline: Baseline = BaselineSchema.parse(JSON.parse(await readFile(baselinePath, 'utf8')));
+
+const sshd = await startSshd(root, join(work, 'sshd'));
+t.teardown(() => sshd.stop());
+const target = `root@127.0.0.1:${sshd.port}`;
+const env = { SSH_AUTH_SOCK: '' };
+const sshArgs = (extra: string[] = []): string[] => ['scan', '--ssh', target, '--baseline', baselinePath, '--identity', sshd.clientKey,
+  '--known-hosts', sshd.knownHosts, '--state-dir', state, '--connect-timeout', '5s', ...extra];
+const rules = scopedRules(baseline, emptyRuleSet(), baselinePath);
+const connect = { identity: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutMs: 5000 };
+const sshTarget = { user: 'root', host: '127.0.0.1', port: sshd.port };
+
+/** Every path of a root with type, mode, owner, size, mtime and the sha256 of regular files. */
+async function listing(dir: string): Promise<string> {
+  const meta = await must('find', [dir, '-xdev', '-printf', '%P\t%y\t%m\t%U:%G\t%s\t%T@\t%l\n']);
+  const sums = await must('sh', ['-c', 'cd "$1" && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum', 'sh', dir]);
+  return `${meta.split('\n').sort().join('\n')}\n${sums}`;
+}
+
+t.test('without drift on the target: the agentless manifest has the packages and files of drift baseline --root', async (t) => {
+  t.notOk(await readFile(join(root, 'usr', 'local', 'bin', 'drift')).catch(() => null), 'no drift in the root');
+  const before = await listing(root);
+  const manifest = await collectOverSsh(sshTarget, connect, { rules, sections: ['packages', 'files'] });
+  t.equal(manifest.digests.packages, baseline.digests.packages, 'packages section digest equal');
+  t.equal(manifest.digests.files, baseline.digests.files, 'files section digest equal');
+  t.ok(Object.keys(manifest.packages ?? {}).length > 50, 'the packages of the root');
+  t.equal(manifest.files?.['/usr/bin/passwd']?.owner, 'dpkg:passwd', 'files carry their owner');
+  t.ok(manifest.files?.['/etc/passwd']?.content?.includes('root:x:0:0'), 'content where a rule asks for it');
+  t.equal(manifest.host.machineId, '0123456789abcdef0123456789abcdef', 'machine-id of the remote root');
+  t.equal(manifest.host.image?.id, 'debian-12-agentless', 'the image stamp of the remote root');
+  t.equal(await listing(root), before, 'nothing written on the target: every path, mode, mtime and hash unchanged, no file added');
+
+  const all = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules });
+  t.same(all.unread.filter((u) => u.path === '/proc'), [{ path: '/proc', reason: AGENTLESS_NO_PROC }], 'processes and ports are said to be missing, not silently dropped');
+  t.equal(all.processes, undefined);
+});
+
+t.test('a scan over SSH of the unchanged root without drift is clean and says it went agentless', async (t) => {
+  const before = await listing(root);
+  const r = await drift(sshArgs(['--format', 'json', '--sections', 'packages,files']), { env });
+  t.equal(r.code, 0, `exit 0: ${r.stderr}`);
+  t.same((JSON.parse(r.stdout || '{}') as JsonReport).findings, [], 'no findings');
+  t.match(r.stderr, /drift is not installed there; collecting agentless/);
+  t.equal(await listing(root), before, 'the read-only proof holds for the agentless mode');
+});
+
+t.test('a hostile root: odd names and oversized output', async (t) => {
+  const odd = join(root, 'etc', 'drift-odd');
+  await mkdir(odd);
+  await writeFile(join(odd, 'new\nline'), 'a\n');
+  await writeFile(join(odd, 'esc\x1b[31mred'), 'b\n');
+  await writeFile(Buffer.concat([Buffer.from(`${odd}/bad-`), Buffer.from([0xff, 0xfe])]), 'c\n');
+  t.teardown(() => must('rm', ['-rf', odd]));
+  const localOut = join(work, 'hostile-baseline.json');
+  const local = await drift(['baseline', '--root', root, '--image-id', 'hostile', '--out', localOut, '--state-dir', join(work, 'state-hostile')]);
+  t.equal(local.code, 0, local.stderr);
+  const manifest = await collectOverSsh(sshTarget, connect, { rules, sections: ['files'] });
+  t.ok(manifest.files?.['/etc/drift-odd/new\nline']?.sha256, 'a name with a newline is listed and hashed');
+  t.equal(manifest.files?.['/etc/drift-odd/new\nline']?.sha256, createHash('sha256').update('a\n').digest('hex'), 'its hash is its own');
+  t.ok(manifest.files?.['/etc/drift-odd/esc\x1b[31mred']?.sha256, 'a name with ESC is kept as it is (escaped only when shown)');
+  t.same(manifest.unread.filter((u) => u.path.startsWith('/etc/drift-odd/bad-')), [{ path: '/etc/drift-odd/bad-\\xff\\xfe', reason: 'EILSEQ' }], 'a name that is not UTF-8 is unread, as locally');
+  const localBaseline = BaselineSchema.parse(JSON.parse(await readFile(localOut, 'utf8')));
+  t.equal(manifest.digests.files, localBaseline.digests.files, 'the same files digest as a local collection of the hostile root');
+
+  // A listing bigger than the bound is refused, not buffered.
+  const { parseListing, splitNul } = await import('../../agent/remote/agentless.js');
+  t.throws(() => parseListing(Buffer.from('/etc\0f\0'), 'host'), /not a multiple of 11; refused/);
+  const fields = (mode: string): Buffer => Buffer.from(['/etc', 'd', mode, '0', '0', '4096', '1700000000.5', '2', '2049', '8', ''].map((f) => `${f}\0`).join(''));
+  t.equal(parseListing(fields('755'), 'host')[0]?.mtime, 1700000000, 'mtime in whole seconds toward zero');
+  t.throws(() => parseListing(fields('75x'), 'host'), /record 1 of the file listing has a mode that is not octal; refused/);
+  t.equal(splitNul(Buffer.from('a\0b\0')).length, 2);
+});
+
+t.test('output past its bound is refused, not buffered', async (t) => {
+  // A hostile host answering with more than a command may send: the session's bound ends the channel.
+  const { connectSsh } = await import('../../agent/remote/ssh.js');
+  const session = await connectSsh(sshTarget, connect);
+  t.teardown(() => session.close());
+  await t.rejects(session.exec('LC_ALL=C find -files0-from - -printf \'%p\\0\'', { stdin: Buffer.from('/usr\0'), maxStdout: 1024 }), { code: 'DRIFT_ERR_TOO_LARGE' });
+});
+
+t.test('a host whose find lies is refused, and nothing outside the scope gets in', async (t) => {
+  const find = join(root, 'usr', 'bin', 'find');
+  const real = join(work, 'find.real');
+  await copyFile(find, real);
+  t.teardown(() => copyFile(real, find));
+  // A truncated record: the listing is refused whole (no manifest rather than a wrong one).
+  await writeFile(find, "#!/bin/sh\nprintf '/etc\\000f\\000'\n", { mode: 0o755 });
+  await t.rejects(collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] }), { code: 'DRIFT_ERR_MANIFEST', message: /not a multiple of 11; refused/ });
+  // Well-formed records for paths no walk reaches (a folder never asked for) are dropped.
+  await writeFile(find, "#!/bin/sh\nprintf '/srv/planted\\000f\\000644\\0000\\0000\\0001\\0001.0\\0001\\0001\\0000\\000\\000'\n", { mode: 0o755 });
+  const m = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] });
+  t.equal(m.files?.['/srv/planted'], undefined, 'a path outside every walk base is not recorded');
+  t.same(m.files, {}, 'and nothing else either');
+});
+
+t.test('with getfattr on the target: capabilities and extended attributes as a local collection reads them', async (t) => {
+  const getfattr = join(root, 'usr', 'bin', 'getfattr');
+  await copyFile('/usr/bin/getfattr', getfattr);
+  await chmod(getfattr, 0o755);
+  const capped = join(root, 'usr', 'bin', 'drift-capped');
+  await writeFile(capped, '#!/bin/sh\n', { mode: 0o755 });
+  await must('setcap', ['cap_net_raw+ep', capped]);
+  await must('setfattr', ['-n', 'user.drift', '-v', 'odd\nvalue', join(root, 'etc', 'hostname')]);
+  await must('setfacl', ['-m', 'u:1000:r', join(root, 'etc', 'issue')]);
+  t.teardown(async () => {
+    await unlink(getfattr);
+    await unlink(capped);
+    await must('setfattr', ['-x', 'user.drift', join(root, 'etc', 'hostname')]);
+    await must('setfacl', ['-b', join(root, 'etc', 'issue')]);
+  });
+  const localOut = join(work, 'xattr-baseline.json');
+  const local = await drift(['baseline', '--root', root, '--image-id', 'xattrs', '--out', localOut, '--state-dir', join(work, 'state-xattrs')]);
+  t.equal(local.code, 0, local.stderr);
+  const localBaseline = BaselineSchema.parse(JSON.parse(await readFile(localOut, 'utf8')));
+  const manifest = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['files'] });
+  t.equal(manifest.files?.['/usr/bin/drift-capped']?.caps, 'cap_net_raw=ep', 'the capability, in getcap\'s form');
+  t.same(manifest.files?.['/etc/issue']?.acl, localBaseline.files?.['/etc/issue']?.acl, 'the ACL as locally');
+  t.ok(manifest.files?.['/etc/issue']?.acl?.includes('user:1000:r--'), 'the named ACL entry');
+  t.same(manifest.files?.['/etc/hostname']?.xattrs, localBaseline.files?.['/etc/hostname']?.xattrs, 'the user xattr as locally');
+  t.equal(manifest.digests.files, localBaseline.digests.files, 'the same files digest as a local collection');
+  t.same(manifest.unread.filter((u) => u.reason.startsWith('xattrs')), [], 'nothing unread');
+});
+
+t.test('the drifted root without drift: the same findings over SSH as a local scan', async (t) => {
+  const debs = join(work, 'debs');
+  await mkdir(debs);
+  const deb = buildDeb(debs, { name: 'drift-test-b', version: '2.0-1', files: { '/usr/bin/drift-test-b': '#!/bin/sh\necho b\n' } });
+  await copyFile(deb, join(root, 'tmp', 'b.deb'));
+  await must('chroot', [root, 'dpkg', '-i', '/tmp/b.deb']);
+  await unlink(join(root, 'tmp', 'b.deb'));
+  await must('sed', ['-i', 's/^UMASK.*/UMASK\t\t000/', join(root, 'etc', 'login.defs')]);
+  await chmod(join(root, 'usr', 'bin', 'env'), 0o4755);
+  await must('chroot', [root, 'useradd', 'mallory']);
+
+  const local = await drift(['scan', '--root', root, '--baseline', baselinePath, '--format', 'json', '--state-dir', join(work, 'state-local'), '--sections', 'packages,files']);
+  const remote = await drift(sshArgs(['--format', 'json', '--sections', 'packages,files', '--agentless']), { env });
+  t.equal(local.code, 1, local.stderr);
+  t.equal(remote.code, 1, remote.stderr);
+  const keys = (r: { stdout: string }): string[] => (JSON.parse(r.stdout) as JsonReport).findings.map((f) => `${f.kind} ${f.key} ${f.change} ${f.changed.join(',')}`).sort();
+  t.same(keys(remote), keys(local), 'the same findings');
+  const found = keys(remote).join('\n');
+  t.match(found, /package dpkg:drift-test-b:all added/);
+  t.match(found, /file \/etc\/login\.defs modified/);
+  t.match(found, /file \/usr\/bin\/env modified mode/);
+  t.match(found, /file \/etc\/passwd modified/);
+});
