@@ -159,9 +159,10 @@ t.test('a full queue answers 503 with Retry-After; the queued reports are decide
   const [big, q1, q2] = keys as [string, string, string];
   const bigAnswer = post(ctx.base, 'POST', '/v1/reports', big, huge, true);
   t.ok(await inPool(ctx.app, 1), 'the huge report is with the worker');
-  const queued = post(ctx.base, 'POST', '/v1/reports', q1, cleanReport('q1', 1));
+  // Drifted reports need a compare, so they go to the workers (clean ones are decided at once).
+  const queued = post(ctx.base, 'POST', '/v1/reports', q1, hugeReport('q1', 1, 3), true);
   t.ok(await inPool(ctx.app, 2), 'a second report waits in the queue');
-  const full = await post(ctx.base, 'POST', '/v1/reports', q2, cleanReport('q2', 1));
+  const full = await post(ctx.base, 'POST', '/v1/reports', q2, hugeReport('q2', 1, 3), true);
   t.equal(full.status, 503, 'refused while the worker and its queue are busy');
   t.equal(full.headers.get('retry-after'), '5');
   t.match((full.json as { error: { message: string } }).error.message, /--report-workers 1 and queue of 1 are full\); send the report again after 5 s/);
