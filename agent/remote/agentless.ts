@@ -6,7 +6,8 @@ import { flagsText, parseLsattr } from '../collectors/flags.js';
 import { addResolvedAliases, aliasCandidates } from '../collectors/packages/aliases.js';
 import { collectApk } from '../collectors/packages/apk.js';
 import { collectDpkg, PACKAGE_DB_MAX_BYTES, type DbReader } from '../collectors/packages/dpkg.js';
-import type { CollectContext, CollectResult, Collector, PathOwner } from '../collectors/contract.js';
+import { mergePackageParts } from '../collectors/packages/index.js';
+import type { CollectContext, CollectResult, Collector } from '../collectors/contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob } from '../glob.js';
 import { ByteBudget, REASONS, sha256Hex } from '../hash.js';
 import { readHostInfo, type IdentityReader } from '../identity.js';
@@ -375,15 +376,7 @@ export function remotePackagesCollector(host: RemoteHost): Collector<'packages'>
   return {
     section: 'packages',
     async collect(): Promise<CollectResult<PackageEntry>> {
-      const parts = await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]);
-      const entries: Record<string, PackageEntry> = {};
-      const owners = new Map<string, PathOwner>();
-      const unread: Unread[] = [];
-      for (const part of parts) {
-        Object.assign(entries, part.entries);
-        unread.push(...part.unread);
-        for (const [path, owner] of part.owners ?? []) if (!owners.has(path)) owners.set(path, owner);
-      }
+      const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]));
       // rpm's database needs rpm (or its SQLite) on the host: say so where there is one.
       const rpm = await remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
       for (const [path, t] of rpm) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });

@@ -15,18 +15,23 @@ import { collectRpm } from './rpm.js';
  * symlinked folder (`/bin/false` with `/bin` → `usr/bin`) is owned under its
  * resolved path too (`/usr/bin/false`).
  */
+/** The packages of several package databases as one section; a path's first owner wins. */
+export function mergePackageParts(parts: readonly CollectResult<PackageEntry>[]): { entries: Record<string, PackageEntry>; unread: Unread[]; owners: Map<string, PathOwner> } {
+  const entries: Record<string, PackageEntry> = {};
+  const owners = new Map<string, PathOwner>();
+  const unread: Unread[] = [];
+  for (const part of parts) {
+    Object.assign(entries, part.entries);
+    unread.push(...part.unread);
+    for (const [path, owner] of part.owners ?? []) if (!owners.has(path)) owners.set(path, owner);
+  }
+  return { entries, unread, owners };
+}
+
 export const packagesCollector: Collector<'packages'> = {
   section: 'packages',
   async collect(ctx: CollectContext): Promise<CollectResult<PackageEntry>> {
-    const parts = await Promise.all([collectDpkg(ctx.root), collectRpm(ctx.root), collectApk(ctx.root)]);
-    const entries: Record<string, PackageEntry> = {};
-    const owners = new Map<string, PathOwner>();
-    const unread: Unread[] = [];
-    for (const part of parts) {
-      Object.assign(entries, part.entries);
-      unread.push(...part.unread);
-      for (const [path, owner] of part.owners ?? []) if (!owners.has(path)) owners.set(path, owner);
-    }
+    const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg(ctx.root), collectRpm(ctx.root), collectApk(ctx.root)]));
     addResolvedAliases(ctx.root, owners);
     return { entries, unread, owners };
   },
