@@ -11,7 +11,7 @@ import { driftBin, repoRoot } from '../helpers/paths.js';
 
 /**
  * Helpers of the agent and fleet tests: small real roots, a real collector in-process
- * (the server engineer's app and store over a real SQLite file), the agent as a process.
+ * (the collector's app and store over a real SQLite file), the agent as a process.
  */
 
 /** A small Debian-like root: identity files, config, two binaries, a dpkg database of two packages. */

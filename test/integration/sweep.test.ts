@@ -158,7 +158,7 @@ t.test('targets files: comments, ssh and ssm, and clear errors with line numbers
     ['\n\nhttp://x\n', /^f:3: "http:\/\/x" is not a target; write ssh:\/\/\[user@\]host\[:port\] or ssm:\/\/i-…/],
     ['ssm://i-0123456789abcdef0 a b\n', /^f:1: .*write one target and at most an image id/],
     ['ssm://i-0123456789abcdef0 $(id)\n', /^f:1: "\$\(id\)" is not an image id/],
-    ['ssh://a@b:99999\n', /^f:1: ssh: port 99999/],
+    ['ssh://a@b:99999\n', /^f:1: .*port 99999 is outside 1-65535/],
     ['ssm://i-0123456789abcdef0\nssm://i-0123456789abcdef0\n', /^f:2: ssm:\/\/i-0123456789abcdef0 is listed twice \(first at line 1\)/],
     ['# nothing\n', /^f: no targets/],
     [`${'x'.repeat(TARGETS_LIMITS.lineChars + 1)}\n`, /^f:1: line is 1025 characters, more than 1024/],

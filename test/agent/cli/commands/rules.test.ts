@@ -39,7 +39,7 @@ t.test('rules check with no folder checks the shipped rules', async (t) => {
   t.match(out, /^\d+ files, \d+ rules: OK\n$/);
 });
 
-// Through the real launcher once the lead wires the command into main.ts.
+// Through the real launcher, as an operator runs it.
 t.test('drift rules check exit codes', async (t) => {
   t.match(spawnSync(process.execPath, [driftBin, '--help'], { encoding: 'utf8' }).stdout, /^\s+rules\b/m, 'drift --help lists rules');
   const ok = spawnSync(process.execPath, [driftBin, 'rules', 'check', fixtures('rules', 'merge', 'b')], { encoding: 'utf8' });
