@@ -14,7 +14,8 @@
  * the launch key in host.instanceKeys), so the collector pins each host's first boot;
  * the output then names the bytes the pins cost per host. Those hosts' full bodies are
  * three shared gzip members around a small per-host one holding the first-boot entries.
- * (DRIFT_BENCH_SERVER_NODE_ARGS='--cpu-prof' profiles the server process.)
+ * (DRIFT_BENCH_SERVER_NODE_ARGS='--cpu-prof' profiles the server process;
+ * DRIFT_BENCH_SERVER_ARGS='--report-workers 1' passes flags to drift server.)
  * Bodies are built (and gzipped) before timing. A clean host's full body is two
  * gzip members (its own head + its image's shared sections): valid gzip that the
  * collector inflates in full, without holding 10,000 × 150 KB in the generator.
@@ -172,7 +173,8 @@ async function main(): Promise<void> {
   const db = join(dir, 'drift.db');
   const nodeArgs = (process.env['DRIFT_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
   const server = spawn(process.execPath, [...nodeArgs, driftBin, 'server', '--listen', '127.0.0.1:0', '--db', db,
-    '--enroll-secret-file', join(dir, 'enroll'), '--admin-token-file', join(dir, 'admin')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--enroll-secret-file', join(dir, 'enroll'), '--admin-token-file', join(dir, 'admin'),
+    ...(process.env['DRIFT_BENCH_SERVER_ARGS'] ?? '').split(' ').filter(Boolean)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: server.stdout });
     lines.on('line', (line) => {
