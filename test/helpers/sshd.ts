@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import { must } from './run.js';
+import type { Test as Tap } from 'tap';
+import { drift, must } from './run.js';
+import { copyRoot, debianMinbase } from './debian.js';
+import { BaselineSchema, type Baseline } from '../../agent/protocol/manifest.js';
 import { repoRoot } from './paths.js';
 
 /**
@@ -151,4 +154,54 @@ export function installDrift(root: string): void {
 /** Remove a folder made by sshWorkDir (after the sshd stopped). */
 export function removeWorkDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** A baked root behind a real sshd, shared by the subtests of one SSH scan test file. */
+export interface SshScene {
+  work: string;
+  root: string;
+  baselinePath: string;
+  state: string;
+  baseline: Baseline;
+  sshd: Sshd;
+  /** `root@127.0.0.1:PORT` */
+  target: string;
+  /** No ssh-agent of the machine running the tests: the identity file is the only credential. */
+  env: Record<string, string>;
+  /** `drift scan --ssh` of the scene's target with its key, known_hosts and state folder, then `extra`. */
+  sshArgs(extra?: string[]): string[];
+}
+
+/**
+ * Copy the debootstrap root (with a machine-id; with this checkout's drift when `withDrift`),
+ * bake its baseline with a stamp of `imageId`, and serve it through a real sshd; all removed
+ * at the end of the test file.
+ */
+export async function sshScene(t: Tap, imageId: string, opts: { withDrift: boolean }): Promise<SshScene> {
+  const work = sshWorkDir();
+  t.teardown(() => removeWorkDir(work));
+  const root = await copyRoot(debianMinbase, join(work, 'root'));
+  writeFileSync(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+  if (opts.withDrift) installDrift(root);
+  const baselinePath = join(work, 'baseline.json');
+  const state = join(work, 'state');
+  const bake = await drift(['baseline', '--root', root, '--image-id', imageId, '--out', baselinePath, '--state-dir', state, '--stamp']);
+  if (bake.code !== 0) throw new Error(`drift baseline failed: ${bake.stderr}`);
+  const baseline = BaselineSchema.parse(JSON.parse(readFileSync(baselinePath, 'utf8')));
+  const sshd = await startSshd(root, join(work, 'sshd'));
+  t.teardown(() => sshd.stop());
+  const target = `root@127.0.0.1:${sshd.port}`;
+  return {
+    work, root, baselinePath, state, baseline, sshd, target,
+    env: { SSH_AUTH_SOCK: '' },
+    sshArgs: (extra: string[] = []) => ['scan', '--ssh', target, '--baseline', baselinePath, '--identity', sshd.clientKey,
+      '--known-hosts', sshd.knownHosts, '--state-dir', state, '--connect-timeout', '5s', ...extra],
+  };
+}
+
+/** Every path of a root with type, mode, owner, size, mtime and the sha256 of regular files. */
+export async function rootListing(dir: string): Promise<string> {
+  const meta = await must('find', [dir, '-xdev', '-printf', '%P\t%y\t%m\t%U:%G\t%s\t%T@\t%l\n']);
+  const sums = await must('sh', ['-c', 'cd "$1" && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum', 'sh', dir]);
+  return `${meta.split('\n').sort().join('\n')}\n${sums}`;
 }

@@ -2,12 +2,12 @@ import t from 'tap';
 import { copyFile, chmod, readFile, unlink, writeFile, mkdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { buildDeb, copyRoot, debianMinbase } from '../helpers/debian.js';
+import { buildDeb } from '../helpers/debian.js';
 import { drift, must } from '../helpers/run.js';
-import { removeWorkDir, sshWorkDir, startSshd } from '../helpers/sshd.js';
+import { rootListing, sshScene } from '../helpers/sshd.js';
 import { collectOverSsh } from '../../agent/remote/ssh.js';
 import { AGENTLESS_NO_PROC } from '../../agent/remote/agentless.js';
-import { BaselineSchema, type Baseline } from '../../agent/protocol/manifest.js';
+import { BaselineSchema } from '../../agent/protocol/manifest.js';
 import { scopedRules } from '../../agent/baseline.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
 
@@ -21,32 +21,12 @@ import { emptyRuleSet } from '../../agent/protocol/rules.js';
 interface JsonFinding { kind: string; key: string; change: string; changed: string[] }
 interface JsonReport { findings: JsonFinding[] }
 
-const work = sshWorkDir();
-t.teardown(() => removeWorkDir(work));
-const root = await copyRoot(debianMinbase, join(work, 'root'));
-await writeFile(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
-const baselinePath = join(work, 'baseline.json');
-const state = join(work, 'state');
-const bake = await drift(['baseline', '--root', root, '--image-id', 'debian-12-agentless', '--out', baselinePath, '--state-dir', state, '--stamp']);
-if (bake.code !== 0) throw new Error(`drift baseline failed: ${bake.stderr}`);
-const baseline: Baseline = BaselineSchema.parse(JSON.parse(await readFile(baselinePath, 'utf8')));
-
-const sshd = await startSshd(root, join(work, 'sshd'));
-t.teardown(() => sshd.stop());
-const target = `root@127.0.0.1:${sshd.port}`;
-const env = { SSH_AUTH_SOCK: '' };
-const sshArgs = (extra: string[] = []): string[] => ['scan', '--ssh', target, '--baseline', baselinePath, '--identity', sshd.clientKey,
-  '--known-hosts', sshd.knownHosts, '--state-dir', state, '--connect-timeout', '5s', ...extra];
+const { work, root, baselinePath, baseline, sshd, env, sshArgs } = await sshScene(t, 'debian-12-agentless', { withDrift: false });
 const rules = scopedRules(baseline, emptyRuleSet(), baselinePath);
 const connect = { identity: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutMs: 5000 };
 const sshTarget = { user: 'root', host: '127.0.0.1', port: sshd.port };
 
-/** Every path of a root with type, mode, owner, size, mtime and the sha256 of regular files. */
-async function listing(dir: string): Promise<string> {
-  const meta = await must('find', [dir, '-xdev', '-printf', '%P\t%y\t%m\t%U:%G\t%s\t%T@\t%l\n']);
-  const sums = await must('sh', ['-c', 'cd "$1" && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum', 'sh', dir]);
-  return `${meta.split('\n').sort().join('\n')}\n${sums}`;
-}
+const listing = rootListing;
 
 t.test('without drift on the target: the agentless manifest has the packages and files of drift baseline --root', async (t) => {
   t.notOk(await readFile(join(root, 'usr', 'local', 'bin', 'drift')).catch(() => null), 'no drift in the root');

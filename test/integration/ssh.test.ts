@@ -2,11 +2,10 @@ import t from 'tap';
 import { copyFile, chmod, readFile, unlink, writeFile, mkdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { buildDeb, copyRoot, debianMinbase } from '../helpers/debian.js';
+import { buildDeb } from '../helpers/debian.js';
 import { drift, must } from '../helpers/run.js';
-import { installDrift, removeWorkDir, sshWorkDir, startSshd } from '../helpers/sshd.js';
+import { rootListing, sshScene } from '../helpers/sshd.js';
 import { collectOverSsh } from '../../agent/remote/ssh.js';
-import { BaselineSchema, type Baseline } from '../../agent/protocol/manifest.js';
 import { scopedRules } from '../../agent/baseline.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
 import { VERSION } from '../../agent/version.js';
@@ -20,33 +19,11 @@ import { VERSION } from '../../agent/version.js';
 interface JsonFinding { kind: string; key: string; change: string; changed: string[]; explanation: string }
 interface JsonReport { schema: string; findings: JsonFinding[] }
 
-const work = sshWorkDir();
-t.teardown(() => removeWorkDir(work));
-const root = await copyRoot(debianMinbase, join(work, 'root'));
-await writeFile(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
-installDrift(root);
-const baselinePath = join(work, 'baseline.json');
-const state = join(work, 'state');
-const bake = await drift(['baseline', '--root', root, '--image-id', 'debian-12-ssh', '--out', baselinePath, '--state-dir', state, '--stamp']);
-if (bake.code !== 0) throw new Error(`drift baseline failed: ${bake.stderr}`);
-const baseline: Baseline = BaselineSchema.parse(JSON.parse(await readFile(baselinePath, 'utf8')));
-
-const sshd = await startSshd(root, join(work, 'sshd'));
-t.teardown(() => sshd.stop());
-const target = `root@127.0.0.1:${sshd.port}`;
-// No ssh-agent of the machine running the tests: the identity file is the only credential.
-const env = { SSH_AUTH_SOCK: '' };
-const sshArgs = (extra: string[] = []): string[] => ['scan', '--ssh', target, '--baseline', baselinePath, '--identity', sshd.clientKey,
-  '--known-hosts', sshd.knownHosts, '--state-dir', state, '--connect-timeout', '5s', ...extra];
+const { work, root, baselinePath, state, baseline, sshd, target, env, sshArgs } = await sshScene(t, 'debian-12-ssh', { withDrift: true });
 const fingerprint = (await must('ssh-keygen', ['-lf', join(sshd.dir, 'host_ed25519.pub')])).split(' ')[1] ?? 'none';
 t.match(fingerprint, /^SHA256:/, 'the sshd\'s host key fingerprint');
 
-/** Every path of a root with type, mode, owner, size, mtime and the sha256 of regular files. */
-async function listing(dir: string): Promise<string> {
-  const meta = await must('find', [dir, '-xdev', '-printf', '%P\t%y\t%m\t%U:%G\t%s\t%T@\t%l\n']);
-  const sums = await must('sh', ['-c', 'cd "$1" && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum', 'sh', dir]);
-  return `${meta.split('\n').sort().join('\n')}\n${sums}`;
-}
+const listing = rootListing;
 
 t.test('with drift on the target: the manifest over SSH has the packages and files of drift baseline --root', async (t) => {
   const manifest = await collectOverSsh({ user: 'root', host: '127.0.0.1', port: sshd.port },
