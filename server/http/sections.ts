@@ -43,20 +43,29 @@ const BACKSLASH = 0x5c;
  */
 export function locateManifestSections(buf: Buffer, known: readonly KnownSection[] = [], stats: LocateStats = { hashedBytes: 0 }): LocatedSections | null {
   const n = buf.length;
+  // Known sections by byte length: the files sections of two builds of an image (or of
+  // two images of one shape) are often equally long, and one hash answers for all of them.
+  const byLength = new Map<number, Set<string>>();
+  for (const k of known) {
+    const set = byLength.get(k.length);
+    if (set) set.add(k.sha256);
+    else byLength.set(k.length, new Set([k.sha256]));
+  }
   /**
    * End of a section value that is byte for byte a known canonical section, else -1.
    * Sound without scanning: bytes whose sha256 is a known canonical section's digest
-   * are that complete JSON value. The bytes hashed in all tries stay below the body's
-   * length (a body naming many sections, or sections of many images, costs no more
-   * than one pass): past that budget the section is scanned instead.
+   * are that complete JSON value. Each candidate length is hashed once, and the bytes
+   * hashed in all tries stay below the body's length (a body naming many sections, or
+   * sections of many lengths, costs no more than one pass): past that budget the
+   * section is scanned instead.
    */
   const knownEnd = (i: number): number => {
-    for (const k of known) {
-      const e = i + k.length;
+    for (const [length, digests] of byLength) {
+      const e = i + length;
       if (e >= n || buf[e - 1] !== 0x7d || (buf[e] !== 0x2c && buf[e] !== 0x7d && !WS.has(buf[e] as number))) continue;
-      if (stats.hashedBytes + k.length > n) return -1;
-      stats.hashedBytes += k.length;
-      if (createHash('sha256').update(buf.subarray(i, e)).digest('hex') === k.sha256) return e;
+      if (stats.hashedBytes + length > n) return -1;
+      stats.hashedBytes += length;
+      if (digests.has(createHash('sha256').update(buf.subarray(i, e)).digest('hex'))) return e;
     }
     return -1;
   };
