@@ -4,7 +4,8 @@
  * in its own process. Enrolls every host, pushes both baselines, sends the first
  * full report of every host, then a round of digest-only reports. Prints JSON:
  * full reports/s, digest-only reports/s, the server's peak RSS (VmHWM) and the
- * database size against 2 × (two baselines + the drifted hosts' deltas).
+ * database size against 2 × (two baselines + the drifted hosts' deltas), and where the
+ * collector decided the reports (`reportsDecided`: main thread or report worker).
  *
  * Usage: node dist/bench/load/run.js [--hosts 10000] [--files 3000] [--concurrency 32] [--first-boot]
  *
@@ -292,15 +293,20 @@ async function main(): Promise<void> {
   });
   const digestSeconds = (performance.now() - t0) / 1000;
 
-  const fleetT0 = performance.now();
-  const fleet = await new Promise<string>((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path: '/v1/fleet', agent, headers: { authorization: `Bearer ${ADMIN}` } }, (res) => {
+  const get = (path: string): Promise<string> => new Promise<string>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${ADMIN}` } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve(Buffer.concat(parts).toString()));
     }).on('error', reject).end();
   });
+  const fleetT0 = performance.now();
+  const fleet = await get('/v1/fleet');
   const fleetMs = performance.now() - fleetT0;
+  // Where the collector decided the reports (full and digest-only): on its main thread or in a report worker.
+  const metrics = await get('/metrics');
+  const decided = Object.fromEntries([...metrics.matchAll(/^drift_reports_decided_total\{where="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+  const reportWorkers = Number(/^drift_report_workers (\d+)$/m.exec(metrics)?.[1] ?? NaN);
   const snowflakes = (JSON.parse(fleet) as { cohorts: { snowflakes: unknown[] }[] }).cohorts.reduce((n, c) => n + c.snowflakes.length, 0);
 
   const peakRssMb = vmHwmKb(server.pid as number) / 1024;
@@ -337,7 +343,7 @@ async function main(): Promise<void> {
     hosts: HOSTS, filesPerImage: FILES, concurrency: CONCURRENCY, drifted: hosts.filter((h) => h.drifted).length,
     enrollPerSecond: Math.round(HOSTS / enrollSeconds),
     fullReportsPerSecond: Math.round(HOSTS / fullSeconds), fullReportGzipBytesAvg: Math.round(fullBytes / HOSTS),
-    digestReportsPerSecond: Math.round(HOSTS / digestSeconds),
+    digestReportsPerSecond: Math.round(HOSTS / digestSeconds), reportsDecided: decided, reportWorkers,
     serverPeakRssMb: Math.round(peakRssMb),
     dbBytes, blobBytes, baselinesJsonBytes: baselinesBytes, driftedDeltaJsonBytes: deltaBytes, dbTargetBytes: target, dbWithinTarget: dbBytes <= target,
     fleetQueryMs: Math.round(fleetMs), snowflakes, rows: counts, bytesByTable, firstBoot: FIRST_BOOT, pinBytes,

@@ -137,7 +137,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
       heapMb: workers.heapMb ?? POOL_DEFAULTS.heapMb, rules: deps.rules,
     }, (msg, fields) => app.log.error(fields, msg))
     : null;
-  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r), roles: deps.roles ?? null, pool });
+  const ingest = new Ingest({ store: deps.store, rules: deps.rules, compare: deps.compare, now, write: (r) => commit.save(r), roles: deps.roles ?? null, pool, decided: (where) => { metrics.reportsDecided[where]++; } });
   const enrollLimiter = new FailureLimiter({ max: deps.enrollFailures?.max ?? 10, windowMs: deps.enrollFailures?.windowMs ?? 60_000, maxKeys: 100_000 });
 
   ingest.preload();
@@ -510,7 +510,7 @@ export function buildApp(deps: AppDeps): FastifyInstance & { metrics: Metrics; i
     const byStatus: Record<HostStatus, number> = { clean: 0, drifted: 0, silent: 0, 'unknown-image': 0 };
     for (const h of deps.store.listHosts()) byStatus[statusOfHost(h, t)]++;
     reply.type('text/plain; version=0.0.4; charset=utf-8');
-    return metrics.render(byStatus, deps.store.sizeBytes()) + renderActionMetrics(ledger, guardBlocks);
+    return metrics.render(byStatus, deps.store.sizeBytes(), pool?.workers() ?? 0) + renderActionMetrics(ledger, guardBlocks);
   });
 
   app.get('/healthz', async (_req, reply: FastifyReply) => {

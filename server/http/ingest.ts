@@ -55,6 +55,9 @@ function lightPrecheck(bytes: Buffer, known: readonly KnownSection[]): { located
   return parse <= INLINE_PARSE_BYTES ? { located, stats } : null;
 }
 
+/** Where a report was decided: on the main thread (no workers, or a light report) or in a report worker. */
+export type DecidedWhere = 'main' | 'worker';
+
 /** A report body as the HTTP layer hands it over: inflated bytes (for a worker) or already parsed (inline). */
 export type ReportInput = { bytes: Buffer } | ParsedBody;
 
@@ -83,6 +86,8 @@ export class Ingest {
   constructor(private readonly deps: {
     store: Store; rules: RuleSet; compare: CompareFn; now: () => number; write?: (r: SaveReport) => Promise<void>; roles?: readonly string[] | null;
     pool?: ReportPool | null;
+    /** Told where each report was decided: on the main thread or in a report worker (for /metrics). */
+    decided?: (where: DecidedWhere) => void;
   }) {
     this.write = deps.write ?? ((r) => { deps.store.saveReport(r); return Promise.resolve(); });
     this.roles = deps.roles ? new Set(deps.roles) : null;
@@ -168,9 +173,14 @@ export class Ingest {
           if (!(err instanceof Defer)) throw err;
         }
       }
-      decision ??= await pool.run(job, reads);
+      if (decision) this.deps.decided?.('main');
+      else {
+        decision = await pool.run(job, reads);
+        this.deps.decided?.('worker');
+      }
     } else {
       decision = await this.inline.decide(job, reads, 'bytes' in input ? undefined : input);
+      this.deps.decided?.('main');
     }
     switch (decision.kind) {
       case 'refused': throw refuse(decision.reason, decision.code, decision.message, decision.status);

@@ -9,6 +9,8 @@ export class Metrics {
   reportsReceived = 0;
   reportsAccepted = 0;
   reportsNeedSections = 0;
+  /** Reports decided, by where: on the main thread or in a report worker. */
+  readonly reportsDecided: Record<'main' | 'worker', number> = { main: 0, worker: 0 };
   /** Reports agents dropped from their spools (the `spoolDropped` they announce). */
   agentSpoolDropped = 0;
   readonly refused = new Map<string, number>();
@@ -35,12 +37,14 @@ export class Metrics {
     h.count++;
   }
 
-  /** The exposition text; `hostsByStatus` and `dbBytes` are read at scrape time. */
-  render(hostsByStatus: Record<string, number>, dbBytes: number): string {
+  /** The exposition text; `hostsByStatus`, `dbBytes` and `reportWorkers` (threads running) are read at scrape time. */
+  render(hostsByStatus: Record<string, number>, dbBytes: number, reportWorkers: number): string {
     const out: string[] = [];
     out.push('# HELP drift_reports_received_total Reports received on POST /v1/reports.', '# TYPE drift_reports_received_total counter', `drift_reports_received_total ${this.reportsReceived}`);
     out.push('# HELP drift_reports_accepted_total Reports stored.', '# TYPE drift_reports_accepted_total counter', `drift_reports_accepted_total ${this.reportsAccepted}`);
     out.push('# HELP drift_reports_need_sections_total Reports answered with the sections the collector needs.', '# TYPE drift_reports_need_sections_total counter', `drift_reports_need_sections_total ${this.reportsNeedSections}`);
+    out.push('# HELP drift_reports_decided_total Reports decided (stored, refused or answered with the sections needed), by where: on the main thread or in a report worker.', '# TYPE drift_reports_decided_total counter');
+    for (const [where, n] of Object.entries(this.reportsDecided)) out.push(`drift_reports_decided_total{where="${where}"} ${n}`);
     out.push('# HELP drift_agent_spool_dropped_total Reports agents dropped from a full spool, as they announce them.', '# TYPE drift_agent_spool_dropped_total counter', `drift_agent_spool_dropped_total ${this.agentSpoolDropped}`);
     out.push('# HELP drift_reports_refused_total Reports refused, by reason.', '# TYPE drift_reports_refused_total counter');
     for (const [reason, n] of [...this.refused].sort()) out.push(`drift_reports_refused_total{reason="${reason}"} ${n}`);
@@ -55,6 +59,7 @@ export class Metrics {
       out.push(`drift_http_request_duration_seconds_bucket{route="${r}",le="+Inf"} ${h.count}`);
       out.push(`drift_http_request_duration_seconds_sum{route="${r}"} ${h.sum}`, `drift_http_request_duration_seconds_count{route="${r}"} ${h.count}`);
     }
+    out.push('# HELP drift_report_workers Report worker threads running (they start when reports need them).', '# TYPE drift_report_workers gauge', `drift_report_workers ${reportWorkers}`);
     out.push('# HELP drift_db_size_bytes Size of the database file and its WAL.', '# TYPE drift_db_size_bytes gauge', `drift_db_size_bytes ${dbBytes}`);
     return `${out.join('\n')}\n`;
   }

@@ -81,6 +81,22 @@ async function inPool(app: App, n: number, deciding = 1): Promise<boolean> {
 const ADDED = 200_000;
 const huge = hugeReport('big', 2, ADDED);
 
+t.test('clean reports are decided on the main thread; a worker starts when a drifted report needs one; /metrics counts both', async (t) => {
+  const ctx = await setup(t, { reportWorkers: { size: 2 } });
+  const clean = await keyOf(ctx, 'clean');
+  const drifted = await keyOf(ctx, 'drifted');
+  const metrics = async (): Promise<string> => { const r = await fetch(`${ctx.base}/metrics`); return r.text(); };
+  t.equal((await post(ctx.base, 'POST', '/v1/reports', clean, cleanReport('clean', 1))).status, 200);
+  let m = await metrics();
+  t.match(m, /drift_reports_decided_total\{where="main"\} 1\n/, 'the clean report was decided on the main thread');
+  t.match(m, /drift_reports_decided_total\{where="worker"\} 0\n/);
+  t.match(m, /drift_report_workers 0\n/, 'no worker started for it');
+  t.equal((await post(ctx.base, 'POST', '/v1/reports', drifted, hugeReport('drifted', 1, 3), true)).status, 200);
+  m = await metrics();
+  t.match(m, /drift_reports_decided_total\{where="worker"\} 1\n/, 'the drifted report was decided in a worker');
+  t.match(m, /drift_report_workers 1\n/, 'one worker started, not two');
+});
+
 t.test('a huge report is decided off the event loop: /healthz and another host answer within 100 ms meanwhile', async (t) => {
   const ctx = await setup(t, { reportWorkers: { size: 2, timeoutMs: 600_000 } });
   const big = await keyOf(ctx, 'big');
