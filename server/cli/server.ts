@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .option('--fleet-wide-share <share>', 'a finding shared by more than this share of a cohort is fleet-wide (default 0.5)')
     .option('--rare-share <share>', 'a finding shared by at most this share of a cohort is rare: its hosts are snowflakes (default 0.1)')
     .option('--roles <name>', 'a cohort role hosts may claim (agent --role); repeatable; when given, a host claiming another role is flagged and kept in its image\'s default cohort', collect)
-    .option('--report-workers <n>', `worker threads that parse and compare reports, off the event loop (default min(2, cores) = ${defaultWorkers()} here; 0 decides on the main thread, where one large report stalls every request)`)
+    .option('--report-workers <n>', `worker threads (started when a report needs one) that parse and compare reports, off the event loop (default min(2, cores) = ${defaultWorkers()} here; 0 decides on the main thread, where one large report stalls every request)`)
     .option('--report-queue <n>', `reports waiting for a worker; past it a report is answered 503 with Retry-After (default ${POOL_DEFAULTS.queuePerWorker} per worker)`)
     .option('--report-timeout <duration>', `longest one report may take in a worker; past it the worker is replaced and the report refused with 413 (default ${POOL_DEFAULTS.timeoutMs / 1000}s)`)
     .option('--report-heap <bytes>', `heap one report worker may use, e.g. 512MiB; a report needing more is refused with 413 and the worker replaced (default ${POOL_DEFAULTS.heapMb} MiB)`)
