@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { MessageChannel, Worker, isMainThread, parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { errnoOf } from './protocol/errors.js';
 import { startWorker } from './bundle.js';
 
@@ -16,7 +16,8 @@ import { startWorker } from './bundle.js';
  * before (the walk), the same device and inode with the same size; where /proc is
  * mounted, the descriptor's path must also be the path asked for, so a parent
  * folder swapped for a symlink (a user's `~/.ssh` pointed at `/root/.ssh`) is
- * refused even when the swap came before the walk's lstat. Reads never go past the
+ * refused even when the swap came before the walk's lstat (the files collector
+ * leaves that check out below folders that only root can change). Reads never go past the
  * size seen on the descriptor, and files above the per-file byte budget are not
  * read at all (see ByteBudget).
  *
@@ -255,13 +256,17 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** What a batch needs besides its paths: the walk's device, inode (NaN: not checked) and size of each file, and the per-file budget. */
+/**
+ * What a batch needs besides its paths: the walk's device, inode (NaN: not checked)
+ * and size of each file, whether each file's path is checked on its descriptor
+ * (see OpenOptions.checkPath), and the per-file budget.
+ */
 interface BatchChecks {
   devs: Float64Array;
   inos: Float64Array;
   sizes: Float64Array;
+  checkPaths: Uint8Array;
   maxBytes: number;
-  checkPath: boolean;
 }
 
 /** Hash a batch; errors are returned in place as `!REASON` so one message answers the batch. */
@@ -275,7 +280,7 @@ function hashBatch(paths: readonly string[], checks: BatchChecks, buffer: Buffer
         {
           expect: Number.isNaN(dev) ? undefined : { dev, ino: checks.inos[i] as number, size: checks.sizes[i] as number },
           maxBytes: checks.maxBytes,
-          checkPath: checks.checkPath,
+          checkPath: checks.checkPaths[i] === 1,
         },
         buffer,
       );
@@ -322,7 +327,7 @@ function listOf(jobs: readonly HashJob[] | HashJobList): HashJobList {
 /** How to hash many files. */
 export interface HashOptions {
   /**
-   * Threads that hash, the calling thread included (it hashes batches too while
+   * Threads that hash, the calling thread included (it hashes batches too once
    * it waits): 1 hashes on the calling thread only. Default: the CPUs available, at most 4.
    */
   workers?: number;
@@ -330,7 +335,7 @@ export interface HashOptions {
   inlineBelowBytes?: number;
   /** Per-file byte budget (default DEFAULT_MAX_FILE_BYTES). */
   maxFileBytes?: number;
-  /** Check each descriptor's path against the job's path (default true; see openChecked). */
+  /** Check each descriptor's path against the job's path, for jobs added without their own choice (default true; see openChecked). */
   checkPath?: boolean;
   /**
    * Called with each hash worker as it is started, after its first batches are
@@ -348,6 +353,8 @@ const BATCH_FILES = 128;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const INLINE_BELOW_BYTES = 32 * 1024 * 1024;
 const INLINE_BELOW_FILES = 2000;
+/** Batches sent ahead to each worker, so that it never idles waiting for the next. */
+const IN_FLIGHT = 2;
 
 interface WorkerRequest {
   id: number;
@@ -359,176 +366,254 @@ interface WorkerReply {
   hashes: string[];
 }
 
-/**
- * sha256 of every job's file, in job order: a hex string, or a HashError for a
- * file that could not be read. Small totals are hashed inline; larger ones on a
- * pool of worker threads that is started and stopped by this call. A worker that
- * fails or exits early is not an error: the batches it did not answer are hashed
- * on the calling thread.
- */
-export async function hashFiles(jobs: readonly HashJob[] | HashJobList, options: HashOptions = {}): Promise<(string | HashError)[]> {
-  const list = listOf(jobs);
-  const workers = options.workers ?? defaultWorkers();
-  const inlineBelow = options.inlineBelowBytes ?? INLINE_BELOW_BYTES;
-  const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const checkPath = options.checkPath ?? true;
-  let total = 0;
-  for (let i = 0; i < list.length; i++) total += Math.min(list.size(i), maxBytes);
-  const raw =
-    workers <= 1 || (total < inlineBelow && list.length < INLINE_BELOW_FILES)
-      ? hashBatch(Array.from({ length: list.length }, (_, i) => list.path(i)), checksOf(list, 0, list.length, maxBytes, checkPath), Buffer.allocUnsafe(CHUNK_BYTES))
-      : await hashOnPool(list, workers, maxBytes, checkPath, options.onWorker);
-  // In place: a second array of 100,000s of results would only raise the peak.
-  const out = raw as (string | HashError)[];
-  for (let i = 0; i < raw.length; i++) {
-    const h = raw[i] as string;
-    if (h.startsWith('!')) out[i] = new HashError(h.slice(1));
-  }
-  return out;
-}
-
-/** The checks of jobs `start` to `end` (exclusive). */
-function checksOf(jobs: HashJobList, start: number, end: number, maxBytes: number, checkPath: boolean): BatchChecks {
-  const n = end - start;
-  const checks: BatchChecks = { devs: new Float64Array(n), inos: new Float64Array(n), sizes: new Float64Array(n), maxBytes, checkPath };
-  for (let i = 0; i < n; i++) {
-    checks.devs[i] = jobs.dev(start + i);
-    checks.inos[i] = jobs.ino(start + i);
-    checks.sizes[i] = jobs.size(start + i);
-  }
-  return checks;
-}
-
-/** One batch: jobs `start` to `end` (exclusive) and their paths; its checks are built only when it is sent or hashed. */
+/** A batch being filled or waiting to be hashed: its first job's index, its paths and its checks' columns. */
 interface Batch {
   start: number;
-  end: number;
   paths: string[];
+  devs: number[];
+  inos: number[];
+  sizes: number[];
+  checkPaths: number[];
+  bytes: number;
 }
 
-/** Cut jobs into batches of at most BATCH_FILES files or about BATCH_BYTES bytes. */
-function batchesOf(jobs: HashJobList, maxBytes: number): Batch[] {
-  const batches: Batch[] = [];
-  let current: string[] = [];
-  let start = 0;
-  let bytes = 0;
-  for (let i = 0; i < jobs.length; i++) {
-    const size = Math.min(jobs.size(i), maxBytes);
-    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
-      batches.push({ start, end: i, paths: current });
-      current = [];
-      start = i;
-      bytes = 0;
-    }
-    current.push(jobs.path(i));
-    bytes += size;
-  }
-  if (current.length > 0) batches.push({ start, end: jobs.length, paths: current });
-  return batches;
+/** One hash worker: its reply port (read synchronously while the caller is busy) and the batches it holds. */
+interface PoolWorker {
+  worker: Worker;
+  replies: MessagePort;
+  held: Set<number>;
+  dead: boolean;
 }
 
 /**
- * Hash batches on `threads - 1` worker threads and on the calling thread, all
- * taking the next batch from one queue. The calling thread hashes one batch at a
- * time and yields between batches so that worker replies are handled; a worker
- * costs ~10 MB, so the calling thread doing its share keeps the pool small.
+ * A hash pool that takes jobs while they are found: the files collector adds each
+ * regular file as its walk records it, and the pool's worker threads hash the first
+ * batches while the walk goes on (the walk calls `pump`, which takes the workers'
+ * replies without yielding, through `receiveMessageOnPort`, and sends them more).
+ * `finish` then hashes the rest on the calling thread and the workers together.
+ * Results come back in the order the jobs were added. Workers start only once the
+ * jobs add up to more than a few files' worth (see HashOptions.inlineBelowBytes);
+ * a worker that fails or exits early is not an error: the batches it did not answer
+ * are hashed on the calling thread.
  */
-async function hashOnPool(
-  jobs: HashJobList,
-  threads: number,
-  maxBytes: number,
-  checkPath: boolean,
-  onWorker: ((worker: Worker) => void) | undefined,
-): Promise<string[]> {
-  const out = new Array<string>(jobs.length);
-  const batches = batchesOf(jobs, maxBytes);
-  const checksFor = (b: Batch): BatchChecks => checksOf(jobs, b.start, b.end, maxBytes, checkPath);
-  const stored = new Array<boolean>(batches.length).fill(false);
-  const pool: Worker[] = [];
-  let next = 0;
-  let failure: unknown = null;
-  const store = (id: number, hashes: string[]): void => {
-    const batch = batches[id];
-    if (!batch) return;
-    for (let i = 0; i < hashes.length; i++) out[batch.start + i] = hashes[i] as string;
-    stored[id] = true;
-  };
-  const hashHere = (id: number): void => {
-    const b = batches[id] as Batch;
-    store(id, hashBatch(b.paths, checksFor(b), buffer));
-  };
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  try {
-    let inFlight = 0;
-    let wake: (() => void) | null = null;
-    const feed = (worker: Worker): void => {
-      const batch = batches[next];
-      if (!batch) return;
-      const request: WorkerRequest = { id: next, paths: batch.paths, checks: checksFor(batch) };
-      next += 1;
-      inFlight += 1;
-      worker.postMessage(request);
+export class HashStream {
+  private readonly out: string[] = [];
+  private readonly threads: number;
+  private readonly inlineBelow: number;
+  private readonly maxBytes: number;
+  private readonly checkPath: boolean;
+  private readonly onWorker: ((worker: Worker) => void) | undefined;
+  /** Batches not yet hashed, by id; a batch leaves when its hashes are stored. */
+  private readonly batches = new Map<number, Batch>();
+  /** Ids of full batches not yet sent or hashed, in order. */
+  private readonly queue: number[] = [];
+  private current: Batch | null = null;
+  private nextId = 0;
+  private readonly workers: PoolWorker[] = [];
+  private started = false;
+  private queuedBytes = 0;
+  private queuedFiles = 0;
+  private failure: unknown = null;
+  /** Resolves `finish`'s wait for the workers' last replies. */
+  private wake: (() => void) | null = null;
+  private readonly buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+
+  constructor(options: HashOptions = {}) {
+    this.threads = options.workers ?? defaultWorkers();
+    this.inlineBelow = options.inlineBelowBytes ?? INLINE_BELOW_BYTES;
+    this.maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.checkPath = options.checkPath ?? true;
+    this.onWorker = options.onWorker;
+  }
+
+  /** Jobs added so far. */
+  get length(): number {
+    return this.out.length;
+  }
+
+  /** Add one job; its result is at the same index of `finish`'s answer. */
+  add(path: string, size: number, dev: number, ino: number, checkPath: boolean = this.checkPath): void {
+    const index = this.out.length;
+    this.out.push('');
+    const bytes = Math.min(size, this.maxBytes);
+    let batch = this.current;
+    if (batch !== null && (batch.paths.length >= BATCH_FILES || batch.bytes + bytes > BATCH_BYTES)) {
+      this.close(batch);
+      batch = null;
+    }
+    if (batch === null) {
+      batch = { start: index, paths: [], devs: [], inos: [], sizes: [], checkPaths: [], bytes: 0 };
+      this.current = batch;
+    }
+    batch.paths.push(path);
+    batch.devs.push(dev);
+    batch.inos.push(ino);
+    batch.sizes.push(size);
+    batch.checkPaths.push(checkPath ? 1 : 0);
+    batch.bytes += bytes;
+    this.queuedBytes += bytes;
+    this.queuedFiles += 1;
+  }
+
+  /** Take the workers' replies and send them queued batches, without yielding (for a caller that is busy). */
+  pump(): void {
+    if (!this.started && this.threads > 1 && (this.queuedBytes >= this.inlineBelow || this.queuedFiles >= INLINE_BELOW_FILES)) this.start();
+    for (const w of this.workers) {
+      if (w.dead) continue;
+      for (let m = receiveMessageOnPort(w.replies); m !== undefined; m = receiveMessageOnPort(w.replies)) this.reply(w, m.message as WorkerReply);
+      this.feed(w);
+    }
+  }
+
+  /** Hash what is left (here and on the workers) and return every job's hash or HashError, in the order added. */
+  async finish(): Promise<(string | HashError)[]> {
+    if (this.current !== null) this.close(this.current);
+    this.current = null;
+    try {
+      this.pump();
+      // The workers' replies are now taken as they come, while this thread hashes queued batches too.
+      for (const w of this.workers) {
+        w.replies.on('message', (reply: WorkerReply) => {
+          this.reply(w, reply);
+          this.feed(w);
+          this.wake?.();
+        });
+      }
+      while (this.queue.length > 0) {
+        this.hashHere(this.queue.shift() as number);
+        // Let replies and worker failures in between batches.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      while (this.workers.some((w) => !w.dead && w.held.size > 0)) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = null;
+      }
+    } finally {
+      await Promise.all(this.workers.map((w) => { w.replies.close(); return w.worker.terminate(); }));
+    }
+    // What no worker answered (one failed or could not start) is hashed here, as if there had been no pool.
+    for (const id of [...this.batches.keys()].sort((a, b) => a - b)) this.hashHere(id);
+    // In place: a second array of 100,000s of results would only raise the peak.
+    const out = this.out as (string | HashError)[];
+    for (let i = 0; i < out.length; i++) {
+      const h = out[i] as string;
+      if (h.startsWith('!')) out[i] = new HashError(h.slice(1));
+    }
+    return out;
+  }
+
+  /** Stop the workers without waiting for them (the caller failed and wants no results). */
+  abort(): void {
+    for (const w of this.workers) {
+      w.dead = true;
+      w.replies.close();
+      void w.worker.terminate();
+    }
+  }
+
+  /** The error that stopped a worker, if one did (the pool went on without it). */
+  get workerFailure(): unknown {
+    return this.failure;
+  }
+
+  private close(batch: Batch): void {
+    const id = this.nextId++;
+    this.batches.set(id, batch);
+    this.queue.push(id);
+  }
+
+  private checksOf(batch: Batch): BatchChecks {
+    return {
+      devs: Float64Array.from(batch.devs),
+      inos: Float64Array.from(batch.inos),
+      sizes: Float64Array.from(batch.sizes),
+      checkPaths: Uint8Array.from(batch.checkPaths),
+      maxBytes: this.maxBytes,
     };
-    const workerCount = Math.min(threads - 1, Math.max(0, batches.length - 1));
-    for (let w = 0; w < workerCount; w++) {
+  }
+
+  private store(id: number, hashes: readonly string[]): void {
+    const batch = this.batches.get(id);
+    if (batch === undefined) return;
+    for (let i = 0; i < hashes.length; i++) this.out[batch.start + i] = hashes[i] as string;
+    this.batches.delete(id);
+    this.queuedBytes -= batch.bytes;
+    this.queuedFiles -= batch.paths.length;
+  }
+
+  private hashHere(id: number): void {
+    const batch = this.batches.get(id);
+    if (batch !== undefined) this.store(id, hashBatch(batch.paths, this.checksOf(batch), this.buffer));
+  }
+
+  private reply(w: PoolWorker, reply: WorkerReply): void {
+    w.held.delete(reply.id);
+    this.store(reply.id, reply.hashes);
+  }
+
+  private feed(w: PoolWorker): void {
+    while (!w.dead && w.held.size < IN_FLIGHT && this.queue.length > 0) {
+      const id = this.queue.shift() as number;
+      const batch = this.batches.get(id) as Batch;
+      const request: WorkerRequest = { id, paths: batch.paths, checks: this.checksOf(batch) };
+      w.held.add(id);
+      w.worker.postMessage(request);
+    }
+  }
+
+  private start(): void {
+    this.started = true;
+    for (let n = 0; n < this.threads - 1; n++) {
+      const { port1, port2 } = new MessageChannel();
       let worker: Worker;
       try {
-        worker = startWorker(import.meta.url, { workerData: { driftHashWorker: true } });
+        worker = startWorker(import.meta.url, { workerData: { driftHashWorker: true, replies: port2 }, transferList: [port2] });
       } catch (err) {
         // No thread to be had (resource limits): the calling thread hashes what is left.
-        failure ??= err;
+        this.failure ??= err;
+        port1.close();
         break;
       }
-      pool.push(worker);
-      worker.on('message', (reply: WorkerReply) => {
-        store(reply.id, reply.hashes);
-        inFlight -= 1;
-        feed(worker);
-        wake?.();
-      });
+      const w: PoolWorker = { worker, replies: port1, held: new Set(), dead: false };
+      this.workers.push(w);
       const fail = (err: unknown): void => {
-        failure ??= err;
-        wake?.();
+        w.dead = true;
+        this.failure ??= err;
+        this.wake?.();
       };
       worker.on('error', fail);
       worker.on('exit', (code) => {
-        if (inFlight > 0) fail(new Error(`hash worker exited with code ${code} before finishing its batches`));
+        if (w.held.size > 0) fail(new Error(`hash worker exited with code ${code} before finishing its batches`));
+        // A worker that is gone gets no more batches, whether or not it held any.
+        w.dead = true;
+        this.wake?.();
       });
-      // Two batches in flight per worker, so a worker never idles waiting for the next.
-      feed(worker);
-      feed(worker);
-      onWorker?.(worker);
+      this.feed(w);
+      this.onWorker?.(worker);
     }
-    // Batches still queued are hashed here even after a worker failed.
-    while (next < batches.length) {
-      const id = next;
-      next += 1;
-      hashHere(id);
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    while (failure === null && inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
-      wake = null;
-    }
-  } finally {
-    await Promise.all(pool.map((w) => w.terminate()));
   }
-  // A worker failed (or could not start): what no worker answered is hashed here,
-  // as if there had been no pool.
-  if (failure !== null) {
-    for (let id = 0; id < batches.length; id++) if (!stored[id]) hashHere(id);
-  }
-  return out;
 }
 
-// Worker entry: this module started as a hash worker by hashOnPool.
+/**
+ * sha256 of every job's file, in job order: a hex string, or a HashError for a
+ * file that could not be read. Small totals are hashed inline; larger ones on a
+ * pool of worker threads that is started and stopped by this call (a HashStream).
+ */
+export async function hashFiles(jobs: readonly HashJob[] | HashJobList, options: HashOptions = {}): Promise<(string | HashError)[]> {
+  const list = listOf(jobs);
+  const stream = new HashStream(options);
+  for (let i = 0; i < list.length; i++) stream.add(list.path(i), list.size(i), list.dev(i), list.ino(i));
+  return stream.finish();
+}
+
+// Worker entry: this module started as a hash worker by a HashStream.
 if (!isMainThread && parentPort && (workerData as { driftHashWorker?: boolean } | null)?.driftHashWorker === true) {
-  const port = parentPort;
+  const replies = (workerData as { replies: MessagePort }).replies;
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  port.on('message', (request: WorkerRequest) => {
+  parentPort.on('message', (request: WorkerRequest) => {
     const reply: WorkerReply = { id: request.id, hashes: hashBatch(request.paths, request.checks, buffer) };
-    port.postMessage(reply);
+    replies.postMessage(reply);
   });
 }

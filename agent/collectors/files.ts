@@ -7,7 +7,7 @@ import type { FileEntry, FileType, Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
-import { ByteBudget, HashError, REASONS, hashFiles, readFileChecked, sha256Hex, type HashJobList, type HashOptions } from '../hash.js';
+import { ByteBudget, HashError, HashStream, REASONS, readFileChecked, sha256Hex, type HashJobList, type HashOptions } from '../hash.js';
 import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
 import { readXattrs, type XattrFacts } from './attrs.js';
@@ -47,8 +47,14 @@ export interface FilesCollectorOptions extends HashOptions {
   walkThread?: boolean;
   /** Paths stat'ed before the walk's helper thread is started (default 2000; tests pass 0). */
   walkThreadAfter?: number;
-  /** Called after the walk with how many paths were stat'ed on the calling thread and on the helper. */
+  /**
+   * Called after the walk with how many paths were stat'ed on the calling thread and on the helper.
+   * Hash workers may have hashed full batches (128 files or 4 MiB) by then; a last, partial batch is
+   * hashed only after this call.
+   */
   onWalk?: (counts: { local: number; helper: number }) => void;
+  /** Called with each folder's key once it is listed, before what it holds is stat'ed (tests swap folders here). */
+  onListed?: (key: string) => void;
 }
 
 const S_IFMT = 0o170000;
@@ -175,8 +181,14 @@ const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt +
 
 /** A pending path's inode flags are to be read (by lsattr, after the walk). */
 const WANT_FLAGS = 1;
-/** A pending path is a regular file to hash after the walk. */
+/** A pending path is a regular file to hash. */
 const WANT_HASH = 2;
+/**
+ * A pending path's folders are all root's and writable by no one else: no other
+ * user can swap one of them for a symlink, so the opened file's path need not be
+ * checked on its descriptor (a readlink of /proc/self/fd per file; see openChecked).
+ */
+const TRUSTED_PATH = 4;
 /** Paths per chunk of the pending list's numbers (160 KiB). */
 const PENDING_CHUNK = 8192;
 
@@ -271,17 +283,6 @@ class Pending implements HashJobList {
   }
 }
 
-/** The jobs of `pending` at `indexes`, as the hash module reads them. */
-function subset(pending: Pending, indexes: Int32Array): HashJobList {
-  return {
-    length: indexes.length,
-    path: (i) => pending.path(indexes[i] as number),
-    size: (i) => pending.size(indexes[i] as number),
-    dev: (i) => pending.dev(indexes[i] as number),
-    ino: (i) => pending.ino(indexes[i] as number),
-  };
-}
-
 /** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
 export const NO_FLAGS_HERE: ReadonlySet<string> = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
 /** The `unread` reason at the first path (by name) of a file system without inode flags. */
@@ -319,9 +320,16 @@ class Walk {
   private readonly visitKeys: string[] = [];
   private readonly visitRules: (WatchRule | null)[] = [];
   private readonly visitRefs: number[] = [];
+  /** Per visit: 1 when its folders are trusted (see TRUSTED_PATH). */
+  private readonly visitTrust: number[] = [];
+  /** Pending paths before this one were offered to the hash pool. */
+  private offered = 0;
+  /** The pending index of each job of the hash pool, in the order added. */
+  readonly hashed: number[] = [];
   /** Visits before this one have been recorded. */
   private cursor = 0;
   private readonly view: StatView = { mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, mtime: 0, view: new DataView(new ArrayBuffer(0)), stampAt: 0 };
+  private readonly folderView: StatView = { mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, mtime: 0, view: new DataView(new ArrayBuffer(0)), stampAt: 0 };
 
   constructor(
     private readonly prefix: string,
@@ -329,7 +337,11 @@ class Walk {
     private readonly cache: StatCache | null,
     private readonly pool: StatPool,
     private readonly onHash: ((path: string) => void) | undefined,
-    private readonly budget: ByteBudget = new ByteBudget(),
+    private readonly budget: ByteBudget,
+    private readonly hasher: HashStream,
+    /** Whether the folders above the walk's '/' (the root's own path) are trusted. */
+    private readonly rootTrusted: boolean,
+    private readonly onListed: ((key: string) => void) | undefined,
   ) {
     this.pending = new Pending(prefix);
   }
@@ -338,7 +350,10 @@ class Walk {
   walkRoot(root: string): void {
     let watch: CompiledGlob<WatchRule>[] = withBaseAt([], this.rules.watchAt, '/');
     let ignore: CompiledGlob<IgnoreRule>[] = withBaseAt([], this.rules.ignoreAt, '/');
+    let trusted = this.rootTrusted;
     if (root !== '/') {
+      // '/' itself, then each folder on the way to the walk root.
+      trusted &&= trustedFolder(lstatSync(this.prefix + '/', { bigint: true, throwIfNoEntry: false }));
       const parts = root.split('/');
       for (let i = 2; i <= parts.length; i++) {
         const path = parts.slice(0, i).join('/');
@@ -355,9 +370,10 @@ class Walk {
         }
         // Absent, or reached only through a symlink or a file: there is nothing under it to report.
         if (!st || !st.isDirectory()) return;
+        trusted &&= trustedFolder(st);
       }
     }
-    this.visit(root, watch, ignore, true, true);
+    this.visit(root, watch, ignore, true, true, trusted);
   }
 
   /**
@@ -365,7 +381,7 @@ class Walk {
    * as one): it is stat'ed now, to decide whether to enter it; anything else is
    * stat'ed now or on the helper thread, and read after the walk.
    */
-  private visit(key: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], folder: boolean, isRoot: boolean): void {
+  private visit(key: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], folder: boolean, isRoot: boolean, trusted: boolean): void {
     if (ignore.length > 0 && anyMatch(ignore, key)) return;
     const disk = this.prefix + key;
     const match = watch.length > 0 ? lastMatch(watch, key) : undefined;
@@ -374,6 +390,7 @@ class Walk {
       this.visitKeys.push(key);
       this.visitRules.push(rule);
       this.visitRefs.push(this.pool.stat(disk));
+      this.visitTrust.push(trusted ? 1 : 0);
       return;
     }
     const ref = this.pool.statNow(disk);
@@ -386,6 +403,7 @@ class Walk {
     this.visitKeys.push(key);
     this.visitRules.push(rule);
     this.visitRefs.push(ref);
+    this.visitTrust.push(trusted ? 1 : 0);
     if (error !== undefined) return;
     // Enter a folder only on the way to a watch base, or where a watch glob may match below it.
     if ((this.pool.modeOf(ref) & S_IFMT) !== S_IFDIR || (!anyBelow(watch, key) && !this.rules.aboveWatchBase.has(key))) return;
@@ -397,20 +415,23 @@ class Walk {
       return;
     }
     const base = key === '/' ? '/' : `${key}/`;
+    const st = this.pool.read(ref, this.folderView);
+    const inner = trusted && st.uid === 0 && (st.mode & 0o022) === 0;
+    this.onListed?.(key);
     // A string listing turns bytes that are not UTF-8 into U+FFFD: a name no lstat
     // can find, and two such names would be one key. Only a folder with a U+FFFD in
     // a name is listed again as bytes, so valid names cost one indexOf each (a
     // listing as Buffers made the whole incremental scan ~13% slower).
     for (let i = 0; i < dirents.length; i++) {
       if ((dirents[i] as Dirent).name.indexOf('\uFFFD') >= 0) {
-        this.visitByteNames(key, disk, base, watch, ignore);
+        this.visitByteNames(key, disk, base, watch, ignore, inner);
         this.recordReady();
         return;
       }
     }
     for (const d of dirents) {
       const child = base + d.name;
-      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false);
+      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, inner);
     }
     this.recordReady();
   }
@@ -420,7 +441,7 @@ class Walk {
    * is not representable in the manifest's UTF-8 keys, so it is reported unread
    * (EILSEQ) under its escaped name (see escapeName) and never stat'ed or hashed.
    */
-  private visitByteNames(key: string, disk: string, base: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[]): void {
+  private visitByteNames(key: string, disk: string, base: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], trusted: boolean): void {
     let dirents: Dirent<Buffer>[];
     try {
       dirents = readdirSync(disk, { withFileTypes: true, encoding: 'buffer' });
@@ -436,7 +457,7 @@ class Walk {
         continue;
       }
       const child = base + name.toString('utf8');
-      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false);
+      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, trusted);
     }
   }
 
@@ -453,6 +474,7 @@ class Walk {
     const keys = this.visitKeys;
     const rules = this.visitRules;
     const refs = this.visitRefs;
+    const trust = this.visitTrust;
     let i = this.cursor;
     for (; i < keys.length; i++) {
       const ref = refs[i] as number;
@@ -464,7 +486,7 @@ class Walk {
         this.unread.push({ path: key, reason: error });
       } else {
         const rule = rules[i];
-        if (rule) this.record(key, ref, pool.read(ref, this.view), rule);
+        if (rule) this.record(key, ref, pool.read(ref, this.view), rule, trust[i] === 1);
       }
       pool.consumed(ref);
     }
@@ -472,18 +494,43 @@ class Walk {
       keys.length = 0;
       rules.length = 0;
       refs.length = 0;
+      trust.length = 0;
       pool.forgetRefs();
       i = 0;
     } else if (i > 16384) {
       keys.splice(0, i);
       rules.splice(0, i);
       refs.splice(0, i);
+      trust.splice(0, i);
       i = 0;
     }
     this.cursor = i;
+    this.offerHashes();
   }
 
-  private record(key: string, ref: number, st: StatView, rule: WatchRule): void {
+  /**
+   * Give the hash pool the files recorded since the last call, in walk order (the
+   * scan budget is taken in that order, so which files it leaves out does not
+   * depend on threads), and let its workers hash them while the walk goes on.
+   */
+  private offerHashes(): void {
+    const pending = this.pending;
+    const budget = this.budget;
+    let added = false;
+    for (let i = this.offered; i < pending.length; i++) {
+      if (!pending.wants(i, WANT_HASH)) continue;
+      const size = pending.size(i);
+      if (size > budget.maxFileBytes || budget.take(size)) {
+        this.hashed.push(i);
+        this.hasher.add(pending.path(i), size, pending.dev(i), pending.ino(i), !pending.wants(i, TRUSTED_PATH));
+        added = true;
+      } else this.failed(pending.keys[i] as string, REASONS.overScan(budget.maxScanBytes));
+    }
+    this.offered = pending.length;
+    if (added) this.hasher.pump();
+  }
+
+  private record(key: string, ref: number, st: StatView, rule: WatchRule, trusted: boolean): void {
     const mode = st.mode;
     const type = fileType(mode);
     const cache = this.cache;
@@ -563,7 +610,7 @@ class Walk {
     entry.size = st.size;
     if (!wantsContent) {
       if (cached !== undefined) entry.sha256 = cached;
-      else want |= WANT_HASH;
+      else want |= WANT_HASH | (trusted ? TRUSTED_PATH : 0);
       if (want !== 0) this.pending.push(key, want, stage, bits, st);
       return;
     }
@@ -574,7 +621,7 @@ class Walk {
     }
     let bytes: Buffer;
     try {
-      bytes = readFileChecked(disk, CONTENT_CAP_BYTES, { expect: { dev: devOf(st), ino: inoOf(st), size: st.size } });
+      bytes = readFileChecked(disk, CONTENT_CAP_BYTES, { expect: { dev: devOf(st), ino: inoOf(st), size: st.size }, checkPath: !trusted });
     } catch (err) {
       this.failed(key, err instanceof HashError ? err.code : errnoOf(err));
       return;
@@ -684,33 +731,29 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       const warm = cache !== null && cache.loadedCount > 0;
       const thread = options.walkThread ?? (warm && availableParallelism() > 1 && options.workers !== 1);
       const pool = new StatPool({ thread, ...(options.walkThreadAfter !== undefined ? { threadAfter: options.walkThreadAfter } : {}) });
-      const walk = new Walk(prefix, rules, cache, pool, options.onHash, budget);
-      try {
-        for (const root of rules.walkRoots) walk.walkRoot(root);
-        await pool.finish();
-      } finally {
-        pool.close();
-      }
-      walk.recordAll();
-      options.onWalk?.(pool.counts);
-
       const hashOptions: HashOptions = {};
       if (options.workers !== undefined) hashOptions.workers = options.workers;
       if (options.inlineBelowBytes !== undefined) hashOptions.inlineBelowBytes = options.inlineBelowBytes;
       hashOptions.maxFileBytes = budget.maxFileBytes;
-      // The scan budget is taken in walk order, so which files it leaves out does not depend on threads.
-      const pending = walk.pending;
-      const toHash = pending.indexes(WANT_HASH);
-      let kept = 0;
-      for (let k = 0; k < toHash.length; k++) {
-        const i = toHash[k] as number;
-        const size = pending.size(i);
-        if (size > budget.maxFileBytes || budget.take(size)) toHash[kept++] = i;
-        else walk.failed(pending.keys[i] as string, REASONS.overScan(budget.maxScanBytes));
+      // Files are hashed as the walk finds them: its workers start on the first ones while the walk goes on.
+      const hasher = new HashStream(hashOptions);
+      const walk = new Walk(prefix, rules, cache, pool, options.onHash, budget, hasher, ancestorsTrusted(prefix), options.onListed);
+      try {
+        for (const root of rules.walkRoots) walk.walkRoot(root);
+        await pool.finish();
+        walk.recordAll();
+      } catch (err) {
+        hasher.abort();
+        throw err;
+      } finally {
+        pool.close();
       }
-      const jobs = toHash.subarray(0, kept);
-      // lsattr runs in its own process while this one hashes.
-      const [hashes] = await Promise.all([hashFiles(subset(pending, jobs), hashOptions), walk.readFlags()]);
+      options.onWalk?.(pool.counts);
+
+      const pending = walk.pending;
+      const jobs = walk.hashed;
+      // lsattr runs in its own process while this one hashes what the workers have not.
+      const [hashes] = await Promise.all([hasher.finish(), walk.readFlags()]);
       for (let k = 0; k < hashes.length; k++) {
         const hash = hashes[k] as string | HashError;
         const i = jobs[k] as number;
@@ -737,6 +780,28 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       return { entries: walk.entries, unread };
     },
   };
+}
+
+/** A folder whose entries no user but root can rename or replace: root's, and writable by neither group nor others (an ACL granting write shows in the group bits). */
+function trustedFolder(st: BigIntStats | undefined): boolean {
+  return st !== undefined && st.isDirectory() && st.uid === 0n && (st.mode & 0o022n) === 0n;
+}
+
+/** Whether every folder above the walk's prefix (the scanned root's real path) is trusted; '' (the host's '/') has none. */
+function ancestorsTrusted(prefix: string): boolean {
+  if (prefix === '') return true;
+  const parts = prefix.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const path = parts.slice(0, i).join('/') || '/';
+    let st: BigIntStats | undefined;
+    try {
+      st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      return false;
+    }
+    if (!trustedFolder(st)) return false;
+  }
+  return true;
 }
 
 /**

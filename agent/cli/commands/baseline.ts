@@ -12,7 +12,7 @@ import { DriftError } from '../../protocol/errors.js';
 import { byteBudget, defaultStateDir, parseSections, requireRootDir, resolveRootAndProc } from '../../config.js';
 import { IMAGE_STAMP_PATH } from '../../identity.js';
 import { BUDGET_HELP, clientOptions, collect, readJsonFile } from '../common.js';
-import { plural } from '../format/common.js';
+import { plural, visible } from '../format/common.js';
 import { BaselineSchema } from '../../protocol/manifest.js';
 import { pushBaseline, readSecretFile } from '../../transport/client.js';
 
@@ -125,13 +125,13 @@ Examples:
       }
       if (opts.push && adminToken) {
         const stored = await pushBaseline(opts.push, adminToken, baseline, client);
-        process.stderr.write(`drift: pushed baseline of image ${stored.imageId} to ${opts.push} (digest ${stored.digest})\n`);
+        process.stderr.write(`drift: pushed baseline of image ${visible(stored.imageId)} to ${visible(opts.push)} (digest ${visible(stored.digest)})\n`);
       }
       if (opts.stamp) await stampImage(root, baseline);
       const counts = `${plural(Object.keys(baseline.packages ?? {}).length, 'package')}, ${plural(Object.keys(baseline.files ?? {}).length, 'file')}`
         + (baseline.processes ? `, ${plural(Object.keys(baseline.processes).length, 'process', 'processes')}, ${plural(Object.keys(baseline.ports ?? {}).length, 'port')}` : '');
-      process.stderr.write(`drift: baseline of image ${imageId}: ${counts}, ${baseline.unread.length} unread; digest ${baselineDigest(baseline)}`
-        + `, scope ${baseline.scope?.digest ?? 'none'}${baseline.signature ? `, signed by key ${baseline.signature.keyId}` : ', unsigned'}${opts.stamp ? `; stamped ${root === '/' ? '' : root}/etc/drift/image.json` : ''}`
+      process.stderr.write(`drift: baseline of image ${visible(imageId)}: ${counts}, ${baseline.unread.length} unread; digest ${baselineDigest(baseline)}`
+        + `, scope ${baseline.scope?.digest ?? 'none'}${baseline.signature ? `, signed by key ${visible(baseline.signature.keyId)}` : ', unsigned'}${opts.stamp ? `; stamped ${root === '/' ? '' : root}/etc/drift/image.json` : ''}`
         + `${trustedKey ? `; bake key trusted in ${trustedKey}` : ''}${opts.out && opts.out !== '-' ? `; written to ${resolve(opts.out)}` : ''}\n`);
     });
 
@@ -161,7 +161,7 @@ Examples:
       if (!stored.host.image?.id) throw new DriftError('DRIFT_ERR_USAGE', `baseline ${path} names no image (host.image.id); it is a manifest, not a baseline: make one with drift baseline --image-id ID`);
       const signature = checkBaseline(stored, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), path);
       if (signature.status !== 'verified') {
-        process.stderr.write(`drift: warning: ${path} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${signature.keyId ?? '?'}, but no trusted key is at hand to verify it`}; uploading it unverified\n`);
+        process.stderr.write(`drift: warning: ${visible(path)} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${visible(signature.keyId ?? '?')}, but no trusted key is at hand to verify it`}; uploading it unverified\n`);
       }
       const token = await readSecretFile(opts.adminTokenFile);
       const answer = await pushBaseline(collector, token, stored, await clientOptions(opts.caFile));
@@ -169,6 +169,6 @@ Examples:
       if (answer.digest !== local) {
         throw new DriftError('DRIFT_ERR_MANIFEST', `${collector} stored baseline of image ${answer.imageId} with digest ${answer.digest}, but ${path} has digest ${local}; is the collector the same drift version?`);
       }
-      process.stderr.write(`drift: pushed baseline ${path} of image ${answer.imageId} to ${collector} (digest ${answer.digest}, signature ${signature.status}${signature.keyId ? ` by key ${signature.keyId}` : ''})\n`);
+      process.stderr.write(`drift: pushed baseline ${visible(path)} of image ${visible(answer.imageId)} to ${visible(collector)} (digest ${visible(answer.digest)}, signature ${signature.status}${signature.keyId ? ` by key ${visible(signature.keyId)}` : ''})\n`);
     });
 }

@@ -70,6 +70,36 @@ for (const workers of [1, 2]) {
   });
 }
 
+for (const workers of [1, 2]) {
+  t.test(`a root-owned folder under one that others can write is still checked (${workers} hashing thread(s))`, async (t) => {
+    // Only folders that root owns and no one else can write are trusted not to be swapped
+    // (the files under them are opened without the descriptor's path check): here the
+    // swapped folder is root's and 0755, but its parent is writable by everyone.
+    const root = tempRoot(t);
+    const { secret } = userAndSecret(root);
+    const shared = join(root, 'srv/shared');
+    mkdirSync(join(shared, 'sub'), { recursive: true });
+    chmodSync(shared, 0o777);
+    chmodSync(join(shared, 'sub'), 0o755);
+    writeFileSync(join(shared, 'sub/id'), 'a shared file\n');
+    const secretSha = sha256sum(secret);
+    const collector = createFilesCollector({
+      workers,
+      inlineBelowBytes: 0,
+      clock: later,
+      // Swapped once listed, before the walk's lstat of sub/id: lstat and open both reach root's file.
+      onListed: (key) => {
+        if (key !== '/srv/shared/sub') return;
+        renameSync(join(shared, 'sub'), join(shared, 'sub.old'));
+        symlinkSync(join(root, 'root/.ssh'), join(shared, 'sub'));
+      },
+    });
+    const r = (await collector.collect(ctx(root, ruleSet([{ path: '/srv/**' }])))) as Collected;
+    t.notOk(Object.values(r.entries).some((e) => e.sha256 === secretSha), "root's secret is not hashed into the manifest");
+    t.same(r.unread.find((u) => u.path === '/srv/shared/sub/id'), { path: '/srv/shared/sub/id', reason: REASONS.swapped }, 'the path is unread, with why');
+  });
+}
+
 t.test('a parent folder swapped for a link to /dev does not read /dev/zero forever', async (t) => {
   const root = tempRoot(t);
   const dir = join(root, 'home/u/cfg');
