@@ -1,6 +1,6 @@
 import { mapLimit } from '../limit.js';
 import type { PortEntry, Unread } from '../protocol/manifest.js';
-import { errnoOf } from '../protocol/errors.js';
+import { DriftError, errnoOf } from '../protocol/errors.js';
 import type { CollectContext, Collector, CollectResult } from './contract.js';
 import {
   NET_TABLES,
@@ -114,7 +114,8 @@ async function socketHolders(source: ProcSource, wanted: ReadonlySet<string>): R
   try {
     return await source.socketHolders(wanted);
   } catch (err) {
-    throw cannotList(source, err);
+    // A source's own refusal (a remote listing past its bound) says what it is.
+    throw err instanceof DriftError ? err : cannotList(source, err);
   }
 }
 

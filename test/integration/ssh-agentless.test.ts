@@ -4,9 +4,12 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { buildDeb } from '../helpers/debian.js';
 import { drift, must } from '../helpers/run.js';
-import { rootListing, sshScene } from '../helpers/sshd.js';
+import { mountProc, rootListing, sshScene, startListener } from '../helpers/sshd.js';
 import { collectOverSsh } from '../../agent/remote/ssh.js';
 import { AGENTLESS_NO_PROC } from '../../agent/remote/agentless.js';
+import { createProcessesCollector } from '../../agent/collectors/processes.js';
+import { portsCollector } from '../../agent/collectors/ports.js';
+import type { CollectContext } from '../../agent/collectors/contract.js';
 import { BaselineSchema } from '../../agent/protocol/manifest.js';
 import { scopedRules } from '../../agent/baseline.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
@@ -42,8 +45,9 @@ t.test('without drift on the target: the agentless manifest has the packages and
   t.equal(await listing(root), before, 'nothing written on the target: every path, mode, mtime and hash unchanged, no file added');
 
   const all = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules });
-  t.same(all.unread.filter((u) => u.path === '/proc'), [{ path: '/proc', reason: AGENTLESS_NO_PROC }], 'processes and ports are said to be missing, not silently dropped');
+  t.same(all.unread.filter((u) => u.path === '/proc'), [{ path: '/proc', reason: AGENTLESS_NO_PROC }], 'without a procfs there, processes and ports are said to be missing, not silently dropped');
   t.equal(all.processes, undefined);
+  t.equal(all.ports, undefined);
 });
 
 t.test('a scan over SSH of the unchanged root without drift is clean and says it went agentless', async (t) => {
@@ -155,4 +159,53 @@ t.test('the drifted root without drift: the same findings over SSH as a local sc
   t.match(found, /file \/etc\/login\.defs modified/);
   t.match(found, /file \/usr\/bin\/env modified mode/);
   t.match(found, /file \/etc\/passwd modified/);
+});
+
+t.test('with a procfs on the target: processes and ports read through the session, as a local collection of that root and /proc reads them', async (t) => {
+  const proc = await mountProc(t, root);
+  // A service-like daemon (parent PID 1) and a plain child of this test, each a node of its own path in the root.
+  const daemonExe = join(root, 'usr', 'local', 'bin', 'drift-daemon');
+  const childExe = join(root, 'usr', 'local', 'bin', 'drift-child');
+  for (const exe of [daemonExe, childExe]) {
+    await copyFile(process.execPath, exe);
+    await chmod(exe, 0o755);
+    t.teardown(() => unlink(exe));
+  }
+  const daemon = await startListener(t, daemonExe, { daemon: true });
+  const child = await startListener(t, childExe, { daemon: false });
+  t.match(await readFile(join(proc, String(daemon.pid), 'stat'), 'utf8'), /^\d+ \(drift-daemon\) \S+ 1 /, 'the daemon is PID 1\'s child');
+  const imageSha = createHash('sha256').update(await readFile(daemonExe)).digest('hex');
+
+  const before = await listing(root);
+  const remote = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['processes', 'ports'] });
+  const ctx: CollectContext = { root, proc, rules, stateDir: null, forceRehash: true };
+  const [localProcesses, localPorts] = await Promise.all([createProcessesCollector().collect(ctx), portsCollector.collect(ctx)]);
+  t.equal(await listing(root), before, 'nothing written on the target');
+
+  t.same(remote.unread.filter((u) => u.path === '/proc'), [], 'no note of a missing /proc');
+  const key = '/usr/local/bin/drift-daemon|root';
+  t.same(remote.processes?.[key], { count: 1, deleted: false, exeSha256: imageSha }, 'the daemon, its user and the hash of its running image');
+  t.same(remote.processes?.[key], localProcesses.entries[key], 'as the local collection has it');
+  const port = `tcp:127.0.0.1:${daemon.port}`;
+  t.same(remote.ports?.[port], { process: '/usr/local/bin/drift-daemon' }, 'its listening port, tied to it');
+  t.same(remote.ports?.[port], localPorts.entries[port], 'as the local collection has it');
+
+  // The services filter: a child of a session (here, of this test) is no service's, remotely as locally.
+  t.equal(remote.processes?.['/usr/local/bin/drift-child|root'], undefined, 'a process whose parent is not PID 1 is left out');
+  t.equal(localProcesses.entries['/usr/local/bin/drift-child|root'], undefined, 'and left out locally');
+  t.equal(remote.ports?.[`tcp:127.0.0.1:${child.port}`], undefined, 'so is its port');
+  t.equal(localPorts.entries[`tcp:127.0.0.1:${child.port}`], undefined, 'locally too');
+
+  // The sections as a whole, but for processes that started or ended between the two reads.
+  const remoteProcesses = remote.processes ?? {};
+  const shared = Object.keys(remoteProcesses).filter((k) => k in localProcesses.entries);
+  t.ok(shared.length >= 2, `processes of both reads: ${shared.join(', ')}`);
+  for (const k of shared) {
+    const { count: _r, ...r } = remoteProcesses[k] ?? { count: 0 };
+    const { count: _l, ...l } = localProcesses.entries[k] ?? { count: 0 };
+    t.same(r, l, `${k}: the same image facts`);
+  }
+  const remotePorts = remote.ports ?? {};
+  for (const k of Object.keys(remotePorts).filter((p) => p in localPorts.entries)) t.same(remotePorts[k], localPorts.entries[k], `${k}: the same holder`);
+  t.same(remote.unread.filter((u) => u.path.startsWith('/proc/') && !/^\/proc\/\d+\/(exe|fd)$/.test(u.path)), [], 'no /proc text unread');
 });
