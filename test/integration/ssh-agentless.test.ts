@@ -209,3 +209,24 @@ t.test('with a procfs on the target: processes and ports read through the sessio
   for (const k of Object.keys(remotePorts).filter((p) => p in localPorts.entries)) t.same(remotePorts[k], localPorts.entries[k], `${k}: the same holder`);
   t.same(remote.unread.filter((u) => u.path.startsWith('/proc/') && !/^\/proc\/\d+\/(exe|fd)$/.test(u.path)), [], 'no /proc text unread');
 });
+
+t.test('hostile answers of the /proc commands: parsed with bounds, refused or passed over, never trusted', async (t) => {
+  const { parseIdentify, parseSocketLinks } = await import('../../agent/remote/agentless.js');
+  const rec = (...f: string[]): string => f.map((x) => `${x}\0`).join('');
+  const ok = rec('/proc/7/exe', '2049:131', '81ed', '1000', '8');
+  t.same(parseIdentify(['/proc/7/exe'], Buffer.from(ok), ''), [{ id: '2049:131', mode: 0o100755, size: 1000, blocks: 8 }]);
+  t.same(parseIdentify(['/proc/6/exe', '/proc/7/exe'], Buffer.from(ok), "stat: cannot statx '/proc/6/exe': No such file or directory\n"),
+    [{ code: 'ENOENT' }, { id: '2049:131', mode: 0o100755, size: 1000, blocks: 8 }], 'a path without its record gets the reason stat gave');
+  t.same(parseIdentify(['/proc/8/exe'], Buffer.from(ok), ''), [{ code: 'EIO' }], 'a record for another path than the one asked is not taken');
+  t.same(parseIdentify(['/proc/7/exe'], Buffer.from(rec('/proc/7/exe', '2049:131; rm -rf /', '81ed', '1000', '8')), ''), [{ code: 'EIO' }], 'a malformed identity is not taken');
+  t.same(parseIdentify(['/x'], Buffer.alloc(0), "stat: cannot statx '/x': Permission denied\n"), [{ code: 'EACCES' }]);
+  t.same(parseIdentify(['/y'], Buffer.alloc(0), "stat: cannot statx '/y': \x1b[31mevil\n"), [{ code: '?[31mevil' }], 'an unknown message is kept printable');
+
+  const wanted = new Set(['11', '12']);
+  const links = Buffer.from(rec('/proc/5/fd', 'socket:[11]', '/proc/6/fd', 'socket:[11]', '/proc/5/fd', 'socket:[99]', '/etc/fd', 'socket:[12]', '/proc/7/fd', 'pipe:[12]', '/proc/8/fd', 'socket:[12]'));
+  const stderr = "find: '/proc/9/fd': Permission denied\nfind: '/proc/10/fd': No such file or directory\nfind: '/proc/11/fd/4': Permission denied\n";
+  const got = parseSocketLinks(links, stderr, wanted, 'host');
+  t.same([...got.holders].sort(), [['11', [5, 6]], ['12', [8]]], 'the holders of the wanted sockets; other inodes, other folders, other links passed over');
+  t.same(got.unreadable, [{ pid: 9, reason: 'EACCES' }, { pid: 11, reason: 'EACCES' }], 'fd folders and descriptors that could not be read; a process gone is churn');
+  t.throws(() => parseSocketLinks(Buffer.from(rec('/proc/5/fd')), '', wanted, 'host'), { code: 'DRIFT_ERR_MANIFEST', message: /not pairs; refused/ }, 'a listing cut in a record is refused');
+});
