@@ -92,6 +92,15 @@ t.test('output past its bound is refused, not buffered', async (t) => {
   const session = await connectSsh(sshTarget, connect);
   t.teardown(() => session.close());
   await t.rejects(session.exec('LC_ALL=C find -files0-from - -printf \'%p\\0\'', { stdin: Buffer.from('/usr\0'), maxStdout: 1024 }), { code: 'DRIFT_ERR_TOO_LARGE' });
+  // A file read to EOF (as /proc files are: they show no size) stops one byte past its bound.
+  const { RemoteFiles } = await import('../../agent/remote/agentless.js');
+  const files = new RemoteFiles((await session.sftp()) as ConstructorParameters<typeof RemoteFiles>[0]);
+  t.teardown(() => files.end());
+  const status = await readFile(join(root, 'var', 'lib', 'dpkg', 'status'));
+  t.ok(status.length > 1000);
+  await t.rejects(files.readToEnd('/var/lib/dpkg/status', 1000), { code: 'over 1000 bytes; not read' }, 'past the bound: refused');
+  t.same(await files.readToEnd('/var/lib/dpkg/status', status.length), status, 'within it: the whole file');
+  await t.rejects(files.readToEnd('/etc/no-such-file', 1000), { code: 'ENOENT' });
 });
 
 t.test('a host whose find lies is refused, and nothing outside the scope gets in', async (t) => {
