@@ -215,6 +215,15 @@ export class RemoteFiles {
     })));
   }
 
+  /** Whether something is at `path` (lstat answers); false when it does not exist. */
+  exists(path: string): Promise<boolean> {
+    return this.slot(() => new Promise((resolve, reject) => this.sftp.lstat(path, (err) => {
+      if (!err) resolve(true);
+      else if (sftpCode(err) === 'ENOENT') resolve(false);
+      else reject(codeError(sftpCode(err)));
+    })));
+  }
+
   /** The names in a folder; throws an Error with `code` (ENOENT when absent). */
   list(path: string): Promise<string[]> {
     return this.slot(() => new Promise((resolve, reject) => this.sftp.readdir(path, (err, list) => {
@@ -822,11 +831,30 @@ export class RemoteProcSource implements ProcSource {
   }
 
   async readText(rel: string, cap: number): Promise<string> {
-    return (await this.host.files.readToEnd(`/proc/${rel}`, cap)).toString('utf8');
+    try {
+      return (await this.host.files.readToEnd(`/proc/${rel}`, cap)).toString('utf8');
+    } catch (err) {
+      throw await this.exited(rel, err);
+    }
   }
 
-  readlink(rel: string): Promise<string> {
-    return this.host.files.readlink(`/proc/${rel}`);
+  async readlink(rel: string): Promise<string> {
+    try {
+      return await this.host.files.readlink(`/proc/${rel}`);
+    } catch (err) {
+      throw await this.exited(rel, err);
+    }
+  }
+
+  /**
+   * SFTP has no ESRCH: a process that exits while one of its files is read fails as a
+   * generic error (EIO). When its /proc folder is gone, that is churn, told as ESRCH,
+   * as the local read would; otherwise the error stands.
+   */
+  private async exited(rel: string, err: unknown): Promise<unknown> {
+    const pid = /^(\d{1,10})\//.exec(rel)?.[1];
+    if (pid === undefined || (err as { code?: unknown }).code !== 'EIO') return err;
+    return (await this.host.files.exists(`/proc/${pid}`).catch(() => true)) ? err : codeError('ESRCH');
   }
 
   async exeImages(pids: readonly number[]): Promise<Map<number, FileId | { code: string }>> {
