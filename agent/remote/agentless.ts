@@ -53,7 +53,9 @@ import type { SshSession } from './ssh.js';
  *   (links followed): the images of running processes (`/proc/PID/exe`) and the
  *   files at their paths;
  * - `sockets`: every `socket:[INODE]` link in the fd folders of /proc, with the
- *   folder it is in (one listing instead of a readlink per descriptor).
+ *   folder it is in (one listing instead of a readlink per descriptor);
+ * - `texts`: the stat, status and cgroup files of every process, each line after
+ *   its file's path (one run instead of four SFTP requests per file).
  */
 export const AGENTLESS_COMMANDS = {
   types: "LC_ALL=C find -files0-from - -maxdepth 0 -printf '%p\\0%y\\0%l\\0'",
@@ -64,6 +66,7 @@ export const AGENTLESS_COMMANDS = {
   devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
   identify: "LC_ALL=C xargs -0 -r stat -L --printf '%n\\0%d:%i\\0%f\\0%s\\0%b\\0' --",
   sockets: "LC_ALL=C find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h\\0%l\\0'",
+  texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -regex '/proc/[0-9]+/\\(stat\\|status\\|cgroup\\)' -exec grep -a -H --null '' {} +",
 } as const;
 
 /** Fields per record of the `list` command. */
@@ -798,6 +801,37 @@ export function parseSocketLinks(out: Buffer, stderr: string, wanted: ReadonlySe
   return { holders, unreadable };
 }
 
+/** The most the `texts` run may weigh (some 3 KiB a process); past it, the files are read one by one through SFTP. */
+const MAX_PROC_TEXTS_BYTES = 64 * 1024 * 1024;
+/** The per-process files the `texts` run reads. */
+const BATCHED_TEXT = /^\d{1,10}\/(?:stat|status|cgroup)$/;
+
+/**
+ * The `texts` run's output (`/proc/PID/FILE`, NUL, one line, newline; again for every
+ * line) as `PID/FILE` → the file's text. Pure. A record naming any other path refuses
+ * the whole output (an empty map: every file is then read through SFTP).
+ */
+export function parseProcTexts(out: Buffer): Map<string, string> {
+  const parts = new Map<string, Buffer[]>();
+  let at = 0;
+  while (at < out.length) {
+    const nul = out.indexOf(0, at);
+    if (nul < 0) return new Map();
+    const m = /^\/proc\/(\d{1,10}\/(?:stat|status|cgroup))$/.exec(out.subarray(at, nul).toString('latin1'));
+    if (m === null) return new Map();
+    const nl = out.indexOf(0x0a, nul + 1);
+    const end = nl < 0 ? out.length : nl + 1;
+    const rel = m[1] as string;
+    const list = parts.get(rel);
+    if (list === undefined) parts.set(rel, [out.subarray(nul + 1, end)]);
+    else list.push(out.subarray(nul + 1, end));
+    at = end;
+  }
+  const texts = new Map<string, string>();
+  for (const [rel, list] of parts) texts.set(rel, Buffer.concat(list).toString('utf8'));
+  return texts;
+}
+
 /** Rounds of image hashing: a process that exits before its image is read leaves it to the next of that image. */
 const HASH_ROUNDS = 3;
 
@@ -813,6 +847,8 @@ export class RemoteProcSource implements ProcSource {
   readonly root = '/';
   /** What `identify` said of `/proc/PID/exe`, for the checks before an image is hashed. */
   private readonly images = new Map<number, RemoteStat>();
+  /** The `texts` run's answer, once asked for. */
+  private texts: Promise<Map<string, string>> | null = null;
 
   constructor(private readonly host: RemoteHost) {}
 
@@ -831,6 +867,10 @@ export class RemoteProcSource implements ProcSource {
   }
 
   async readText(rel: string, cap: number): Promise<string> {
+    if (BATCHED_TEXT.test(rel)) {
+      const text = (await this.batched()).get(rel);
+      if (text !== undefined && Buffer.byteLength(text) <= cap) return text;
+    }
     try {
       return (await this.host.files.readToEnd(`/proc/${rel}`, cap)).toString('utf8');
     } catch (err) {
@@ -844,6 +884,16 @@ export class RemoteProcSource implements ProcSource {
     } catch (err) {
       throw await this.exited(rel, err);
     }
+  }
+
+  /**
+   * Every process's stat, status and cgroup in one `texts` run, the first time one is
+   * asked for; a file it did not answer (a process started since, an empty file, a run
+   * that failed or went past its bound) is read through SFTP.
+   */
+  private batched(): Promise<Map<string, string>> {
+    this.texts ??= run(this.host, AGENTLESS_COMMANDS.texts, [], MAX_PROC_TEXTS_BYTES).then((r) => parseProcTexts(r.stdout), () => new Map<string, string>());
+    return this.texts;
   }
 
   /**

@@ -238,4 +238,10 @@ t.test('hostile answers of the /proc commands: parsed with bounds, refused or pa
   t.same([...got.holders].sort(), [['11', [5, 6]], ['12', [8]]], 'the holders of the wanted sockets; other inodes, other folders, other links passed over');
   t.same(got.unreadable, [{ pid: 9, reason: 'EACCES' }, { pid: 11, reason: 'EACCES' }], 'fd folders and descriptors that could not be read; a process gone is churn');
   t.throws(() => parseSocketLinks(Buffer.from(rec('/proc/5/fd')), '', wanted, 'host'), { code: 'DRIFT_ERR_MANIFEST', message: /not pairs; refused/ }, 'a listing cut in a record is refused');
+
+  const { parseProcTexts } = await import('../../agent/remote/agentless.js');
+  const texts = parseProcTexts(Buffer.from('/proc/5/stat\x005 (a\n/proc/6/stat\x00b) S 1\n/proc/5/stat\x00b) S 1 5\n/proc/5/status\x00Uid:\t0\n/proc/5/cgroup\x000::/\n'));
+  t.same([...texts].sort(), [['5/cgroup', '0::/\n'], ['5/stat', '5 (a\nb) S 1 5\n'], ['5/status', 'Uid:\t0\n'], ['6/stat', 'b) S 1\n']], "a file's lines joined again, a newline in a command name kept; each record to the file it names");
+  t.same([...parseProcTexts(Buffer.from('/proc/5/stat\x005 (a) S 1\n/etc/shadow\x00root:x\n'))], [], 'a record of any other path refuses the whole output');
+  t.same([...parseProcTexts(Buffer.from('/proc/5/stat'))], [], 'and so does a record cut short');
 });
