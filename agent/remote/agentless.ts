@@ -66,7 +66,7 @@ export const AGENTLESS_COMMANDS = {
   devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
   identify: "LC_ALL=C xargs -0 -r stat -L --printf '%n\\0%d:%i\\0%f\\0%s\\0%b\\0' --",
   sockets: "LC_ALL=C find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h\\0%l\\0'",
-  texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -regex '/proc/[0-9]+/\\(stat\\|status\\|cgroup\\)' -exec grep -a -H --null '' {} +",
+  texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/*' \\( -name stat -o -name status -o -name cgroup \\) -exec grep -a -H --null '' {} +",
 } as const;
 
 /** Fields per record of the `list` command. */
