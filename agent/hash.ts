@@ -43,7 +43,8 @@ const OPEN_LINK_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-const TYPE_NAMES: Record<string, string> = {
+/** What a file type (`mode & S_IFMT`, as a decimal string) is called in the `not a regular file` reason. */
+export const TYPE_NAMES: Record<string, string> = {
   [String(0o040000)]: 'a folder',
   [String(0o120000)]: 'a symlink',
   [String(0o020000)]: 'a character device',

@@ -10,10 +10,14 @@ import { VERSION } from './version.js';
 
 export { computeDigests };
 
-/** Where the packages and files sections come from: the local collectors, or those of an agentless scan reading a remote host. */
+/** Where the sections come from: the local collectors, or those of an agentless scan reading a remote host. */
 export interface ManifestSources {
   packages: Collector<'packages'>;
   files: Collector<'files'>;
+  /** Default: the local processes collector (ctx.proc). */
+  processes?: Collector<'processes'>;
+  /** Default: the local ports collector (ctx.proc). */
+  ports?: Collector<'ports'>;
 }
 
 /**
@@ -31,8 +35,8 @@ export async function collectManifest(ctx: CollectContext, host: HostInfo, now: 
   // memory (list texts, /proc reads) is gone when it starts.
   const [packagesRead, processes, ports] = await Promise.all([
     wanted('packages') || wanted('files') ? sources.packages.collect(ctx) : null,
-    ctx.proc && wanted('processes') ? processesCollector.collect(ctx) : null,
-    ctx.proc && wanted('ports') ? portsCollector.collect(ctx) : null,
+    ctx.proc && wanted('processes') ? (sources.processes ?? processesCollector).collect(ctx) : null,
+    ctx.proc && wanted('ports') ? (sources.ports ?? portsCollector).collect(ctx) : null,
   ]);
   const packages = packagesRead && wanted('packages') ? packagesRead : null;
   let owners = packagesRead?.owners ?? null;

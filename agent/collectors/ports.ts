@@ -1,21 +1,18 @@
-import { readdir, readFile, readlink } from 'node:fs/promises';
 import { mapLimit } from '../limit.js';
-import { join } from 'node:path';
 import type { PortEntry, Unread } from '../protocol/manifest.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
 import type { CollectContext, Collector, CollectResult } from './contract.js';
 import {
   NET_TABLES,
   isListening,
-  listPids,
+  parseExeLink,
   parseNetTable,
-  parseSocketLink,
   parseStat,
   portKey,
-  readExe,
   requireProc,
   vanished,
 } from './proc.js';
+import { LocalProcSource, cannotList, NET_TABLE_CAP_BYTES, PROC_TEXT_CAP_BYTES, type ProcSource } from './proc-source.js';
 import { isServiceProcess } from './processes.js';
 
 /**
@@ -37,118 +34,89 @@ import { isServiceProcess } from './processes.js';
  * other process holds it (the init system hands sockets to the services); ties go
  * to the first path in sort order, so the entry is stable.
  */
-export const portsCollector: Collector<'ports'> = {
-  section: 'ports',
-  async collect(ctx: CollectContext): Promise<CollectResult<PortEntry>> {
-    const proc = requireProc(ctx, 'ports');
-    const unread: Unread[] = [];
-    const listening: { key: string; inode: string }[] = [];
-    for (const table of NET_TABLES) {
-      let text: string;
-      try {
-        text = await readFile(join(proc, 'net', table), 'utf8');
-      } catch (err) {
-        if (!vanished(err)) unread.push({ path: `/proc/net/${table}`, reason: errnoOf(err) });
-        continue;
+export function createPortsCollector(sourceOf: (ctx: CollectContext) => ProcSource = (ctx) => new LocalProcSource(ctx.root, requireProc(ctx, 'ports'))): Collector<'ports'> {
+  return {
+    section: 'ports',
+    async collect(ctx: CollectContext): Promise<CollectResult<PortEntry>> {
+      const source = sourceOf(ctx);
+      const unread: Unread[] = [];
+      const listening: { key: string; inode: string }[] = [];
+      for (const table of NET_TABLES) {
+        let text: string;
+        try {
+          text = await source.readText(`net/${table}`, NET_TABLE_CAP_BYTES);
+        } catch (err) {
+          if (!vanished(err)) unread.push({ path: `/proc/net/${table}`, reason: errnoOf(err) });
+          continue;
+        }
+        for (const row of parseNetTable(text)) {
+          if (isListening(table, row)) listening.push({ key: portKey(table, row.localAddress, row.localPort), inode: row.inode });
+        }
       }
-      for (const row of parseNetTable(text)) {
-        if (isListening(table, row)) listening.push({ key: portKey(table, row.localAddress, row.localPort), inode: row.inode });
-      }
-    }
 
-    const entries: Record<string, PortEntry> = {};
-    if (listening.length === 0) return { entries, unread };
+      const entries: Record<string, PortEntry> = {};
+      if (listening.length === 0) return { entries, unread };
 
-    const wanted = new Set(listening.map((l) => l.inode));
-    const { holders, unreadable } = await socketHolders(proc, wanted);
-    const exes = new Map<number, string | null>();
-    for (const pids of holders.values()) for (const pid of pids) exes.set(pid, null);
-    const exeUnread: { pid: number; reason: string }[] = [];
-    await mapLimit([...exes.keys()], 16, async (pid) => {
-      try {
-        exes.set(pid, (await readExe(proc, pid, ctx.root)).path);
-      } catch (err) {
-        // The holder exited or has no image: the socket is simply not tied to it.
-        // Any other error (EACCES, EPERM) hides who holds the socket.
-        if (!vanished(err)) exeUnread.push({ pid, reason: errnoOf(err) });
-      }
-    });
-    exeUnread.sort((a, b) => a.pid - b.pid);
-    for (const { pid, reason } of exeUnread) unread.push({ path: `/proc/${pid}/exe`, reason });
-
-    // Unless every process is recorded, a socket held only by processes that are not
-    // a service's (a build's test server on an ephemeral port, a login session's
-    // tool) is left out; one whose holder is unknown is kept: it cannot be judged.
-    const service = new Map<number, boolean>();
-    if (ctx.processScope !== 'all') {
+      const wanted = new Set(listening.map((l) => l.inode));
+      const { holders, unreadable } = await socketHolders(source, wanted);
+      const exes = new Map<number, string | null>();
+      for (const pids of holders.values()) for (const pid of pids) exes.set(pid, null);
+      const exeUnread: { pid: number; reason: string }[] = [];
       await mapLimit([...exes.keys()], 16, async (pid) => {
         try {
-          const st = parseStat(await readFile(join(proc, String(pid), 'stat'), 'utf8'));
-          service.set(pid, st !== null && (await isServiceProcess(proc, pid, st.ppid)));
-        } catch {
-          service.set(pid, false);
+          exes.set(pid, parseExeLink(await source.readlink(`${pid}/exe`), source.root).path);
+        } catch (err) {
+          // The holder exited or has no image: the socket is simply not tied to it.
+          // Any other error (EACCES, EPERM) hides who holds the socket.
+          if (!vanished(err)) exeUnread.push({ pid, reason: errnoOf(err) });
         }
       });
-    }
-    let unowned = false;
-    for (const { key, inode } of listening) {
-      const held = holders.get(inode) ?? [];
-      if (ctx.processScope !== 'all' && held.length > 0 && !held.some((pid) => service.get(pid) === true)) continue;
-      const process = ownerOf(held, exes);
-      if (process === null) unowned = true;
-      const current = entries[key];
-      // The same address and port more than once (SO_REUSEPORT): keep the first owner in sort order.
-      if (current === undefined) entries[key] = process === null ? {} : { process };
-      else if (process !== null && (current.process === undefined || process < current.process)) current.process = process;
-    }
-    // Unreadable fd folders matter only when they may hide the owner of a socket.
-    if (unowned) for (const { pid, reason } of unreadable) unread.push({ path: `/proc/${pid}/fd`, reason });
-    return { entries, unread };
-  },
-};
+      exeUnread.sort((a, b) => a.pid - b.pid);
+      for (const { pid, reason } of exeUnread) unread.push({ path: `/proc/${pid}/exe`, reason });
 
-/**
- * Scans every /proc/PID/fd for `socket:[INODE]` links among `wanted`, giving
- * inode → the PIDs holding it, and the PIDs whose fd folder was not readable.
- */
-async function socketHolders(proc: string, wanted: ReadonlySet<string>): Promise<{ holders: Map<string, number[]>; unreadable: { pid: number; reason: string }[] }> {
-  let pids: number[];
-  try {
-    pids = await listPids(proc);
-  } catch (err) {
-    throw new DriftError('DRIFT_ERR_IO', `cannot list processes in ${proc}: ${errnoOf(err)}; check that --proc names a mounted /proc`, { cause: err });
-  }
-  const holders = new Map<string, number[]>();
-  const unreadable: { pid: number; reason: string }[] = [];
-  await mapLimit(pids, 16, async (pid) => {
-    const fdDir = join(proc, String(pid), 'fd');
-    let fds: string[];
-    try {
-      fds = await readdir(fdDir);
-    } catch (err) {
-      if (!vanished(err)) unreadable.push({ pid, reason: errnoOf(err) });
-      return;
-    }
-    let denied: string | null = null;
-    for (const fd of fds) {
-      let target: string;
-      try {
-        target = await readlink(join(fdDir, fd));
-      } catch (err) {
-        // A vanished fd was closed since the folder was listed; any other error hides a holder.
-        if (!vanished(err)) denied ??= errnoOf(err);
-        continue;
+      // Unless every process is recorded, a socket held only by processes that are not
+      // a service's (a build's test server on an ephemeral port, a login session's
+      // tool) is left out; one whose holder is unknown is kept: it cannot be judged.
+      const service = new Map<number, boolean>();
+      if (ctx.processScope !== 'all') {
+        await mapLimit([...exes.keys()], 16, async (pid) => {
+          try {
+            const st = parseStat(await source.readText(`${pid}/stat`, PROC_TEXT_CAP_BYTES));
+            service.set(pid, st !== null && (await isServiceProcess(source, pid, st.ppid)));
+          } catch {
+            service.set(pid, false);
+          }
+        });
       }
-      const inode = parseSocketLink(target);
-      if (inode === null || !wanted.has(inode)) continue;
-      const list = holders.get(inode);
-      if (list === undefined) holders.set(inode, [pid]);
-      else if (!list.includes(pid)) list.push(pid);
-    }
-    if (denied !== null) unreadable.push({ pid, reason: denied });
-  });
-  unreadable.sort((a, b) => a.pid - b.pid);
-  return { holders, unreadable };
+      let unowned = false;
+      for (const { key, inode } of listening) {
+        const held = holders.get(inode) ?? [];
+        if (ctx.processScope !== 'all' && held.length > 0 && !held.some((pid) => service.get(pid) === true)) continue;
+        const process = ownerOf(held, exes);
+        if (process === null) unowned = true;
+        const current = entries[key];
+        // The same address and port more than once (SO_REUSEPORT): keep the first owner in sort order.
+        if (current === undefined) entries[key] = process === null ? {} : { process };
+        else if (process !== null && (current.process === undefined || process < current.process)) current.process = process;
+      }
+      // Unreadable fd folders matter only when they may hide the owner of a socket.
+      if (unowned) for (const { pid, reason } of unreadable) unread.push({ path: `/proc/${pid}/fd`, reason });
+      return { entries, unread };
+    },
+  };
+}
+
+/** The ports collector of the agent (the local /proc). */
+export const portsCollector: Collector<'ports'> = createPortsCollector();
+
+/** The holders of the sockets in `wanted` (see ProcSource.socketHolders); throws DriftError when the /proc cannot be listed. */
+async function socketHolders(source: ProcSource, wanted: ReadonlySet<string>): ReturnType<ProcSource['socketHolders']> {
+  try {
+    return await source.socketHolders(wanted);
+  } catch (err) {
+    // A source's own refusal (a remote listing past its bound) says what it is.
+    throw err instanceof DriftError ? err : cannotList(source, err);
+  }
 }
 
 /** Chooses the executable a socket belongs to among the processes holding it (see portsCollector). */

@@ -1,13 +1,11 @@
-import { readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { DriftError } from '../protocol/errors.js';
 import type { CollectContext } from './contract.js';
 
 /**
  * Reading /proc, shared by the processes and ports collectors: pure parsers over
- * the kernel's text (stat, status, passwd, net/tcp…) and the few I/O helpers
- * both collectors need. Parsers take text and return plain data; they never
- * touch the disk, so they are tested against recorded /proc output.
+ * the kernel's text (stat, status, passwd, net/tcp…). Parsers take text and
+ * return plain data; they never touch the disk, so they are tested against
+ * recorded /proc output. The collectors read through a ProcSource (proc-source.ts).
  */
 
 /** `PF_KTHREAD` in the flags field of /proc/PID/stat: the task is a kernel thread. */
@@ -252,17 +250,6 @@ export function portKey(table: NetTable, address: string, port: number): string 
 export function vanished(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'ENOENT' || code === 'ESRCH';
-}
-
-/** The numeric entries of a /proc folder (one per process), in ascending order. */
-export async function listPids(proc: string): Promise<number[]> {
-  const names = await readdir(proc);
-  return names.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
-}
-
-/** Reads `<proc>/<pid>/exe` as a manifest path; throws the readlink error. */
-export async function readExe(proc: string, pid: number, root: string): Promise<ExePath> {
-  return parseExeLink(await readlink(join(proc, String(pid), 'exe')), root);
 }
 
 /** A file's identity: `dev:inode`. */

@@ -1,24 +1,20 @@
-import { closeSync, fstatSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import { compareUnread } from '../protocol/unread.js';
 import { mapLimit } from '../limit.js';
-import { join } from 'node:path';
 import type { ProcessEntry, Unread } from '../protocol/manifest.js';
-import { DriftError, errnoOf } from '../protocol/errors.js';
+import { errnoOf } from '../protocol/errors.js';
 import type { CollectContext, Collector, CollectResult } from './contract.js';
 import {
   type FileId,
   requireProc,
   isKernelThread,
-  listPids,
+  parseExeLink,
   parsePasswd,
   parseStat,
   parseStatus,
-  readExe,
   vanished,
 } from './proc.js';
-import { ByteBudget, CHUNK_BYTES, HashError, REASONS, hashOpened, openChecked, readFileChecked, type OpenedFile } from '../hash.js';
-import { EXE_CACHE_FILE, StatCache } from '../statcache.js';
+import { ByteBudget, HashError } from '../hash.js';
+import { LocalProcSource, cannotList, PROC_TEXT_CAP_BYTES, isFailure, type ProcSource } from './proc-source.js';
 
 /** One user-space process as read from /proc, before grouping. */
 interface RunningProcess {
@@ -30,7 +26,7 @@ interface RunningProcess {
   image: FileId;
 }
 
-type ProcessRead = { kind: 'process'; process: RunningProcess } | { kind: 'skip' } | { kind: 'unread'; unread: Unread };
+type ProcessRead = { kind: 'process'; process: Omit<RunningProcess, 'image'> } | { kind: 'skip' } | { kind: 'unread'; unread: Unread };
 
 /**
  * Where systemd placed a process, from the text of /proc/PID/cgroup: true in the
@@ -65,10 +61,10 @@ export function systemSliceOf(cgroupText: string): boolean | null {
  * init). Login sessions, user slices and what a build pipeline starts are not.
  * A cgroup file that cannot be read leaves the parent to decide.
  */
-export async function isServiceProcess(proc: string, pid: number, ppid: number): Promise<boolean> {
+export async function isServiceProcess(source: ProcSource, pid: number, ppid: number): Promise<boolean> {
   if (pid === 1 || ppid === 1) return true;
   let text: string;
-  try { text = await readFile(join(proc, String(pid), 'cgroup'), 'utf8'); } catch { return false; }
+  try { text = await source.readText(`${pid}/cgroup`, PROC_TEXT_CAP_BYTES); } catch { return false; }
   return systemSliceOf(text) === true;
 }
 
@@ -95,63 +91,68 @@ const SKIP = { kind: 'skip' } as const;
  * `exeSha256` is the smallest of their hashes, so the entry is stable.
  */
 export function createProcessesCollector(options: ProcessesCollectorOptions = {}): Collector<'processes'> {
+  const sourceOf = options.source ?? ((ctx: CollectContext) => new LocalProcSource(ctx.root, requireProc(ctx, 'processes')));
   return {
     section: 'processes',
     async collect(ctx: CollectContext): Promise<CollectResult<ProcessEntry>> {
-      const proc = requireProc(ctx, 'processes');
+      const source = sourceOf(ctx);
       const unread: Unread[] = [];
-      const users = await readUsers(ctx.root, unread);
-      const pids = await listProc(proc);
+      const users = await readUsers(source, unread);
+      const pids = await listProc(source);
 
       const services = ctx.processScope !== 'all';
-      const reads = await mapLimit(pids, 16, (pid) => readProcess(proc, pid, ctx.root, users, services));
-      const running: RunningProcess[] = [];
+      const reads = await mapLimit(pids, 16, (pid) => readProcess(source, pid, users, services));
+      const found: Omit<RunningProcess, 'image'>[] = [];
       for (const r of reads) {
-        if (r.kind === 'process') running.push(r.process);
+        if (r.kind === 'process') found.push(r.process);
         else if (r.kind === 'unread') unread.push(r.unread);
       }
+      // The image (`dev:inode`) each runs, asked for all of them at once.
+      const images = await source.exeImages(found.map((p) => p.pid));
+      const running: RunningProcess[] = [];
+      for (const p of found) {
+        const image = images.get(p.pid);
+        if (isFailure(image) || image === undefined) {
+          const code = image?.code ?? 'ENOENT';
+          // Exited since its exe link was read: churn, left out.
+          if (!vanished({ code })) unread.push({ path: `/proc/${p.pid}/exe`, reason: code });
+          continue;
+        }
+        running.push({ ...p, image });
+      }
 
-      const byImage = new Map<FileId, RunningProcess[]>();
+      const byImage = new Map<FileId, number[]>();
       for (const p of running) {
         const list = byImage.get(p.image);
-        if (list) list.push(p);
-        else byImage.set(p.image, [p]);
+        if (list) list.push(p.pid);
+        else byImage.set(p.image, [p.pid]);
       }
       const hashes = new Map<FileId, string>();
       const gone = new Set<FileId>();
-      const budget = ctx.budget ?? new ByteBudget();
-      const startedAt = options.clock ? options.clock() : new Date();
-      // Images are cached like files, by their own device, inode, size, mtime and ctime.
-      const cacheRoot = `proc:${proc}`;
-      const cache = ctx.stateDir === null ? null : ctx.forceRehash ? StatCache.empty(cacheRoot, startedAt, EXE_CACHE_FILE) : StatCache.load(ctx.stateDir, cacheRoot, startedAt, EXE_CACHE_FILE);
-      const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-      for (const [image, procs] of byImage) {
-        const result = hashImage(proc, image, procs, { cache, budget, buffer, onHash: options.onHash });
+      const results = await source.hashImages(byImage, {
+        budget: ctx.budget ?? new ByteBudget(),
+        stateDir: ctx.stateDir,
+        forceRehash: ctx.forceRehash,
+        startedAt: options.clock ? options.clock() : new Date(),
+        onHash: options.onHash,
+      });
+      for (const [image, result] of results) {
         if (result.kind === 'hash') hashes.set(image, result.sha256);
         else if (result.kind === 'gone') gone.add(image);
         else unread.push(result.unread);
-      }
-      if (cache && ctx.stateDir !== null) {
-        try {
-          cache.save(ctx.stateDir);
-        } catch (err) {
-          process.emitWarning(`drift: could not write the process image cache in ${ctx.stateDir} (${err instanceof DriftError ? err.message : errnoOf(err)}); running images will be hashed again next time`);
-        }
       }
 
       // One stat of <root>/<exe> per distinct path tells whether the path still holds the running image.
       const onDisk = new Map<string, FileId | null>();
       for (const p of running) onDisk.set(p.exe, null);
-      await mapLimit([...onDisk.keys()], 16, async (exe) => {
-        try {
-          const st = await stat(join(ctx.root, exe), { bigint: true });
-          onDisk.set(exe, `${st.dev}:${st.ino}`);
-        } catch (err) {
-          // Nothing at the path (deleted, or a memfd image): that is `deleted`, not `replaced`.
-          const code = errnoOf(err);
-          if (code !== 'ENOENT' && code !== 'ENOTDIR') unread.push({ path: exe, reason: code });
+      for (const [exe, id] of await source.rootIds([...onDisk.keys()])) {
+        if (!isFailure(id)) {
+          onDisk.set(exe, id);
+          continue;
         }
-      });
+        // Nothing at the path (deleted, or a memfd image): that is `deleted`, not `replaced`.
+        if (id.code !== 'ENOENT' && id.code !== 'ENOTDIR') unread.push({ path: exe, reason: id.code });
+      }
 
       const entries: Record<string, ProcessEntry> = {};
       const shas = new Map<string, string[]>();
@@ -186,26 +187,27 @@ export interface ProcessesCollectorOptions {
   onHash?: ((path: string) => void) | undefined;
   /** When the scan starts (default: the system clock); see the files collector's `clock`. */
   clock?: () => Date;
+  /** What to read (default: the local file system at ctx.root and ctx.proc). */
+  source?: ((ctx: CollectContext) => ProcSource) | undefined;
 }
 
 /** The processes collector of the agent (image hashes cached in ctx.stateDir). */
 export const processesCollector: Collector<'processes'> = createProcessesCollector();
 
-async function listProc(proc: string): Promise<number[]> {
+async function listProc(source: ProcSource): Promise<number[]> {
   try {
-    return await listPids(proc);
+    return await source.listPids();
   } catch (err) {
-    throw new DriftError('DRIFT_ERR_IO', `cannot list processes in ${proc}: ${errnoOf(err)}; check that --proc names a mounted /proc`, { cause: err });
+    throw cannotList(source, err);
   }
 }
 
 /** Largest etc/passwd read for user names. */
 const PASSWD_CAP_BYTES = 16 * 1024 * 1024;
 
-async function readUsers(root: string, unread: Unread[]): Promise<Map<number, string>> {
+async function readUsers(source: ProcSource, unread: Unread[]): Promise<Map<number, string>> {
   try {
-    // An image's passwd may be a symlink, a FIFO or a device: read like any untrusted file.
-    return parsePasswd(readFileChecked(join(root, 'etc', 'passwd'), PASSWD_CAP_BYTES, { checkPath: false }).toString('utf8'));
+    return parsePasswd((await source.readRootFile('/etc/passwd', PASSWD_CAP_BYTES)).toString('utf8'));
   } catch (err) {
     // No passwd (a minimal image): users are shown by number, which is still a fact.
     if (!vanished(err)) unread.push({ path: '/etc/passwd', reason: err instanceof HashError ? err.code : errnoOf(err) });
@@ -213,33 +215,31 @@ async function readUsers(root: string, unread: Unread[]): Promise<Map<number, st
   }
 }
 
-async function readProcess(proc: string, pid: number, root: string, users: Map<number, string>, servicesOnly: boolean): Promise<ProcessRead> {
-  const dir = join(proc, String(pid));
+async function readProcess(source: ProcSource, pid: number, users: Map<number, string>, servicesOnly: boolean): Promise<ProcessRead> {
   const exePath = `/proc/${pid}/exe`;
   let reading = `/proc/${pid}/stat`;
   try {
-    const stat0 = parseStat(await readFile(join(dir, 'stat'), 'utf8'));
+    const stat0 = parseStat(await source.readText(`${pid}/stat`, PROC_TEXT_CAP_BYTES));
     if (!stat0) return { kind: 'unread', unread: { path: `/proc/${pid}/stat`, reason: 'unparsable stat line' } };
     if (isKernelThread(stat0, null, true)) return SKIP;
     // A zombie (or a task being reaped) has no image left to describe.
     if (stat0.state === 'Z' || stat0.state === 'X') return SKIP;
-    if (servicesOnly && !(await isServiceProcess(proc, pid, stat0.ppid))) return SKIP;
+    if (servicesOnly && !(await isServiceProcess(source, pid, stat0.ppid))) return SKIP;
     reading = `/proc/${pid}/status`;
-    const status = parseStatus(await readFile(join(dir, 'status'), 'utf8'));
+    const status = parseStatus(await source.readText(`${pid}/status`, PROC_TEXT_CAP_BYTES));
     if (!status) return { kind: 'unread', unread: { path: `/proc/${pid}/status`, reason: 'no Uid: line' } };
     if (isKernelThread(stat0, status, true)) return SKIP;
 
-    let exe;
+    let target: string;
     try {
-      exe = await readExe(proc, pid, root);
+      target = await source.readlink(`${pid}/exe`);
     } catch (err) {
       // No exe: a kernel thread on a kernel without PF_KTHREAD/Kthread:, or a process
       // that exited (or is exiting) since the stat was read. Both are left out.
       if (vanished(err)) return SKIP;
       return { kind: 'unread', unread: { path: exePath, reason: errnoOf(err) } };
     }
-    reading = exePath;
-    const img = await stat(join(dir, 'exe'), { bigint: true });
+    const exe = parseExeLink(target, source.root);
     return {
       kind: 'process',
       process: {
@@ -247,59 +247,10 @@ async function readProcess(proc: string, pid: number, root: string, users: Map<n
         exe: exe.path,
         deleted: exe.deleted,
         user: users.get(status.realUid) ?? String(status.realUid),
-        image: `${img.dev}:${img.ino}`,
       },
     };
   } catch (err) {
     if (vanished(err)) return SKIP;
     return { kind: 'unread', unread: { path: reading, reason: errnoOf(err) } };
   }
-}
-
-type HashResult = { kind: 'hash'; sha256: string } | { kind: 'gone' } | { kind: 'unread'; unread: Unread };
-
-interface HashTools {
-  cache: StatCache | null;
-  budget: ByteBudget;
-  buffer: Buffer;
-  onHash: ((path: string) => void) | undefined;
-}
-
-/**
- * Hashes one running image through the first of its processes that is still alive
- * and still runs it, opened through /proc/PID/exe and checked like any file (a
- * regular file, that image's device and inode, within the byte budgets).
- */
-function hashImage(proc: string, image: FileId, procs: readonly RunningProcess[], tools: HashTools): HashResult {
-  for (const p of procs) {
-    const exe = `/proc/${p.pid}/exe`;
-    const path = join(proc, String(p.pid), 'exe');
-    let file: OpenedFile;
-    try {
-      file = openChecked(path, { follow: true, maxBytes: tools.budget.maxFileBytes });
-    } catch (err) {
-      // Exited: try the next process of this image.
-      if (vanished(err)) continue;
-      return { kind: 'unread', unread: { path: exe, reason: err instanceof HashError ? err.code : errnoOf(err) } };
-    }
-    try {
-      const st = fstatSync(file.fd, { bigint: true });
-      // The PID now runs another program: try the next process of this image.
-      if (`${st.dev}:${st.ino}` !== image) continue;
-      const cached = tools.cache?.lookup(st);
-      if (cached !== undefined) return { kind: 'hash', sha256: cached };
-      if (!tools.budget.take(file.size)) return { kind: 'unread', unread: { path: exe, reason: REASONS.overScan(tools.budget.maxScanBytes) } };
-      const stage = tools.cache ? tools.cache.stage(st) : -1;
-      const sha256 = hashOpened(file, tools.buffer);
-      tools.onHash?.(exe);
-      tools.cache?.record(stage, sha256);
-      return { kind: 'hash', sha256 };
-    } catch (err) {
-      if (vanished(err)) continue;
-      return { kind: 'unread', unread: { path: exe, reason: err instanceof HashError ? err.code : errnoOf(err) } };
-    } finally {
-      closeSync(file.fd);
-    }
-  }
-  return { kind: 'gone' };
 }

@@ -9,7 +9,11 @@ import { collectDpkg, PACKAGE_DB_MAX_BYTES, type DbReader } from '../collectors/
 import { mergePackageParts } from '../collectors/packages/index.js';
 import type { CollectContext, CollectResult, Collector } from '../collectors/contract.js';
 import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob } from '../glob.js';
-import { ByteBudget, REASONS, sha256Hex } from '../hash.js';
+import { ByteBudget, REASONS, TYPE_NAMES, sha256Hex } from '../hash.js';
+import { parseSocketLink, vanished, type FileId } from '../collectors/proc.js';
+import { addHolder, type ImageHash, type ImageHashOptions, type ProcSource, type SocketHolders } from '../collectors/proc-source.js';
+import { createProcessesCollector } from '../collectors/processes.js';
+import { createPortsCollector } from '../collectors/ports.js';
 import { readHostInfo, type IdentityReader } from '../identity.js';
 import { collectManifest } from '../manifest.js';
 import { DriftError } from '../protocol/errors.js';
@@ -30,8 +34,9 @@ import type { SshSession } from './ssh.js';
  * listing, a hash line that does not answer the path asked marks that path unread.
  * Nothing is written on the host: no temporary file, no state.
  *
- * Processes and ports are not read this way (the host's /proc would need a reader of
- * its own): when they are asked for, the manifest says so in `unread`.
+ * Processes and ports are read by the local collectors through RemoteProcSource (the
+ * host's /proc through SFTP, image identities and hashes and socket links through
+ * fixed commands); a host that shows no process in /proc gets a note in `unread`.
  */
 
 /**
@@ -43,7 +48,14 @@ import type { SshSession } from './ssh.js';
  * - `hash`: the sha256 of the regular files whose hash the manifest records;
  * - `flags`: inode flags (lsattr, from e2fsprogs) of regular files and folders;
  * - `xattrs`: extended attributes (getfattr, from attr; absent on minimal images);
- * - `devices`: major and minor numbers of device nodes.
+ * - `devices`: major and minor numbers of device nodes;
+ * - `identify`: device, inode, mode, size and blocks of what given paths lead to
+ *   (links followed): the images of running processes (`/proc/PID/exe`) and the
+ *   files at their paths;
+ * - `sockets`: every `socket:[INODE]` link in the fd folders of /proc, with the
+ *   folder it is in (one listing instead of a readlink per descriptor);
+ * - `texts`: the stat, status and cgroup files of every process, each line after
+ *   its file's path (one run instead of four SFTP requests per file).
  */
 export const AGENTLESS_COMMANDS = {
   types: "LC_ALL=C find -files0-from - -maxdepth 0 -printf '%p\\0%y\\0%l\\0'",
@@ -52,6 +64,9 @@ export const AGENTLESS_COMMANDS = {
   flags: 'LC_ALL=C xargs -0 -r lsattr -d --',
   xattrs: 'LC_ALL=C xargs -0 -r getfattr -h -d -m - -e hex --absolute-names --',
   devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
+  identify: "LC_ALL=C xargs -0 -r stat -L --printf '%n\\0%d:%i\\0%f\\0%s\\0%b\\0' --",
+  sockets: "LC_ALL=C find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h\\0%l\\0'",
+  texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/*' \\( -name stat -o -name status -o -name cgroup \\) -exec grep -a -H --null '' {} +",
 } as const;
 
 /** Fields per record of the `list` command. */
@@ -66,6 +81,8 @@ const XATTR_BYTES_PER_PATH = 256 * 1024;
 const MAX_LIST_NAMES = 100_000;
 /** Paths at least this long cannot be stat'ed on Linux (PATH_MAX): such a listed path is reported unread, as the local walk does. */
 const PATH_MAX = 4096;
+/** The most one SFTP read asks for (OpenSSH answers at most 256 KiB, most servers less). */
+const SFTP_CHUNK_BYTES = 32 * 1024;
 /** Files read over SFTP at once. */
 const SFTP_PARALLEL = 16;
 
@@ -83,6 +100,7 @@ interface SftpClient {
   read(handle: Buffer, buf: Buffer, off: number, len: number, pos: number, cb: (err: (Error & { code?: number }) | undefined, n: number) => void): void;
   close(handle: Buffer, cb: (err: Error | undefined) => void): void;
   readdir(path: string, cb: (err: (Error & { code?: number }) | undefined, list: { filename: string }[]) => void): void;
+  readlink(path: string, cb: (err: (Error & { code?: number }) | undefined, target: string) => void): void;
   end(): void;
 }
 
@@ -159,6 +177,54 @@ export class RemoteFiles {
     } finally {
       await new Promise<void>((resolve) => sftp.close(handle, () => resolve()));
     }
+  }
+
+  /**
+   * The bytes of a file whose size is not known beforehand (a /proc file shows 0):
+   * read to EOF, at most `cap` bytes (more is refused, never kept). Throws an Error with `code`.
+   */
+  readToEnd(path: string, cap: number): Promise<Buffer> {
+    return this.slot(async () => {
+      const sftp = this.sftp;
+      const handle = await new Promise<Buffer>((resolve, reject) => sftp.open(path, 'r', (err, h) => (err ? reject(codeError(sftpCode(err))) : resolve(h))));
+      try {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        for (;;) {
+          const buf = Buffer.alloc(Math.min(SFTP_CHUNK_BYTES, cap + 1 - n));
+          const got = await new Promise<number>((resolve, reject) => sftp.read(handle, buf, 0, buf.length, n, (err, k) => {
+            if (err && err.code === 1) resolve(0);
+            else if (err) reject(codeError(sftpCode(err)));
+            else resolve(k);
+          }));
+          if (got <= 0) break;
+          chunks.push(buf.subarray(0, got));
+          n += got;
+          if (n > cap) throw codeError(`over ${cap} bytes; not read`);
+        }
+        return Buffer.concat(chunks);
+      } finally {
+        await new Promise<void>((resolve) => sftp.close(handle, () => resolve()));
+      }
+    });
+  }
+
+  /** The target of a symbolic link (at most PATH_MAX bytes); throws an Error with `code`. */
+  readlink(path: string): Promise<string> {
+    return this.slot(() => new Promise((resolve, reject) => this.sftp.readlink(path, (err, target) => {
+      if (err) reject(codeError(sftpCode(err)));
+      else if (typeof target !== 'string' || Buffer.byteLength(target) >= PATH_MAX) reject(codeError('ENAMETOOLONG'));
+      else resolve(target);
+    })));
+  }
+
+  /** Whether something is at `path` (lstat answers); false when it does not exist. */
+  exists(path: string): Promise<boolean> {
+    return this.slot(() => new Promise((resolve, reject) => this.sftp.lstat(path, (err) => {
+      if (!err) resolve(true);
+      else if (sftpCode(err) === 'ENOENT') resolve(false);
+      else reject(codeError(sftpCode(err)));
+    })));
   }
 
   /** The names in a folder; throws an Error with `code` (ENOENT when absent). */
@@ -660,13 +726,293 @@ async function readDevices(host: RemoteHost, jobs: readonly Recorded[], unread: 
   });
 }
 
-/** The `unread` note of the sections an agentless scan does not read. */
-export const AGENTLESS_NO_PROC = 'processes and ports are not collected by an agentless scan (no drift on the host); install drift there to compare them';
+/** What the `identify` command says of one path. */
+export interface RemoteStat {
+  id: FileId;
+  mode: number;
+  size: number;
+  blocks: number;
+}
+
+/** Fields per record of the `identify` command. */
+const IDENTIFY_FIELDS = 5;
+
+/**
+ * Match the `identify` command's output to the paths asked, in order: a record is the
+ * path asked, `dev:inode`, the raw mode in hex, the size and the block count. Pure.
+ * A path no record answers gets its reason from stderr (`stat: cannot statx 'PATH': …`).
+ */
+export function parseIdentify(paths: readonly string[], out: Buffer, stderr: string): (RemoteStat | { code: string })[] {
+  const fields = splitNul(out);
+  const result: (RemoteStat | { code: string })[] = [];
+  let r = 0;
+  for (const path of paths) {
+    const rec = fields.slice(r, r + IDENTIFY_FIELDS).map((b) => b.toString('latin1'));
+    const [id, mode, size, blocks] = rec.slice(1);
+    if (rec.length === IDENTIFY_FIELDS && (fields[r] as Buffer).equals(Buffer.from(path, 'utf8'))
+      && /^\d{1,20}:\d{1,20}$/.test(id ?? '') && /^[0-9a-f]{1,8}$/.test(mode ?? '') && DIGITS.test(size ?? '') && DIGITS.test(blocks ?? '')) {
+      result.push({ id: id as string, mode: parseInt(mode as string, 16), size: Number(size), blocks: Number(blocks) });
+      r += IDENTIFY_FIELDS;
+    } else result.push({ code: statReason(stderr, path) });
+  }
+  return result;
+}
+
+/** The errno code in stat's message about `path` (`stat: cannot statx 'PATH': MESSAGE`), else EIO. */
+function statReason(stderr: string, path: string): string {
+  for (const head of [`stat: cannot statx '${path}': `, `stat: cannot stat '${path}': `]) {
+    const at = stderr.indexOf(head);
+    if (at < 0) continue;
+    const end = stderr.indexOf('\n', at);
+    const message = stderr.slice(at + head.length, end < 0 ? undefined : end);
+    return MESSAGES[message] ?? message.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  }
+  return 'EIO';
+}
+
+/** The most the `sockets` listing may weigh: some 40 bytes a socket descriptor, for a million of them. */
+const MAX_SOCKET_LINKS_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The `sockets` command's output as inode → holding PIDs (only the inodes in `wanted`),
+ * and the fd folders (or descriptors) find could not read, from its stderr. Pure. A
+ * record that is not `/proc/PID/fd` and `socket:[INODE]` is passed over; a listing
+ * cut in the middle of a record is refused whole.
+ */
+export function parseSocketLinks(out: Buffer, stderr: string, wanted: ReadonlySet<string>, where: string): SocketHolders {
+  const fields = splitNul(out);
+  if (fields.length % 2 !== 0) throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: the socket listing (${AGENTLESS_COMMANDS.sockets}) has ${fields.length} fields, not pairs; refused`);
+  const holders = new Map<string, number[]>();
+  for (let i = 0; i < fields.length; i += 2) {
+    const dir = /^\/proc\/(\d{1,10})\/fd$/.exec((fields[i] as Buffer).toString('latin1'));
+    const inode = parseSocketLink((fields[i + 1] as Buffer).toString('latin1'));
+    if (dir === null || inode === null || !wanted.has(inode)) continue;
+    addHolder(holders, inode, Number(dir[1]));
+  }
+  const denied = new Map<number, string>();
+  for (const m of stderr.matchAll(/^find: '\/proc\/(\d{1,10})\/fd(\/\d{1,10})?': (.*)$/gm)) {
+    const reason = MESSAGES[m[3] as string] ?? (m[3] as string).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+    // A process (or a descriptor) that went away while listed: churn, not a hidden holder.
+    if (reason === 'ENOENT') continue;
+    const pid = Number(m[1]);
+    if (!denied.has(pid)) denied.set(pid, reason);
+  }
+  const unreadable = [...denied].map(([pid, reason]) => ({ pid, reason })).sort((a, b) => a.pid - b.pid);
+  return { holders, unreadable };
+}
+
+/** The most the `texts` run may weigh (some 3 KiB a process); past it, the files are read one by one through SFTP. */
+const MAX_PROC_TEXTS_BYTES = 64 * 1024 * 1024;
+/** The per-process files the `texts` run reads. */
+const BATCHED_TEXT = /^\d{1,10}\/(?:stat|status|cgroup)$/;
+
+/**
+ * The `texts` run's output (`/proc/PID/FILE`, NUL, one line, newline; again for every
+ * line) as `PID/FILE` → the file's text. Pure. A record naming any other path refuses
+ * the whole output (an empty map: every file is then read through SFTP).
+ */
+export function parseProcTexts(out: Buffer): Map<string, string> {
+  const parts = new Map<string, Buffer[]>();
+  let at = 0;
+  while (at < out.length) {
+    const nul = out.indexOf(0, at);
+    if (nul < 0) return new Map();
+    const m = /^\/proc\/(\d{1,10}\/(?:stat|status|cgroup))$/.exec(out.subarray(at, nul).toString('latin1'));
+    if (m === null) return new Map();
+    const nl = out.indexOf(0x0a, nul + 1);
+    const end = nl < 0 ? out.length : nl + 1;
+    const rel = m[1] as string;
+    const list = parts.get(rel);
+    if (list === undefined) parts.set(rel, [out.subarray(nul + 1, end)]);
+    else list.push(out.subarray(nul + 1, end));
+    at = end;
+  }
+  const texts = new Map<string, string>();
+  for (const [rel, list] of parts) texts.set(rel, Buffer.concat(list).toString('utf8'));
+  return texts;
+}
+
+/** Rounds of image hashing: a process that exits before its image is read leaves it to the next of that image. */
+const HASH_ROUNDS = 3;
+
+/**
+ * The /proc of a remote host, read through the SSH session: the folder listing,
+ * the texts and the exe links through SFTP; image identities through `identify`;
+ * image hashes through `hash` (sha256sum of `/proc/PID/exe`, in one batch); the
+ * socket links through `sockets`. The processes and ports collectors read it as
+ * they read a local /proc.
+ */
+export class RemoteProcSource implements ProcSource {
+  readonly proc = '/proc';
+  readonly root = '/';
+  /** What `identify` said of `/proc/PID/exe`, for the checks before an image is hashed. */
+  private readonly images = new Map<number, RemoteStat>();
+  /** The `texts` run's answer, once asked for. */
+  private texts: Promise<Map<string, string>> | null = null;
+
+  constructor(private readonly host: RemoteHost) {}
+
+  async listPids(): Promise<number[]> {
+    const names = await this.host.files.list('/proc');
+    return names.filter((n) => /^\d{1,10}$/.test(n)).map(Number).sort((a, b) => a - b);
+  }
+
+  /** Whether the host shows processes in /proc at all (a procfs is mounted there). */
+  async mounted(): Promise<boolean> {
+    try {
+      return (await this.listPids()).length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  async readText(rel: string, cap: number): Promise<string> {
+    if (BATCHED_TEXT.test(rel)) {
+      const text = (await this.batched()).get(rel);
+      if (text !== undefined && Buffer.byteLength(text) <= cap) return text;
+    }
+    try {
+      return (await this.host.files.readToEnd(`/proc/${rel}`, cap)).toString('utf8');
+    } catch (err) {
+      throw await this.exited(rel, err);
+    }
+  }
+
+  async readlink(rel: string): Promise<string> {
+    try {
+      return await this.host.files.readlink(`/proc/${rel}`);
+    } catch (err) {
+      throw await this.exited(rel, err);
+    }
+  }
+
+  /**
+   * Every process's stat, status and cgroup in one `texts` run, the first time one is
+   * asked for; a file it did not answer (a process started since, an empty file, a run
+   * that failed or went past its bound) is read through SFTP.
+   */
+  private batched(): Promise<Map<string, string>> {
+    this.texts ??= run(this.host, AGENTLESS_COMMANDS.texts, [], MAX_PROC_TEXTS_BYTES).then((r) => parseProcTexts(r.stdout), () => new Map<string, string>());
+    return this.texts;
+  }
+
+  /**
+   * SFTP has no ESRCH: a process that exits while one of its files is read fails as a
+   * generic error (EIO). When its /proc folder is gone, that is churn, told as ESRCH,
+   * as the local read would; otherwise the error stands.
+   */
+  private async exited(rel: string, err: unknown): Promise<unknown> {
+    const pid = /^(\d{1,10})\//.exec(rel)?.[1];
+    if (pid === undefined || (err as { code?: unknown }).code !== 'EIO') return err;
+    return (await this.host.files.exists(`/proc/${pid}`).catch(() => true)) ? err : codeError('ESRCH');
+  }
+
+  async exeImages(pids: readonly number[]): Promise<Map<number, FileId | { code: string }>> {
+    const stats = await identify(this.host, pids.map((pid) => `/proc/${pid}/exe`));
+    const out = new Map<number, FileId | { code: string }>();
+    pids.forEach((pid, i) => {
+      const st = stats[i] as RemoteStat | { code: string };
+      if ('code' in st) out.set(pid, st);
+      else {
+        this.images.set(pid, st);
+        out.set(pid, st.id);
+      }
+    });
+    return out;
+  }
+
+  async rootIds(paths: readonly string[]): Promise<Map<string, FileId | { code: string }>> {
+    const stats = await identify(this.host, paths);
+    const out = new Map<string, FileId | { code: string }>();
+    paths.forEach((path, i) => {
+      const st = stats[i] as RemoteStat | { code: string };
+      out.set(path, 'code' in st ? st : st.id);
+    });
+    return out;
+  }
+
+  async readRootFile(path: string, cap: number): Promise<Buffer> {
+    const bytes = await this.host.files.read(path, cap);
+    if (bytes === null) throw codeError('ENOENT');
+    return bytes;
+  }
+
+  /**
+   * Checks each image as the local source does (a regular file, within the byte
+   * budgets), then hashes them all in one `sha256sum` of `/proc/PID/exe`; an image
+   * whose process exited, or now runs another program (its `dev:inode` asked again
+   * after the hash), is read through its next process in another round.
+   */
+  async hashImages(images: ReadonlyMap<FileId, readonly number[]>, opts: ImageHashOptions): Promise<Map<FileId, ImageHash>> {
+    const out = new Map<FileId, ImageHash>();
+    let pending: { image: FileId; pids: readonly number[]; at: number }[] = [];
+    for (const [image, pids] of images) {
+      const first = pids[0];
+      const st = first === undefined ? undefined : this.images.get(first);
+      const exe = `/proc/${first ?? 0}/exe`;
+      const fail = (reason: string): void => void out.set(image, { kind: 'unread', unread: { path: exe, reason } });
+      if (st === undefined) out.set(image, { kind: 'gone' });
+      else if ((st.mode & S_IFMT) !== S_IFREG) fail(REASONS.notRegular(TYPE_NAMES[String(st.mode & S_IFMT)] ?? 'another type'));
+      else if (st.size > opts.budget.maxFileBytes) fail(REASONS.overFile(st.size, st.blocks * 512, opts.budget.maxFileBytes));
+      else if (!opts.budget.take(st.size)) fail(REASONS.overScan(opts.budget.maxScanBytes));
+      else pending.push({ image, pids, at: 0 });
+    }
+    for (let round = 0; round < HASH_ROUNDS && pending.length > 0; round++) {
+      const paths = pending.map((job) => `/proc/${job.pids[job.at] as number}/exe`);
+      let cap = 0;
+      for (const p of paths) cap += Buffer.byteLength(p) + 70;
+      const r = await run(this.host, AGENTLESS_COMMANDS.hash, paths, cap + 4096);
+      if (r.code === 127 || r.code === 126) {
+        pending.forEach((job, i) => out.set(job.image, { kind: 'unread', unread: { path: paths[i] as string, reason: 'sha256sum not found on the host (install coreutils)' } }));
+        return out;
+      }
+      const sums = parseSha256sums(paths, r.stdout, r.stderr);
+      const after = await identify(this.host, paths);
+      const next: typeof pending = [];
+      pending.forEach((job, i) => {
+        const sum = sums[i] as string | { reason: string };
+        const now = after[i] as RemoteStat | { code: string };
+        const path = paths[i] as string;
+        if (typeof sum === 'string' && !('code' in now) && now.id === job.image) {
+          opts.onHash?.(path);
+          out.set(job.image, { kind: 'hash', sha256: sum });
+        } else if (typeof sum !== 'string' && !vanished({ code: sum.reason })) {
+          out.set(job.image, { kind: 'unread', unread: { path, reason: sum.reason } });
+        } else if (job.at + 1 < job.pids.length) {
+          // Exited, or runs another program now: the next process of this image.
+          next.push({ ...job, at: job.at + 1 });
+        } else out.set(job.image, { kind: 'gone' });
+      });
+      pending = next;
+    }
+    for (const job of pending) out.set(job.image, { kind: 'gone' });
+    return out;
+  }
+
+  async socketHolders(wanted: ReadonlySet<string>): Promise<SocketHolders> {
+    const r = await run(this.host, AGENTLESS_COMMANDS.sockets, [], MAX_SOCKET_LINKS_BYTES);
+    if (r.code === 127 || r.code === 126) throw codeError(`find could not be run on the host (exit ${r.code})`);
+    return parseSocketLinks(r.stdout, r.stderr, wanted, this.host.session.where);
+  }
+}
+
+/** The `identify` facts of `paths`, in their order. */
+async function identify(host: RemoteHost, paths: readonly string[]): Promise<(RemoteStat | { code: string })[]> {
+  if (paths.length === 0) return [];
+  let cap = 0;
+  for (const p of paths) cap += Buffer.byteLength(p) + 80;
+  const r = await run(host, AGENTLESS_COMMANDS.identify, paths, cap);
+  if (r.code === 127 || r.code === 126) return paths.map(() => ({ code: 'stat not found on the host (install coreutils)' }));
+  return parseIdentify(paths, r.stdout, r.stderr);
+}
+
+/** The `unread` note of an agentless scan of a host that shows no processes in /proc. */
+export const AGENTLESS_NO_PROC = 'processes and ports not read: the host shows no process in /proc (no procfs mounted there, or not readable through SFTP)';
 
 /**
  * Collect a host's manifest agentless through an open session, scoped by `rules`
  * and `sections`: the same manifest as `drift collect` there would give for the
- * packages and files sections and the host fields.
+ * packages, files, processes and ports sections and the host fields.
  */
 export async function collectAgentless(session: SshSession, scan: { rules: RuleSet; sections?: readonly SectionName[] | undefined }): Promise<Manifest> {
   const sftp = await session.sftp();
@@ -675,13 +1021,19 @@ export async function collectAgentless(session: SshSession, scan: { rules: RuleS
   try {
     const read: IdentityReader = (rel, cap) => files.read(`/${rel}`, cap);
     const info = await readHostInfo('/', { read });
-    const ctx: CollectContext = { root: '/', proc: null, rules: scan.rules, stateDir: null, forceRehash: true, sections: scan.sections };
-    const manifest = await collectManifest(ctx, info, new Date(), { packages: remotePackagesCollector(host), files: remoteFilesCollector(host) });
     const wanted = (s: SectionName): boolean => scan.sections === undefined || scan.sections.includes(s);
-    if (wanted('processes') || wanted('ports')) manifest.unread = [{ path: '/proc', reason: AGENTLESS_NO_PROC }, ...manifest.unread].sort(compareUnread);
+    const proc = new RemoteProcSource(host);
+    const live = (wanted('processes') || wanted('ports')) && (await proc.mounted());
+    const ctx: CollectContext = { root: '/', proc: live ? proc.proc : null, rules: scan.rules, stateDir: null, forceRehash: true, sections: scan.sections };
+    const manifest = await collectManifest(ctx, info, new Date(), {
+      packages: remotePackagesCollector(host),
+      files: remoteFilesCollector(host),
+      processes: createProcessesCollector({ source: () => proc }),
+      ports: createPortsCollector(() => proc),
+    });
+    if (!live && (wanted('processes') || wanted('ports'))) manifest.unread = [{ path: '/proc', reason: AGENTLESS_NO_PROC }, ...manifest.unread].sort(compareUnread);
     return manifest;
   } finally {
     files.end();
   }
 }
-

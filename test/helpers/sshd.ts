@@ -205,3 +205,53 @@ export async function rootListing(dir: string): Promise<string> {
   const sums = await must('sh', ['-c', 'cd "$1" && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum', 'sh', dir]);
   return `${meta.split('\n').sort().join('\n')}\n${sums}`;
 }
+
+/** Mount a procfs at `<root>/proc` until the end of test `t` (unmounted then, whether it passed or not). */
+export async function mountProc(t: Tap, root: string): Promise<string> {
+  const dir = join(root, 'proc');
+  await must('mount', ['-t', 'proc', 'proc', dir]);
+  t.teardown(() => must('umount', [dir]));
+  return dir;
+}
+
+/** A node program listening on 127.0.0.1 (a port the kernel picks), then printing its PID and port. */
+const LISTENER = "const s = require('net').createServer().listen(0, '127.0.0.1', () => process.stdout.write(`${process.pid} ${s.address().port}\\n`));";
+
+/**
+ * Run `exe` (a node binary) as a TCP listener until the end of test `t`; resolves once it
+ * listens (its own line on a pipe, never a sleep). `daemon`: double-forked into a session
+ * of its own (setsid, a shell that exits at once), so that its parent is PID 1 as a
+ * service's is; otherwise a plain child of this test.
+ */
+export function startListener(t: Tap, exe: string, opts: { daemon: boolean }): Promise<{ pid: number; port: number }> {
+  const child = opts.daemon
+    ? spawn('setsid', ['sh', '-c', '"$0" -e "$1" </dev/null 2>/dev/null &', exe, LISTENER], { stdio: ['ignore', 'pipe', 'ignore'] })
+    : spawn(exe, ['-e', LISTENER], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const exited = opts.daemon ? new Promise<void>((resolve) => child.once('exit', () => resolve())) : Promise.resolve();
+  const line = new Promise<{ pid: number; port: number }>((resolve, reject) => {
+    let text = '';
+    const stdout = child.stdout as NonNullable<typeof child.stdout>;
+    stdout.on('data', (b: Buffer) => {
+      text += b.toString('utf8');
+      const m = /^(\d+) (\d+)\n/.exec(text);
+      if (m) {
+        stdout.destroy();
+        resolve({ pid: Number(m[1]), port: Number(m[2]) });
+      } else if (text.length > 100) reject(new Error(`the listener said ${JSON.stringify(text)}`));
+    });
+    stdout.on('close', () => reject(new Error(`the listener ended before it listened: ${JSON.stringify(text)}`)));
+    child.on('error', reject);
+  });
+  return line.then(async (got) => {
+    t.teardown(() => {
+      try {
+        process.kill(got.pid, 'SIGTERM');
+      } catch {
+        // Already gone.
+      }
+    });
+    // The daemon's parent shell has exited: it is PID 1's child now.
+    await exited;
+    return got;
+  });
+}

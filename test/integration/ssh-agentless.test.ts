@@ -4,9 +4,12 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { buildDeb } from '../helpers/debian.js';
 import { drift, must } from '../helpers/run.js';
-import { rootListing, sshScene } from '../helpers/sshd.js';
+import { mountProc, rootListing, sshScene, startListener } from '../helpers/sshd.js';
 import { collectOverSsh } from '../../agent/remote/ssh.js';
 import { AGENTLESS_NO_PROC } from '../../agent/remote/agentless.js';
+import { createProcessesCollector } from '../../agent/collectors/processes.js';
+import { portsCollector } from '../../agent/collectors/ports.js';
+import type { CollectContext } from '../../agent/collectors/contract.js';
 import { BaselineSchema } from '../../agent/protocol/manifest.js';
 import { scopedRules } from '../../agent/baseline.js';
 import { emptyRuleSet } from '../../agent/protocol/rules.js';
@@ -42,8 +45,9 @@ t.test('without drift on the target: the agentless manifest has the packages and
   t.equal(await listing(root), before, 'nothing written on the target: every path, mode, mtime and hash unchanged, no file added');
 
   const all = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules });
-  t.same(all.unread.filter((u) => u.path === '/proc'), [{ path: '/proc', reason: AGENTLESS_NO_PROC }], 'processes and ports are said to be missing, not silently dropped');
+  t.same(all.unread.filter((u) => u.path === '/proc'), [{ path: '/proc', reason: AGENTLESS_NO_PROC }], 'without a procfs there, processes and ports are said to be missing, not silently dropped');
   t.equal(all.processes, undefined);
+  t.equal(all.ports, undefined);
 });
 
 t.test('a scan over SSH of the unchanged root without drift is clean and says it went agentless', async (t) => {
@@ -88,6 +92,15 @@ t.test('output past its bound is refused, not buffered', async (t) => {
   const session = await connectSsh(sshTarget, connect);
   t.teardown(() => session.close());
   await t.rejects(session.exec('LC_ALL=C find -files0-from - -printf \'%p\\0\'', { stdin: Buffer.from('/usr\0'), maxStdout: 1024 }), { code: 'DRIFT_ERR_TOO_LARGE' });
+  // A file read to EOF (as /proc files are: they show no size) stops one byte past its bound.
+  const { RemoteFiles } = await import('../../agent/remote/agentless.js');
+  const files = new RemoteFiles((await session.sftp()) as ConstructorParameters<typeof RemoteFiles>[0]);
+  t.teardown(() => files.end());
+  const status = await readFile(join(root, 'var', 'lib', 'dpkg', 'status'));
+  t.ok(status.length > 1000);
+  await t.rejects(files.readToEnd('/var/lib/dpkg/status', 1000), { code: 'over 1000 bytes; not read' }, 'past the bound: refused');
+  t.same(await files.readToEnd('/var/lib/dpkg/status', status.length), status, 'within it: the whole file');
+  await t.rejects(files.readToEnd('/etc/no-such-file', 1000), { code: 'ENOENT' });
 });
 
 t.test('a host whose find lies is refused, and nothing outside the scope gets in', async (t) => {
@@ -155,4 +168,80 @@ t.test('the drifted root without drift: the same findings over SSH as a local sc
   t.match(found, /file \/etc\/login\.defs modified/);
   t.match(found, /file \/usr\/bin\/env modified mode/);
   t.match(found, /file \/etc\/passwd modified/);
+});
+
+t.test('with a procfs on the target: processes and ports read through the session, as a local collection of that root and /proc reads them', async (t) => {
+  const proc = await mountProc(t, root);
+  // A service-like daemon (parent PID 1) and a plain child of this test, each a node of its own path in the root.
+  const daemonExe = join(root, 'usr', 'local', 'bin', 'drift-daemon');
+  const childExe = join(root, 'usr', 'local', 'bin', 'drift-child');
+  for (const exe of [daemonExe, childExe]) {
+    await copyFile(process.execPath, exe);
+    await chmod(exe, 0o755);
+    t.teardown(() => unlink(exe));
+  }
+  const daemon = await startListener(t, daemonExe, { daemon: true });
+  const child = await startListener(t, childExe, { daemon: false });
+  t.match(await readFile(join(proc, String(daemon.pid), 'stat'), 'utf8'), /^\d+ \(drift-daemon\) \S+ 1 /, 'the daemon is PID 1\'s child');
+  const imageSha = createHash('sha256').update(await readFile(daemonExe)).digest('hex');
+
+  const before = await listing(root);
+  const remote = await collectOverSsh(sshTarget, { ...connect, agentless: true }, { rules, sections: ['processes', 'ports'] });
+  const ctx: CollectContext = { root, proc, rules, stateDir: null, forceRehash: true };
+  const [localProcesses, localPorts] = await Promise.all([createProcessesCollector().collect(ctx), portsCollector.collect(ctx)]);
+  t.equal(await listing(root), before, 'nothing written on the target');
+
+  t.same(remote.unread.filter((u) => u.path === '/proc'), [], 'no note of a missing /proc');
+  const key = '/usr/local/bin/drift-daemon|root';
+  t.same(remote.processes?.[key], { count: 1, deleted: false, exeSha256: imageSha }, 'the daemon, its user and the hash of its running image');
+  t.same(remote.processes?.[key], localProcesses.entries[key], 'as the local collection has it');
+  const port = `tcp:127.0.0.1:${daemon.port}`;
+  t.same(remote.ports?.[port], { process: '/usr/local/bin/drift-daemon' }, 'its listening port, tied to it');
+  t.same(remote.ports?.[port], localPorts.entries[port], 'as the local collection has it');
+
+  // The services filter: a child of a session (here, of this test) is no service's, remotely as locally.
+  t.equal(remote.processes?.['/usr/local/bin/drift-child|root'], undefined, 'a process whose parent is not PID 1 is left out');
+  t.equal(localProcesses.entries['/usr/local/bin/drift-child|root'], undefined, 'and left out locally');
+  t.equal(remote.ports?.[`tcp:127.0.0.1:${child.port}`], undefined, 'so is its port');
+  t.equal(localPorts.entries[`tcp:127.0.0.1:${child.port}`], undefined, 'locally too');
+
+  // The sections as a whole, but for processes that started or ended between the two reads.
+  const remoteProcesses = remote.processes ?? {};
+  const shared = Object.keys(remoteProcesses).filter((k) => k in localProcesses.entries);
+  t.ok(shared.length >= 2, `processes of both reads: ${shared.join(', ')}`);
+  for (const k of shared) {
+    const { count: _r, ...r } = remoteProcesses[k] ?? { count: 0 };
+    const { count: _l, ...l } = localProcesses.entries[k] ?? { count: 0 };
+    t.same(r, l, `${k}: the same image facts`);
+  }
+  const remotePorts = remote.ports ?? {};
+  for (const k of Object.keys(remotePorts).filter((p) => p in localPorts.entries)) t.same(remotePorts[k], localPorts.entries[k], `${k}: the same holder`);
+  t.same(remote.unread.filter((u) => u.path.startsWith('/proc/') && !/^\/proc\/\d+\/(exe|fd)$/.test(u.path)), [], 'no /proc text unread');
+});
+
+t.test('hostile answers of the /proc commands: parsed with bounds, refused or passed over, never trusted', async (t) => {
+  const { parseIdentify, parseSocketLinks } = await import('../../agent/remote/agentless.js');
+  const rec = (...f: string[]): string => f.map((x) => `${x}\0`).join('');
+  const ok = rec('/proc/7/exe', '2049:131', '81ed', '1000', '8');
+  t.same(parseIdentify(['/proc/7/exe'], Buffer.from(ok), ''), [{ id: '2049:131', mode: 0o100755, size: 1000, blocks: 8 }]);
+  t.same(parseIdentify(['/proc/6/exe', '/proc/7/exe'], Buffer.from(ok), "stat: cannot statx '/proc/6/exe': No such file or directory\n"),
+    [{ code: 'ENOENT' }, { id: '2049:131', mode: 0o100755, size: 1000, blocks: 8 }], 'a path without its record gets the reason stat gave');
+  t.same(parseIdentify(['/proc/8/exe'], Buffer.from(ok), ''), [{ code: 'EIO' }], 'a record for another path than the one asked is not taken');
+  t.same(parseIdentify(['/proc/7/exe'], Buffer.from(rec('/proc/7/exe', '2049:131; rm -rf /', '81ed', '1000', '8')), ''), [{ code: 'EIO' }], 'a malformed identity is not taken');
+  t.same(parseIdentify(['/x'], Buffer.alloc(0), "stat: cannot statx '/x': Permission denied\n"), [{ code: 'EACCES' }]);
+  t.same(parseIdentify(['/y'], Buffer.alloc(0), "stat: cannot statx '/y': \x1b[31mevil\n"), [{ code: '?[31mevil' }], 'an unknown message is kept printable');
+
+  const wanted = new Set(['11', '12']);
+  const links = Buffer.from(rec('/proc/5/fd', 'socket:[11]', '/proc/6/fd', 'socket:[11]', '/proc/5/fd', 'socket:[99]', '/etc/fd', 'socket:[12]', '/proc/7/fd', 'pipe:[12]', '/proc/8/fd', 'socket:[12]'));
+  const stderr = "find: '/proc/9/fd': Permission denied\nfind: '/proc/10/fd': No such file or directory\nfind: '/proc/11/fd/4': Permission denied\n";
+  const got = parseSocketLinks(links, stderr, wanted, 'host');
+  t.same([...got.holders].sort(), [['11', [5, 6]], ['12', [8]]], 'the holders of the wanted sockets; other inodes, other folders, other links passed over');
+  t.same(got.unreadable, [{ pid: 9, reason: 'EACCES' }, { pid: 11, reason: 'EACCES' }], 'fd folders and descriptors that could not be read; a process gone is churn');
+  t.throws(() => parseSocketLinks(Buffer.from(rec('/proc/5/fd')), '', wanted, 'host'), { code: 'DRIFT_ERR_MANIFEST', message: /not pairs; refused/ }, 'a listing cut in a record is refused');
+
+  const { parseProcTexts } = await import('../../agent/remote/agentless.js');
+  const texts = parseProcTexts(Buffer.from('/proc/5/stat\x005 (a\n/proc/6/stat\x00b) S 1\n/proc/5/stat\x00b) S 1 5\n/proc/5/status\x00Uid:\t0\n/proc/5/cgroup\x000::/\n'));
+  t.same([...texts].sort(), [['5/cgroup', '0::/\n'], ['5/stat', '5 (a\nb) S 1 5\n'], ['5/status', 'Uid:\t0\n'], ['6/stat', 'b) S 1\n']], "a file's lines joined again, a newline in a command name kept; each record to the file it names");
+  t.same([...parseProcTexts(Buffer.from('/proc/5/stat\x005 (a) S 1\n/etc/shadow\x00root:x\n'))], [], 'a record of any other path refuses the whole output');
+  t.same([...parseProcTexts(Buffer.from('/proc/5/stat'))], [], 'and so does a record cut short');
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProcessesCollector } from '../../../agent/collectors/processes.js';
 import { ByteBudget, REASONS } from '../../../agent/hash.js';
+import { PROC_TEXT_CAP_BYTES } from '../../../agent/collectors/proc-source.js';
 import { buildProcTree, procContext } from '../../helpers/proc-tree.js';
 
 const later = (): Date => new Date(Date.now() + 10_000);
@@ -72,4 +73,15 @@ t.test("the root's etc/passwd as a FIFO or a symlink: unread, no hang, users by 
   symlinkSync('/etc/shadow', passwd);
   const link = await createProcessesCollector().collect(procContext(tree.root, tree.proc));
   t.same(link.unread.find((u) => u.path === '/etc/passwd'), { path: '/etc/passwd', reason: 'ELOOP' });
+});
+
+t.test('a /proc text past its bound is unread, not read whole; the other processes are still read', async (t) => {
+  const tree = await buildProcTree();
+  t.teardown(tree.cleanup);
+  const whole = await createProcessesCollector().collect(procContext(tree.root, tree.proc));
+  writeFileSync(join(tree.proc, '100', 'status'), `Uid:\t0\t0\t0\t0\n${'x'.repeat(PROC_TEXT_CAP_BYTES)}`);
+  const { entries, unread } = await createProcessesCollector().collect(procContext(tree.root, tree.proc));
+  t.same(unread.find((u) => u.path === '/proc/100/status'), { path: '/proc/100/status', reason: `over ${PROC_TEXT_CAP_BYTES} bytes; not read` });
+  t.equal(entries['/usr/sbin/sshd|root']?.count, (whole.entries['/usr/sbin/sshd|root']?.count ?? 0) - 1, 'the other sshd processes are counted, not the unread one');
+  t.ok(entries['/usr/sbin/sshd|root']?.exeSha256, 'and their image hashed');
 });
