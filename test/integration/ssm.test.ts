@@ -1,6 +1,7 @@
 import t from 'tap';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
@@ -83,6 +84,20 @@ t.test('the scan writes nothing on the instance: its root, state folder included
   const clean = await scan(GOOD);
   t.equal(clean.code, 0, clean.stderr);
   t.equal(await rootListing(root), before, 'hashes, modes, owners, sizes and mtimes unchanged');
+  // The flag the instance runs, locally: no state folder is even made.
+  const local = ['scan', '--root', root, '--baseline', join(root, 'etc/drift/baseline.json'), '--trust-dir', join(root, 'etc/drift/keys'), '--state-dir', join(work, 'ro-state')];
+  const ro = await drift([...local, '--read-only']);
+  t.equal(ro.code, 0, ro.stderr);
+  t.equal(existsSync(join(work, 'ro-state')), false, 'drift scan --read-only made no state folder');
+  const repin = await drift([...local, '--read-only', '--repin']);
+  t.equal(repin.code, 2);
+  t.match(repin.stderr, /--repin writes pins; --read-only writes nothing/);
+  const whole = await drift([...local, '--whole-verdict']);
+  t.equal(whole.code, 2);
+  t.match(whole.stderr, /--whole-verdict goes with --format verdict/);
+  const remote = await scan(GOOD, '--read-only');
+  t.equal(remote.code, 2);
+  t.match(remote.stderr, /--ssm and --targets always run read-only/);
 });
 
 t.test('the AWS SDK\'s Node.js version warning is not printed; the operator may still ask for it', async (t) => {
