@@ -89,6 +89,15 @@ t.test('the scan writes nothing on the instance: its root, state folder included
   const ro = await drift([...local, '--read-only']);
   t.equal(ro.code, 0, ro.stderr);
   t.equal(existsSync(join(work, 'ro-state')), false, 'drift scan --read-only made no state folder');
+  // After first boot (a machine-id): a read-only scan pins nothing, so its report claims no pin time.
+  await writeFile(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+  t.teardown(() => rm(join(root, 'etc', 'machine-id'), { force: true }));
+  const booted = await drift([...local, '--read-only', '--format', 'json']);
+  t.equal((JSON.parse(booted.stdout) as { firstBoot?: unknown }).firstBoot, undefined, booted.stderr);
+  t.equal(existsSync(join(work, 'ro-state')), false, 'and wrote no pins');
+  const pinning = await drift([...local.slice(0, -1), join(work, 'rw-state'), '--format', 'json']);
+  t.match(JSON.parse(pinning.stdout) as unknown, { firstBoot: { pinnedAt: String } }, 'a scan that may write pins says when it pinned');
+  await rm(join(root, 'etc', 'machine-id'), { force: true });
   const repin = await drift([...local, '--read-only', '--repin']);
   t.equal(repin.code, 2);
   t.match(repin.stderr, /--repin writes pins; --read-only writes nothing/);

@@ -236,6 +236,8 @@ Examples:
         const now = new Date().toISOString();
         const result = compareWithPins(compareInput(m), opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
         if (!opts.readOnly && (book === null || result.changed.length > 0)) await writePins(stateDir, pinTarget, result.book);
+        // --read-only with no pins yet: judged as a first scan, but nothing was pinned, so the report says no pin time.
+        if (opts.readOnly && book === null) return { findings: result.findings, dropped: result.dropped };
         return { findings: result.findings, dropped: result.dropped, firstBoot: result.firstBoot };
       };
       if (opts.manifest && opts.ssh !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give either --manifest FILE (a saved manifest) or --ssh HOST (collect over SSH), not both');
