@@ -4,8 +4,9 @@
 # baked drift, scanning the instance's root) on this machine. So the figure is the whole
 # sweep: SendCommand, the instances' own scans (all on this machine's cores), polling,
 # decoding. ROOT=DIR uses that baked root for every instance (default: the debootstrap
-# root of the tests, copied and baked once); STATE=warm runs each instance once first, so
-# the measured sweeps find their stat caches warm, as instances scanned regularly do.
+# root of the tests, copied and baked once); STATE=warm sweeps once before the measured
+# sweeps. The instances' scans are read-only (drift scan --read-only: no stat cache), so
+# every sweep hashes every watched file again; only the page cache is warm.
 # Usage: bash bench/sweep.sh [N] [C]   (needs hyperfine; run from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ sweep=(node bin/drift.js scan --targets "$tmp/targets" --concurrency "$c" --endp
 echo "one local scan of the same root, for scale:"
 /usr/bin/time -f '  %e s wall, %M KB peak RSS' node bin/drift.js scan --root "$root" --baseline "$root/etc/drift/baseline.json" --state-dir "$tmp/local" >/dev/null || true
 if [ "${STATE:-cold}" = warm ]; then "${sweep[@]}" >/dev/null || true; fi
-echo "sweep of $n ssm targets, --concurrency $c (first sweep: each instance's stat cache ${STATE:-cold}):"
+echo "sweep of $n ssm targets, --concurrency $c (${STATE:-cold}: $([ "${STATE:-cold}" = warm ] && echo 'after one sweep' || echo 'the first sweep')):"
 /usr/bin/time -f '  %e s wall, %M KB peak RSS of the sweeping drift' "${sweep[@]}" >"$tmp/out.txt" || true
 grep -m1 '^drift sweep:' "$tmp/out.txt"
 hyperfine --runs "${RUNS:-3}" --export-markdown "$tmp/hf.md" "${sweep[*]} >/dev/null || true" | tail -n +1

@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { driftBin } from './paths.js';
+import { startMoto } from './moto.js';
 
 /**
  * A small SSM endpoint speaking the JSON 1.1 protocol for what moto lacks:
@@ -18,7 +20,11 @@ import { driftBin } from './paths.js';
  * `instances`, `Parameters.commands` a list of strings) really runs the received
  * commands with `sh -c`, with that instance's PATH, and GetCommandInvocation answers
  * InProgress until the shell ended, then Success or Failed with its exit code and its
- * output cut to 24,000 characters (stdout) and 8,000 (stderr), as SSM does.
+ * output cut to 24,000 characters (stdout) and 8,000 (stderr), as SSM does. With
+ * `OutputS3BucketName` (and `OutputS3KeyPrefix`), the whole output is uploaded with the
+ * real S3 client to `s3Endpoint` (moto) under
+ * `PREFIX/COMMAND-ID/INSTANCE-ID/awsrunShellScript/0.awsrunShellScript/stdout` (and
+ * `stderr` when there is any), as the SSM agent does, before the invocation ends.
  */
 export interface SsmCommand {
   id: string;
@@ -32,6 +38,11 @@ export interface SsmCommand {
   stderr: string;
   /** Characters of stdout before SSM's cut. */
   fullStdout: number;
+  /** SendCommand's OutputS3BucketName and OutputS3KeyPrefix, when given. */
+  outputS3?: { bucket: string; prefix: string | null };
+  /** The keys the output was uploaded to, or why the upload failed. */
+  s3Keys: string[];
+  s3Error?: string;
 }
 
 /** An instance the server can run commands on: the PATH its shell gets. */
@@ -84,12 +95,45 @@ export interface SsmServer {
   /** Run Command: the instances commands can run on, and every command sent. */
   instances: Map<string, SsmInstance>;
   commands: Map<string, SsmCommand>;
+  /** The S3 endpoint (moto) output is uploaded to when a command asks for it. */
+  s3Endpoint?: string | undefined;
   /** Called on each request (after it was counted): lets a test act at an exact moment. */
   onRequest?: ((target: string) => void) | undefined;
   close(): Promise<void>;
 }
 
 const PREFIX = 'AmazonSSM.';
+
+/** A path-style S3 client of moto's endpoint with moto's credentials. */
+export function motoS3(endpoint: string): S3Client {
+  return new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+}
+
+/**
+ * S3 for SSM's command output, for one test: moto started (and stopped after), `bucket`
+ * created in it, and `ssm` uploading there until the test ends.
+ */
+export async function startS3Output(t: { teardown(fn: () => unknown): void }, ssm: SsmServer, bucket: string): Promise<{ endpoint: string; s3: S3Client }> {
+  const { endpoint } = await startMoto(t);
+  const s3 = motoS3(endpoint);
+  t.teardown(() => s3.destroy());
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  ssm.s3Endpoint = endpoint;
+  t.teardown(() => { ssm.s3Endpoint = undefined; });
+  return { endpoint, s3 };
+}
+
+/** Upload each [key, text] to `bucket` as the SSM agent does (moto's endpoint, path-style). */
+async function uploadOutput(endpoint: string | undefined, bucket: string, files: ReadonlyArray<readonly [string, string]>): Promise<string[]> {
+  if (!endpoint) throw new Error('the SSM server has no s3Endpoint to upload output to');
+  const s3 = motoS3(endpoint);
+  try {
+    for (const [key, text] of files) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text }));
+    return files.map(([key]) => key);
+  } finally {
+    s3.destroy();
+  }
+}
 
 export async function startSsmServer(): Promise<SsmServer> {
   const state: SsmServer = {
@@ -164,7 +208,12 @@ export async function startSsmServer(): Promise<SsmServer> {
           const inst = state.instances.get(instanceId);
           if (!inst) return error(res, 400, 'InvalidInstanceId', `Instances [[${instanceId}]] not in a valid state for account 123456789012`);
           const id = randomUUID();
-          const cmd: SsmCommand = { id, instanceId, document: doc, commands: commands as string[], parameters: p as Record<string, string[]>, status: 'InProgress', code: -1, stdout: '', stderr: '', fullStdout: 0 };
+          const bucket = body['OutputS3BucketName'];
+          const prefix = body['OutputS3KeyPrefix'];
+          if (bucket !== undefined && (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))) return bad(`OutputS3BucketName ${String(bucket)}`);
+          if (prefix !== undefined && (typeof prefix !== 'string' || prefix.length > 500)) return bad('OutputS3KeyPrefix');
+          const cmd: SsmCommand = { id, instanceId, document: doc, commands: commands as string[], parameters: p as Record<string, string[]>, status: 'InProgress', code: -1, stdout: '', stderr: '', fullStdout: 0, s3Keys: [] };
+          if (typeof bucket === 'string') cmd.outputS3 = { bucket, prefix: typeof prefix === 'string' ? prefix : null };
           state.commands.set(id, cmd);
           const child = spawn('sh', ['-c', cmd.commands.join('\n')], { env: { PATH: inst.path, HOME: '/root', NO_COLOR: '1', LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'pipe'] });
           running.add(child);
@@ -175,11 +224,20 @@ export async function startSsmServer(): Promise<SsmServer> {
           child.on('close', (code) => {
             running.delete(child);
             const o = Buffer.concat(out).toString('utf8');
+            const e = Buffer.concat(err).toString('utf8');
             cmd.fullStdout = o.length;
             cmd.stdout = o.slice(0, SSM_STDOUT_MAX);
-            cmd.stderr = Buffer.concat(err).toString('utf8').slice(0, SSM_STDERR_MAX);
-            cmd.code = code ?? 255;
-            cmd.status = cmd.code === 0 ? 'Success' : 'Failed';
+            cmd.stderr = e.slice(0, SSM_STDERR_MAX);
+            const finish = (): void => {
+              cmd.code = code ?? 255;
+              cmd.status = cmd.code === 0 ? 'Success' : 'Failed';
+            };
+            if (typeof bucket !== 'string') return finish();
+            const base = [typeof prefix === 'string' ? prefix : '', id, instanceId, 'awsrunShellScript', '0.awsrunShellScript'].filter((x) => x !== '').join('/');
+            const uploads = [['stdout', o], ...(e ? [['stderr', e]] : [])] as const;
+            void uploadOutput(state.s3Endpoint, bucket, uploads.map(([name, text]) => [`${base}/${name}`, text] as const))
+              .then((keys) => { cmd.s3Keys = keys; }, (why: unknown) => { cmd.s3Error = String(why); })
+              .finally(finish);
           });
           return send(res, 200, { Command: { CommandId: id, DocumentName: doc, InstanceIds: [instanceId], Parameters: p, Status: 'Pending' } });
         }

@@ -2,13 +2,13 @@ import t from 'tap';
 import { gzipSync } from 'node:zlib';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { repoRoot } from '../helpers/paths.js';
-import { SSM_COMMANDS } from '../../agent/remote/ssm.js';
+import { SSM_COMMANDS, SSM_COMMANDS_WHOLE } from '../../agent/remote/ssm.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { drift } from '../helpers/run.js';
-import { startSsmServer } from '../helpers/ssm-server.js';
+import { startS3Output, startSsmServer, type SsmServer } from '../helpers/ssm-server.js';
 import { MOTO_ENV } from '../helpers/moto.js';
-import { formatVerdict, parseVerdict, VERDICT_MAX_CHARS, VERDICT_MAX_INFLATED } from '../../agent/cli/format/verdict.js';
+import { formatVerdict, parseVerdict, VERDICT_MAX_CHARS, VERDICT_MAX_INFLATED, WHOLE_VERDICT_LIMITS } from '../../agent/cli/format/verdict.js';
 import { buildReport } from '../../agent/engine/report.js';
 import type { Finding } from '../../agent/protocol/finding.js';
 
@@ -22,6 +22,15 @@ const report = (findings: Finding[], target = 'host') => buildReport({ target, b
 const fileFinding = (key: string, diff: string): Finding => ({
   kind: 'file', key, change: 'modified', changed: ['sha256'], before: null, after: null, severity: 'medium', action: 'report', rule: null, explanation: `${key} changed`, diff,
 });
+
+/** An instance whose "drift" prints `output` and exits 1: what an attacker controlling it could print. */
+const fakeInstance = (ssm: SsmServer, work: string) => async (id: string, output: string): Promise<void> => {
+  const dir = join(work, id);
+  await mkdir(dir);
+  await writeFile(join(dir, 'verdict'), output);
+  await writeFile(join(dir, 'drift'), `#!/bin/sh\ncat '${join(dir, 'verdict')}'\nexit 1\n`, { mode: 0o755 });
+  ssm.instances.set(id, { path: `${dir}:/usr/bin:/bin` });
+};
 
 t.test('round trip, and a verdict over the cap is cut with the counts kept', async (t) => {
   const small = report([fileFinding('/etc/a', '-a\n+b\n')]);
@@ -55,7 +64,7 @@ t.test('hostile verdicts are refused with the reason', async (t) => {
 
 t.test('the README lists the commands an SSM scan runs, as the code sends them', async (t) => {
   const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
-  for (const c of SSM_COMMANDS) t.ok(readme.includes(`\n${c}\n`), c);
+  for (const c of [...SSM_COMMANDS, ...SSM_COMMANDS_WHOLE]) t.ok(readme.includes(`\n${c}\n`), c);
 });
 
 t.test('an instance answering a hostile verdict: exit 2, or printed escaped', async (t) => {
@@ -63,14 +72,7 @@ t.test('an instance answering a hostile verdict: exit 2, or printed escaped', as
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const ssm = await startSsmServer();
   t.teardown(() => ssm.close());
-  const fake = async (id: string, output: string): Promise<void> => {
-    const dir = join(work, id);
-    await mkdir(dir);
-    await writeFile(join(dir, 'verdict'), output);
-    // A "drift" that prints what an attacker controlling the instance would print.
-    await writeFile(join(dir, 'drift'), `#!/bin/sh\ncat '${join(dir, 'verdict')}'\nexit 1\n`, { mode: 0o755 });
-    ssm.instances.set(id, { path: `${dir}:/usr/bin:/bin` });
-  };
+  const fake = fakeInstance(ssm, work);
   await fake('i-0000000000000dd01', `drift.verdict/v1 ${gzipSync(Buffer.alloc(VERDICT_MAX_INFLATED + 1, 0x20)).toString('base64')}\n`);
   await fake('i-0000000000000dd02', formatVerdict(report([fileFinding('/etc/\u001b]0;pwned\u0007\u202eevil', '+\u001b[2J\n')], 'web-1\u001b[31m')));
   const scan = (id: string) => drift(['scan', '--ssm', id, '--endpoint', ssm.endpoint, '--region', 'us-east-1'], { env: MOTO_ENV });
@@ -81,4 +83,30 @@ t.test('an instance answering a hostile verdict: exit 2, or printed escaped', as
   t.equal(esc.code, 1, esc.stderr);
   t.notOk(/[\u001b\u0007\u202e]/.test(esc.stdout), 'no control characters or bidi overrides reach the terminal');
   t.match(esc.stdout, /\\x1b|\\u202e/, 'they are shown escaped');
+});
+
+t.test('a whole verdict has its own bounds, and one read from S3 is hostile input too', async (t) => {
+  const long = `drift.verdict/v1 ${'A'.repeat(30_000)}\n`;
+  t.throws(() => parseVerdict(long, 'w'), { message: /^w: output is 30018 characters, more than a verdict's 24000/ });
+  t.throws(() => parseVerdict(long, 'w', WHOLE_VERDICT_LIMITS), { message: /^w: verdict is not gzip/ }, 'the S3 bound lets a long verdict through to the next checks');
+  t.throws(() => parseVerdict(line({ a: 'x'.repeat(2000) }), 'w', { maxInflated: 1000 }), { message: /^w: verdict inflates to more than 1000 bytes; refused/ });
+  const work = await mkdtemp(join(tmpdir(), 'drift-verdict-s3-'));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const ssm = await startSsmServer();
+  t.teardown(() => ssm.close());
+  const moto = await startS3Output(t, ssm, 'drift-hostile');
+  const fake = fakeInstance(ssm, work);
+  await fake('i-0000000000000ee01', 'drift.verdict/v1 !!!\n');
+  await fake('i-0000000000000ee02', line({ schema: 'drift.verdict/v1', report: report([]), truncated: { manifest: false, findings: 0, diffs: 0, unread: 0 }, manifest: { schema: 'nope' } }));
+  await fake('i-0000000000000ee03', formatVerdict(report([fileFinding('/etc/\u001b]0;pwned\u0007', '+x\n')])));
+  const scan = (id: string) => drift(['scan', '--ssm', id, '--endpoint', ssm.endpoint, '--region', 'us-east-1', '--ssm-output-s3', 's3://drift-hostile/out', '--s3-endpoint', moto.endpoint], { env: MOTO_ENV });
+  const b64 = await scan('i-0000000000000ee01');
+  t.equal(b64.code, 2);
+  t.match(b64.stderr, /ssm i-0000000000000ee01 \(command [0-9a-f-]+, s3:\/\/drift-hostile\/out\/[0-9a-f-]+\/i-0000000000000ee01\/awsrunShellScript\/0\.awsrunShellScript\/stdout\): verdict is not base64/);
+  const schema = await scan('i-0000000000000ee02');
+  t.equal(schema.code, 2);
+  t.match(schema.stderr, /\): verdict fails drift\.verdict\/v1 at manifest\./);
+  const esc = await scan('i-0000000000000ee03');
+  t.equal(esc.code, 1, esc.stderr);
+  t.notOk(/[\u001b\u0007]/.test(esc.stdout), 'no control characters reach the terminal');
 });

@@ -1,12 +1,15 @@
 import t from 'tap';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { drift } from '../helpers/run.js';
-import { instanceDrift, startSsmServer, SSM_STDOUT_MAX } from '../helpers/ssm-server.js';
+import { instanceDrift, startS3Output, startSsmServer, SSM_STDOUT_MAX } from '../helpers/ssm-server.js';
 import { MOTO_ENV } from '../helpers/moto.js';
-import { SSM_COMMANDS } from '../../agent/remote/ssm.js';
+import { rootListing } from '../helpers/sshd.js';
+import { SSM_COMMANDS, SSM_COMMANDS_WHOLE } from '../../agent/remote/ssm.js';
 
 /**
  * `drift scan --ssm` with the real @aws-sdk/client-ssm against a local server speaking
@@ -45,7 +48,12 @@ const HOST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const GOOD = 'i-0123456789abcdef0';
 const NO_DRIFT = 'i-0000000000000aaa1';
 const NO_BASELINE = 'i-0000000000000bbb2';
-ssm.instances.set(GOOD, { path: `${await instanceDrift(join(work, 'bin-good'), root, join(work, 'state-good'))}:${HOST_PATH}` });
+// The instance's state folder is inside its root, as /var/lib/drift is on a host; an earlier
+// scan there left a stat cache, as the instance's own agent would.
+const goodState = join(root, 'var/lib/drift');
+await mkdir(goodState, { recursive: true });
+await drift(['scan', '--root', root, '--baseline', join(root, 'etc/drift/baseline.json'), '--state-dir', goodState, '--trust-dir', join(root, 'etc/drift/keys')]);
+ssm.instances.set(GOOD, { path: `${await instanceDrift(join(work, 'bin-good'), root, goodState)}:${HOST_PATH}` });
 ssm.instances.set(NO_DRIFT, { path: HOST_PATH });
 ssm.instances.set(NO_BASELINE, { path: `${await instanceDrift(join(work, 'bin-bare'), bare, join(work, 'state-bare'))}:${HOST_PATH}` });
 
@@ -63,9 +71,51 @@ t.test('a clean instance: exit 0, and the request is AWS-RunShellScript with the
   t.equal(cmd?.document, 'AWS-RunShellScript');
   t.equal(cmd?.instanceId, GOOD);
   t.same(cmd?.commands, [...SSM_COMMANDS]);
-  t.match(cmd?.commands.join('\n'), /drift scan --baseline \/etc\/drift\/baseline\.json --format verdict/);
+  t.match(cmd?.commands.join('\n'), /drift scan --read-only --baseline \/etc\/drift\/baseline\.json --format verdict$/);
+  t.equal(cmd?.outputS3, undefined, 'no S3 output without --ssm-output-s3');
   t.notOk(cmd?.commands.join('\n').includes(GOOD), 'the instance id is not interpolated into the commands');
   t.ok(ssm.requests.some((q) => q.target === 'AmazonSSM.GetCommandInvocation'), 'polled with GetCommandInvocation');
+});
+
+t.test('the scan writes nothing on the instance: its root, state folder included, lists the same before and after', async (t) => {
+  const before = await rootListing(root);
+  t.match(before, /^var\/lib\/drift\t/m, 'the listing covers the state folder');
+  t.ok(before.split('\n').some((l) => l.startsWith('var/lib/drift/')), 'which holds what an earlier scan left');
+  const clean = await scan(GOOD);
+  t.equal(clean.code, 0, clean.stderr);
+  t.equal(await rootListing(root), before, 'hashes, modes, owners, sizes and mtimes unchanged');
+  // The flag the instance runs, locally: no state folder is even made.
+  const local = ['scan', '--root', root, '--baseline', join(root, 'etc/drift/baseline.json'), '--trust-dir', join(root, 'etc/drift/keys'), '--state-dir', join(work, 'ro-state')];
+  const ro = await drift([...local, '--read-only']);
+  t.equal(ro.code, 0, ro.stderr);
+  t.equal(existsSync(join(work, 'ro-state')), false, 'drift scan --read-only made no state folder');
+  // After first boot (a machine-id): a read-only scan pins nothing, so its report claims no pin time.
+  await writeFile(join(root, 'etc', 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+  t.teardown(() => rm(join(root, 'etc', 'machine-id'), { force: true }));
+  const booted = await drift([...local, '--read-only', '--format', 'json']);
+  t.equal((JSON.parse(booted.stdout) as { firstBoot?: unknown }).firstBoot, undefined, booted.stderr);
+  t.equal(existsSync(join(work, 'ro-state')), false, 'and wrote no pins');
+  const pinning = await drift([...local.slice(0, -1), join(work, 'rw-state'), '--format', 'json']);
+  t.match(JSON.parse(pinning.stdout) as unknown, { firstBoot: { pinnedAt: String } }, 'a scan that may write pins says when it pinned');
+  await rm(join(root, 'etc', 'machine-id'), { force: true });
+  const repin = await drift([...local, '--read-only', '--repin']);
+  t.equal(repin.code, 2);
+  t.match(repin.stderr, /--repin writes pins; --read-only writes nothing/);
+  const whole = await drift([...local, '--whole-verdict']);
+  t.equal(whole.code, 2);
+  t.match(whole.stderr, /--whole-verdict goes with --format verdict/);
+  const remote = await scan(GOOD, '--read-only');
+  t.equal(remote.code, 2);
+  t.match(remote.stderr, /--ssm and --targets always run read-only/);
+});
+
+t.test('the AWS SDK\'s Node.js version warning is not printed; the operator may still ask for it', async (t) => {
+  const quiet = await scan(GOOD);
+  t.equal(quiet.code, 0, quiet.stderr);
+  t.notMatch(quiet.stderr, /NodeVersionSupportWarning/);
+  const asked = await drift(['scan', '--ssm', GOOD, '--endpoint', ssm.endpoint, '--region', 'us-east-1'], { env: { ...env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'false' } });
+  t.equal(asked.code, 0, asked.stderr);
+  if (Number(process.versions.node.split('.')[0]) < 22) t.match(asked.stderr, /NodeVersionSupportWarning/, 'the SDK\'s own switch decides; drift only sets it when unset');
 });
 
 t.test('a drifted instance: exit 1, the same findings in every format as a local scan', async (t) => {
@@ -103,6 +153,48 @@ t.test('a verdict that would exceed 24,000 characters comes back truncated and s
   const text = await scan(GOOD);
   t.equal(text.code, 1);
   t.match(text.stdout, /truncated: the verdict had to fit in SSM's 24,000 characters of output: \d+ least severe findings left out/);
+});
+
+t.test('--ssm-output-s3: SSM writes the whole output to S3, and the whole report is read from there', async (t) => {
+  const moto = await startS3Output(t, ssm, 'drift-ssm-out');
+  const s3 = moto.s3;
+  const big = join(root, 'etc', 'big');
+  await mkdir(big);
+  t.teardown(() => rm(big, { recursive: true, force: true }));
+  for (let i = 0; i < 1500; i++) await writeFile(join(big, randomBytes(12).toString('hex')), randomBytes(48).toString('base64'));
+  const before = await rootListing(root);
+  const s3Args = ['--ssm-output-s3', 's3://drift-ssm-out/runs/drift/', '--s3-endpoint', moto.endpoint];
+  const r = await scan(GOOD, '--format', 'json', ...s3Args);
+  t.equal(r.code, 1, r.stderr);
+  t.equal(await rootListing(root), before, 'still nothing written on the instance');
+  const cmd = [...ssm.commands.values()].at(-1);
+  t.same(cmd?.commands, [...SSM_COMMANDS_WHOLE]);
+  t.same(cmd?.outputS3, { bucket: 'drift-ssm-out', prefix: 'runs/drift' }, 'SendCommand names the bucket and the prefix (without its trailing slash)');
+  t.ok(cmd && cmd.fullStdout > SSM_STDOUT_MAX, `the instance printed ${cmd?.fullStdout} characters, more than SSM's 24,000`);
+  const key = `runs/drift/${cmd?.id ?? '?'}/${GOOD}/awsrunShellScript/0.awsrunShellScript/stdout`;
+  t.equal(cmd?.s3Keys[0], key, 'the output went where the SSM agent puts it');
+  const object = await s3.send(new GetObjectCommand({ Bucket: 'drift-ssm-out', Key: key }));
+  const whole = (await object.Body?.transformToString()) ?? '';
+  t.equal(whole.length, cmd?.fullStdout, 'the object is the whole output');
+  t.match(whole, /^drift\.verdict\/v1 [A-Za-z0-9+/]+={0,2}\n$/);
+  const report = JSON.parse(r.stdout) as { summary: { findings: number }; findings: unknown[]; truncated?: unknown };
+  t.ok(report.summary.findings >= 1500, `${report.summary.findings} findings`);
+  t.equal(report.findings.length, report.summary.findings, 'every finding is in the report');
+  t.equal(report.truncated, undefined, 'nothing was cut');
+  const text = await scan(GOOD, ...s3Args);
+  t.equal(text.code, 1, text.stderr);
+  t.notMatch(text.stdout, /truncated:/);
+  const noBucket = await scan(GOOD, '--ssm-output-s3', 's3://drift-no-such-bucket/x', '--s3-endpoint', moto.endpoint);
+  t.equal(noBucket.code, 2);
+  t.match(noBucket.stderr, /ssm i-0123456789abcdef0: s3:\/\/drift-no-such-bucket\/x\/[0-9a-f-]+\/i-0123456789abcdef0\/awsrunShellScript\/0\.awsrunShellScript\/stdout: cannot read the command's output: (NoSuchBucket|NoSuchKey)/);
+  for (const [bad, why] of [['s3://', /is not s3:\/\/BUCKET\/PREFIX/], ['s3://Bad_Bucket/x', /is not s3:\/\/BUCKET\/PREFIX/], ['s3://bucket/a/../b', /no empty, \. or \.\. parts/], ['https://bucket/x', /is not s3:\/\/BUCKET\/PREFIX/]] as const) {
+    const u = await scan(GOOD, '--ssm-output-s3', bad);
+    t.equal(u.code, 2, bad);
+    t.match(u.stderr, why, bad);
+  }
+  const lone = await scan(GOOD, '--s3-endpoint', moto.endpoint);
+  t.equal(lone.code, 2);
+  t.match(lone.stderr, /--s3-endpoint goes with --ssm-output-s3/);
 });
 
 t.test('an instance without drift, or without its baseline: exit 2 naming what is missing', async (t) => {

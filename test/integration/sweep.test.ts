@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { drift } from '../helpers/run.js';
-import { instanceDrift, startSsmServer } from '../helpers/ssm-server.js';
+import { instanceDrift, startS3Output, startSsmServer } from '../helpers/ssm-server.js';
 import { MOTO_ENV } from '../helpers/moto.js';
 import { makeRoot, startCollector } from '../e2e/helpers.js';
 import { parseTargets, TARGETS_LIMITS } from '../../agent/remote/sweep.js';
@@ -98,18 +98,24 @@ t.test('an image id on a target\'s line that is not the one the host was judged 
   t.match(r.stdout, /was judged against image img-sweep, but the targets file says img-other \(line 1\)/);
 });
 
-t.test('posting: whole manifests become the hosts\' reports in /v1/hosts, marked via ssm; one that did not fit is not posted and says so', async (t) => {
+/** A collector for one test, with its admin token in a file and the image's baseline pushed. */
+async function collectorWithBaseline(t: { teardown(fn: () => unknown): void }, name: string): Promise<{ collector: Awaited<ReturnType<typeof startCollector>>; tokenFile: string }> {
   const token = 'sweep-admin-token-0123456789';
-  const collector = await startCollector(join(work, 'collector.db'), { adminToken: token });
+  const collector = await startCollector(join(work, `${name}.db`), { adminToken: token });
   t.teardown(() => collector.close());
-  const tokenFile = join(work, 'admin.token');
+  const tokenFile = join(work, `${name}.token`);
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
   await must(['baseline', 'push', baselineFile, '--collector', collector.url, '--admin-token-file', tokenFile]);
+  return { collector, tokenFile };
+}
+
+t.test('posting: whole manifests become the hosts\' reports in /v1/hosts, marked via ssm; one that did not fit is not posted and says so', async (t) => {
+  const { collector, tokenFile } = await collectorWithBaseline(t, 'collector');
   const r = await drift(sweepArgs(targetsFile, '--collector', collector.url, '--admin-token-file', tokenFile), { env });
   t.equal(r.code, 2, r.stderr);
   t.match(r.stdout, /EXIT\s+POSTED$/m);
   t.match(r.stdout, new RegExp(`^ssm://${CLEAN}\\s.*\\s0\\s+yes$`, 'm'));
-  t.match(r.stdout, new RegExp(`^ssm://${BIG}\\s.*\\s1\\s+no: manifest did not fit in SSM output$`, 'm'));
+  t.match(r.stdout, new RegExp(`^ssm://${BIG}\\s.*\\s1\\s+no: manifest did not fit in SSM's 24,000-character output \\(use --ssm-output-s3 s3://BUCKET/PREFIX\\)$`, 'm'));
   t.match(r.stdout, new RegExp(`^ssm://${NODRIFT}\\s.*\\s2\\s+no: scan failed$`, 'm'));
   const hosts = await drift(['hosts', '--collector', collector.url, '--admin-token-file', tokenFile, '--format', 'json']);
   t.equal(hosts.code, 0, hosts.stderr);
@@ -130,6 +136,22 @@ t.test('posting: whole manifests become the hosts\' reports in /v1/hosts, marked
   const again = await drift(sweepArgs(onlyClean, '--collector', collector.url, '--admin-token-file', tokenFile), { env });
   t.equal(again.code, 0);
   t.equal(collector.store.listHosts().length, 2);
+});
+
+t.test('--ssm-output-s3: every ssm manifest is read whole from S3 and posted, the big one too', async (t) => {
+  const { collector, tokenFile } = await collectorWithBaseline(t, 'collector-s3');
+  const moto = await startS3Output(t, ssm, 'drift-sweep-out');
+  const r = await drift(sweepArgs(targetsFile, '--collector', collector.url, '--admin-token-file', tokenFile, '--ssm-output-s3', 's3://drift-sweep-out/sweeps', '--s3-endpoint', moto.endpoint), { env });
+  t.equal(r.code, 2, r.stderr);
+  t.match(r.stdout, new RegExp(`^ssm://${BIG}\\s+ssm\\s+drifted\\s.*\\s1\\s+yes$`, 'm'), 'the big host is posted');
+  t.notMatch(r.stdout, /truncated/);
+  t.match(r.stdout, new RegExp(`^ssm://${NODRIFT}\\s.*\\s2\\s+no: scan failed$`, 'm'));
+  const big = collector.store.hostById(`ssm:${BIG}`);
+  t.ok(big, 'the collector keeps the big host');
+  const hosts = await drift(['hosts', '--collector', collector.url, '--admin-token-file', tokenFile, '--format', 'json']);
+  const list = (JSON.parse(hosts.stdout) as { hosts: Array<{ id: string; via: string; status: string; findings: number }> }).hosts;
+  t.same(list.map((h) => [h.id, h.via, h.status]), [[`ssm:${CLEAN}`, 'ssm', 'clean'], [`ssm:${DRIFTED}`, 'ssm', 'drifted'], [`ssm:${BIG}`, 'ssm', 'drifted']]);
+  t.ok((list.find((h) => h.id === `ssm:${BIG}`)?.findings ?? 0) >= 400, 'the collector judged the whole manifest: every added file is a finding');
 });
 
 t.test('the agentless endpoint: admin token only, host id by scheme, never an agent\'s host', async (t) => {

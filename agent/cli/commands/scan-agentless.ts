@@ -16,7 +16,7 @@ import { formatJunitMany } from '../format/junit.js';
 import { formatPrometheusMany } from '../format/prometheus.js';
 import { truncationNote, type VerdictTruncation } from '../format/verdict.js';
 import { clientOptions, readJsonFile } from '../common.js';
-import { newSsmClient, scanOverSsm } from '../../remote/ssm.js';
+import { newS3Client, newSsmClient, parseS3Location, scanOverSsm, type S3Location } from '../../remote/ssm.js';
 import { collectOverSsh } from '../../remote/ssh.js';
 import { readTargets, sweep, sweepTable, TARGETS_LIMITS, worstExit, type SweepResult, type SweepTarget } from '../../remote/sweep.js';
 
@@ -29,6 +29,8 @@ export interface AgentlessOptions {
   targets?: string;
   region?: string;
   endpoint?: string;
+  ssmOutputS3?: string;
+  s3Endpoint?: string;
   timeout?: string;
   concurrency?: string;
   baseline?: string[] | string;
@@ -60,13 +62,22 @@ export async function scanSsmCommand(opts: AgentlessOptions, fmt: FormatName): P
     throw new DriftError('DRIFT_ERR_USAGE', 'scan: --ssm runs the drift baked into the instance against its own baseline (/etc/drift/baseline.json); leave out --baseline and --targets');
   }
   const timeoutMs = opts.timeout ? durationOption(opts.timeout, '--timeout') : DEFAULT_TIMEOUT_MS;
-  const r = await scanOverSsm(opts.ssm ?? '', { ...regionOpts(opts), timeoutMs });
+  const r = await scanOverSsm(opts.ssm ?? '', { ...regionOpts(opts), ...s3Opts(opts), timeoutMs });
   process.stdout.write(printReport(r.verdict.report, r.verdict.truncated, fmt));
   return exitCodeOf(r.verdict.report);
 }
 
 function regionOpts(opts: AgentlessOptions): { region?: string; endpoint?: string } {
   return { ...(opts.region ? { region: opts.region } : {}), ...(opts.endpoint ? { endpoint: opts.endpoint } : {}) };
+}
+
+/** Where SSM writes the whole output (--ssm-output-s3), and another S3 endpoint. */
+function s3Opts(opts: AgentlessOptions): { outputS3?: S3Location; s3Endpoint?: string } {
+  if (opts.ssmOutputS3 === undefined) {
+    if (opts.s3Endpoint !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --s3-endpoint goes with --ssm-output-s3');
+    return {};
+  }
+  return { outputS3: parseS3Location(opts.ssmOutputS3), ...(opts.s3Endpoint ? { s3Endpoint: opts.s3Endpoint } : {}) };
 }
 
 /** `drift scan --targets FILE`: a report per target, the summary table, the worst exit code. */
@@ -82,7 +93,7 @@ export async function scanTargetsCommand(opts: AgentlessOptions, fmt: FormatName
   const timeoutMs = opts.timeout ? durationOption(opts.timeout, '--timeout') : DEFAULT_TIMEOUT_MS;
   const files = opts.baseline === undefined ? [] : Array.isArray(opts.baseline) ? opts.baseline : [opts.baseline];
   const baselines = await loadSweepBaselines(targets, { files, pubkeys: opts.pubkey ?? [], trustDir: opts.trustDir, rules: opts.rules ?? [] });
-  const results = await runSweep(targets, { concurrency, timeoutMs, ...regionOpts(opts), baselines });
+  const results = await runSweep(targets, { concurrency, timeoutMs, ...regionOpts(opts), ...s3Opts(opts), baselines });
   if (opts.collector !== undefined && opts.adminTokenFile !== undefined) {
     const token = await readSecretFile(opts.adminTokenFile);
     await postSweep(results, opts.collector, token, await clientOptions(opts.caFile));
@@ -116,14 +127,16 @@ export async function loadSweepBaselines(targets: readonly SweepTarget[], o: { f
 }
 
 /** Scan every target of a sweep; what `drift audit`'s sweep pass runs too. */
-export async function runSweep(targets: readonly SweepTarget[], o: { concurrency: number; timeoutMs: number; region?: string; endpoint?: string; baselines?: SweepBaselines | undefined }): Promise<SweepResult[]> {
+export async function runSweep(targets: readonly SweepTarget[], o: { concurrency: number; timeoutMs: number; region?: string; endpoint?: string; outputS3?: S3Location; s3Endpoint?: string; baselines?: SweepBaselines | undefined }): Promise<SweepResult[]> {
   let client: ReturnType<typeof newSsmClient> | undefined;
+  let s3: ReturnType<typeof newS3Client> | undefined;
   const ssmClient = (): ReturnType<typeof newSsmClient> => (client ??= newSsmClient(o));
+  const s3Client = (): ReturnType<typeof newS3Client> | undefined => (o.outputS3 ? (s3 ??= newS3Client(o)) : undefined);
   try {
     return await sweep(targets, o.concurrency, async (t) => {
       switch (t.via) {
         case 'ssm': {
-          const r = await scanOverSsm(t.instanceId, { ...o, timeoutMs: o.timeoutMs }, ssmClient());
+          const r = await scanOverSsm(t.instanceId, { ...o, timeoutMs: o.timeoutMs }, ssmClient(), s3Client());
           return { report: r.verdict.report, truncated: r.verdict.truncated, ...(r.verdict.manifest ? { manifest: r.verdict.manifest } : {}) };
         }
         case 'ssh': {
@@ -148,6 +161,7 @@ export async function runSweep(targets: readonly SweepTarget[], o: { concurrency
     });
   } finally {
     client?.destroy();
+    s3?.destroy();
   }
 }
 
@@ -164,7 +178,7 @@ export function agentlessHostId(t: Pick<SweepResult, 'target' | 'via'>): string 
 export async function postSweep(results: SweepResult[], collector: string, token: string, client: Awaited<ReturnType<typeof clientOptions>>): Promise<void> {
   for (const r of results) {
     if (!r.manifest) {
-      r.posted = r.status === 'error' ? 'no: scan failed' : 'no: manifest did not fit in SSM output';
+      r.posted = r.status === 'error' ? 'no: scan failed' : `no: manifest did not fit in SSM's 24,000-character output (${NOT_POSTED_FIX})`;
       continue;
     }
     const hostId = agentlessHostId(r);
@@ -178,6 +192,9 @@ export async function postSweep(results: SweepResult[], collector: string, token
     }
   }
 }
+
+/** What to do when an ssm manifest did not fit in SSM's output. */
+export const NOT_POSTED_FIX = 'use --ssm-output-s3 s3://BUCKET/PREFIX';
 
 function envelope(m: Manifest, hostId: string): AgentlessReport['report'] {
   return { schema: REPORT_REQUEST_SCHEMA, seq: Date.now(), collectedAt: m.collectedAt, hostId, host: m.host, digests: m.digests, manifest: m };

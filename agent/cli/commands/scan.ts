@@ -67,6 +67,10 @@ interface ScanOptions {
   region?: string;
   endpoint?: string;
   concurrency?: string;
+  readOnly: boolean;
+  wholeVerdict: boolean;
+  ssmOutputS3?: string;
+  s3Endpoint?: string;
 }
 
 export function register(program: Command): void {
@@ -85,6 +89,8 @@ export function register(program: Command): void {
     .option('--format <format>', `output format: ${FORMATS.join(', ')}, or verdict (one compressed line under 24,000 characters, what --ssm reads)`, 'text')
     .option('--state-dir <dir>', 'folder for the stat cache (default $DRIFT_STATE_DIR, /var/lib/drift as root)')
     .option('--force-rehash', 'hash every file, ignoring the stat cache', false)
+    .option('--read-only', 'write nothing: no stat cache (every watched file is hashed), first-boot pins read but never written (what --ssm runs on an instance)', false)
+    .option('--whole-verdict', 'with --format verdict: never cut the verdict to 24,000 characters; report and manifest whole (what --ssm-output-s3 runs on an instance)', false)
     .option('--max-file-bytes <size>', BUDGET_HELP.file)
     .option('--max-scan-bytes <size>', BUDGET_HELP.scan)
     .option('--repin', 'take this scan\'s first-boot values as the pinned ones (after a wanted change to a pinned path)', false)
@@ -99,6 +105,8 @@ export function register(program: Command): void {
     .option('--concurrency <n>', 'with --targets: targets scanned at once (1-64, default 8)')
     .option('--region <region>', 'with --ssm or ssm:// targets: the AWS region (default AWS_REGION)')
     .option('--endpoint <url>', 'with --ssm or ssm:// targets: another SSM endpoint (a VPC endpoint)')
+    .option('--ssm-output-s3 <s3-url>', 'with --ssm or ssm:// targets: s3://BUCKET/PREFIX where SSM writes the whole output; the whole report and manifest are read from there (at most 64 MiB)')
+    .option('--s3-endpoint <url>', 'with --ssm-output-s3: another S3 endpoint (a VPC endpoint; path-style requests)')
     .option('--timeout <duration>', 'the most one remote target may take, e.g. 2m: with --ssh the whole collection, connect included (default 10m); with --ssm or --targets each target (default 5m)')
     .option('--next-steps', 'after the report, print on standard error what to do next: the exit code, one finding in full, a site rule to paste', false)
     .option('--ssh <target>', 'scan this host over SSH, reading only: [USER@]HOST[:PORT] or ssh://USER@HOST:PORT (with its drift, or agentless where it has none)')
@@ -157,7 +165,11 @@ that had to be truncated to fit SSM's 24,000 characters says so. --targets FILE 
 many targets (--concurrency at once), prints a report per target and a summary table,
 and exits with the worst code; with --collector and --admin-token-file it posts each
 whole manifest as that host's report (via ssh or ssm). An ssm verdict carries the
-manifest only when it fits in SSM's output; otherwise the table says "not posted".
+manifest only when it fits in SSM's output; otherwise the table says it was not posted.
+--ssm-output-s3 s3://BUCKET/PREFIX has SSM write the whole output to S3: the instance
+prints its whole verdict (report and manifest) and it is read from there (at most 64 MiB,
+inflating to at most 256 MiB), so every ssm manifest is posted. The instance's scan
+writes nothing there (--read-only).
 
 Examples:
   drift scan --ssm i-0123456789abcdef0 --region eu-west-1
@@ -176,6 +188,7 @@ Examples:
       }
       if (opts.ssm !== undefined || opts.targets !== undefined) {
         if (verdict) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --format verdict is what an instance prints for --ssm; pick text, json, markdown, junit or prometheus');
+        if (opts.readOnly || opts.wholeVerdict) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --read-only and --whole-verdict are for a scan of this host; --ssm and --targets always run read-only');
         if (opts.ssm !== undefined && opts.targets !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give --ssm INSTANCE_ID or --targets FILE, not both');
         const agentless = await import('./scan-agentless.js');
         const fmt = opts.format as FormatName;
@@ -189,6 +202,9 @@ Examples:
         exit(await scanRemote(opts, opts.format as FormatName));
         return;
       }
+      if (opts.ssmOutputS3 !== undefined || opts.s3Endpoint !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --ssm-output-s3 and --s3-endpoint go with --ssm or --targets');
+      if (opts.wholeVerdict && !verdict) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --whole-verdict goes with --format verdict');
+      if (opts.readOnly && opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin writes pins; --read-only writes nothing');
       if (!opts.baseline) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline FILE is required (the image\'s baseline from drift baseline)');
       const baselinePath = resolve(opts.baseline);
       const baseline = await readJsonFile(baselinePath, BaselineSchema, 'baseline');
@@ -219,7 +235,9 @@ Examples:
         const book = await readPins(stateDir, pinTarget);
         const now = new Date().toISOString();
         const result = compareWithPins(compareInput(m), opts.repin ? { book, now, repin: { paths: [] } } : { book, now });
-        if (book === null || result.changed.length > 0) await writePins(stateDir, pinTarget, result.book);
+        if (!opts.readOnly && (book === null || result.changed.length > 0)) await writePins(stateDir, pinTarget, result.book);
+        // --read-only with no pins yet: judged as a first scan, but nothing was pinned, so the report says no pin time.
+        if (opts.readOnly && book === null) return { findings: result.findings, dropped: result.dropped };
         return { findings: result.findings, dropped: result.dropped, firstBoot: result.firstBoot };
       };
       if (opts.manifest && opts.ssh !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give either --manifest FILE (a saved manifest) or --ssh HOST (collect over SSH), not both');
@@ -248,8 +266,9 @@ Examples:
           const instance = await readInstanceKeys(root);
           if (instance.keys) host.instanceKeys = instance.keys;
           manifest = await collectManifest({
-            root, proc, rules, stateDir,
-            forceRehash: opts.forceRehash,
+            // --read-only: no stat cache is read or written (as drift collect).
+            root, proc, rules, stateDir: opts.readOnly ? null : stateDir,
+            forceRehash: opts.forceRehash || opts.readOnly,
             budget: byteBudget(opts.maxFileBytes, opts.maxScanBytes),
             sections,
           }, host);
@@ -274,7 +293,7 @@ Examples:
         dropped,
         ...(firstBoot ? { firstBoot } : {}),
       });
-      process.stdout.write(verdict ? formatVerdict(report, manifest) : format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
+      process.stdout.write(verdict ? formatVerdict(report, manifest, opts.wholeVerdict ? Infinity : undefined) : format(report, { format: opts.format as FormatName, color: useColor(process.stdout, process.env) }));
       if (opts.nextSteps) {
         const command = ['npx drift scan', '--baseline', shellWord(opts.baseline),
           ...(opts.root ? ['--root', shellWord(opts.root)] : []), ...(opts.ssh ? ['--ssh', shellWord(opts.ssh)] : []), ...(opts.stateDir ? ['--state-dir', shellWord(opts.stateDir)] : []),

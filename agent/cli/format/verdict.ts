@@ -17,7 +17,8 @@ import { SEVERITY_ORDER } from './common.js';
  * finding (so the exit code and counts stay exact); when the whole does not fit, the
  * manifest is left out first, then file contents and diffs are cut, then the least
  * severe findings and the unread list are dropped, and `truncated` says how many of
- * each. The manifest rides along only when everything fits with it.
+ * each. The manifest rides along only when everything fits with it. A whole verdict
+ * (`--whole-verdict`, for SSM output written to S3) is never cut.
  */
 export const VERDICT_SCHEMA = 'drift.verdict/v1';
 /** The hard cap of the printed line, newline included: SSM keeps 24,000 characters. */
@@ -127,12 +128,18 @@ const VerdictSchema = z.object({
   manifest: ManifestSchema.optional(),
 });
 
+/** The bounds of a whole verdict read from S3: the object's size, and what it may inflate to. */
+export const WHOLE_VERDICT_LIMITS = Object.freeze({ maxChars: 64 * 1024 * 1024, maxInflated: 256 * 1024 * 1024 });
+
 /**
  * Read a verdict line printed by a drift on another machine (hostile input): at most
- * `maxChars` characters, base64 only, inflating to at most VERDICT_MAX_INFLATED bytes,
- * and valid against the verdict's schema. `where` names the source in errors.
+ * `maxChars` characters (SSM's 24,000 by default), base64 only, inflating to at most
+ * `maxInflated` bytes (VERDICT_MAX_INFLATED by default), and valid against the
+ * verdict's schema. `where` names the source in errors.
  */
-export function parseVerdict(text: string, where: string, maxChars = 24_000): Verdict {
+export function parseVerdict(text: string, where: string, limits: { maxChars?: number; maxInflated?: number } = {}): Verdict {
+  const maxChars = limits.maxChars ?? 24_000;
+  const maxInflated = limits.maxInflated ?? VERDICT_MAX_INFLATED;
   const bad = (why: string): DriftError => new DriftError('DRIFT_ERR_MANIFEST', `${where}: ${why}`);
   if (text.length > maxChars) throw bad(`output is ${text.length} characters, more than a verdict's ${maxChars}`);
   const at = text.indexOf(PREFIX);
@@ -141,9 +148,9 @@ export function parseVerdict(text: string, where: string, maxChars = 24_000): Ve
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw bad('verdict is not base64');
   let json: string;
   try {
-    json = gunzipSync(Buffer.from(b64, 'base64'), { maxOutputLength: VERDICT_MAX_INFLATED }).toString('utf8');
+    json = gunzipSync(Buffer.from(b64, 'base64'), { maxOutputLength: maxInflated }).toString('utf8');
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw bad(`verdict inflates to more than ${VERDICT_MAX_INFLATED} bytes; refused`);
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw bad(`verdict inflates to more than ${maxInflated} bytes; refused`);
     throw bad(`verdict is not gzip (${(err as Error).message})`);
   }
   if (jsonTooDeep(json, VERDICT_MAX_DEPTH)) throw bad(`verdict nests JSON deeper than ${VERDICT_MAX_DEPTH} levels; refused`);
@@ -186,5 +193,5 @@ export function truncationNote(t: VerdictTruncation): string | null {
   if (t.unread > 0) parts.push(`${t.unread} unread paths left out`);
   if (t.diffs > 0) parts.push(`file contents and diffs cut in ${t.diffs} findings`);
   if (parts.length === 0) return null;
-  return `truncated: the verdict had to fit in SSM's 24,000 characters of output: ${parts.join('; ')} (the summary counts every finding)`;
+  return `truncated: the verdict had to fit in SSM's 24,000 characters of output: ${parts.join('; ')} (the summary counts every finding; --ssm-output-s3 reads it whole)`;
 }
