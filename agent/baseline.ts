@@ -3,23 +3,127 @@ import { HashError, readFileChecked } from './hash.js';
 import { dirname, join } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Digest } from './protocol/brand.js';
-import { canonicalJson, digestOf, sortedJson } from './protocol/canonical.js';
+import { canonicalJson, canonicalPieces, digestOf, sortedJson } from './protocol/canonical.js';
 import { DriftError, errnoOf } from './protocol/errors.js';
-import type { Baseline, ImageStamp, Manifest, Scope } from './protocol/manifest.js';
+import { BaselineSchema, type Baseline, type FileEntry, type ImageStamp, LIMITS, type Manifest, type Scope } from './protocol/manifest.js';
+import { jsonMembers, PackedSection, parseJsonBytes } from './protocol/packed.js';
 import type { RuleSet } from './protocol/rules.js';
 import { IMAGE_STAMP_PATH } from './identity.js';
-import { signBaseline, signedPieces } from './sign.js';
+import { checkSigned, signBaseline, signedPieces, type TrustedKey } from './sign.js';
+import type { SignatureCheck } from './protocol/finding.js';
 import { writeFileAtomic } from './atomic.js';
 
 /**
  * The digest that names a baseline: sha256 of the canonical manifest without its
  * signature (the same bytes the signature covers), so signing does not change it.
  */
-export function baselineDigest(baseline: Manifest | Baseline): Digest {
+export function baselineDigest(baseline: Manifest | Baseline | PackedBaseline): Digest {
   // One helper defines what is signed and what is digested: they must never differ.
   const hash = createHash('sha256');
-  for (const piece of signedPieces(baseline)) hash.update(piece);
+  for (const piece of isPacked(baseline) ? packedSignedPieces(baseline) : signedPieces(baseline)) hash.update(piece);
   return `sha256:${hash.digest('hex')}` as Digest;
+}
+
+/**
+ * A baseline with its file entries packed (each kept as its canonical JSON, see
+ * PackedSection): what `drift scan` holds while it collects, a third of the heap of
+ * the parsed baseline. Every other member is as parsed.
+ */
+export type PackedBaseline = Omit<Baseline, 'files'> & { files?: PackedSection<FileEntry> };
+
+function isPacked(baseline: Manifest | Baseline | PackedBaseline): baseline is PackedBaseline {
+  return baseline.files instanceof PackedSection;
+}
+
+/** A parsed baseline with its file entries packed. */
+export function packBaseline(baseline: Baseline): PackedBaseline {
+  const { files, ...rest } = baseline;
+  if (files === undefined) return rest;
+  const packed = new PackedSection<FileEntry>();
+  for (const key in files) packed.set(key, files[key] as FileEntry);
+  return { ...rest, files: packed };
+}
+
+/** The bytes a packed baseline's signature covers (signedBytes' bytes), written from its pieces. */
+function packedSignedBytes(baseline: PackedBaseline): Buffer {
+  let length = 0;
+  for (const piece of packedSignedPieces(baseline)) length += Buffer.byteLength(piece);
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  for (const piece of packedSignedPieces(baseline)) at += out.write(piece, at);
+  return out;
+}
+
+/** signedPieces of a packed baseline: the canonical JSON of the baseline without its signature, in pieces. */
+function* packedSignedPieces(baseline: PackedBaseline): Generator<string, void, undefined> {
+  const members = baseline as Record<string, unknown>;
+  const keys = Object.keys(members).filter((k) => k !== 'signature' && members[k] !== undefined).sort();
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    yield `${i === 0 ? '{' : ','}${JSON.stringify(key)}:`;
+    const value = members[key];
+    if (value instanceof PackedSection) yield* value.pieces();
+    else yield* canonicalPieces(value);
+  }
+  yield keys.length === 0 ? '{}' : '}';
+}
+
+/** checkBaseline (agent/sign.ts) of a packed baseline. */
+export function checkPackedBaseline(baseline: PackedBaseline, keys: readonly TrustedKey[], where: string): SignatureCheck {
+  return checkSigned(baseline.signature, () => packedSignedBytes(baseline), keys, where);
+}
+
+let skeletonSchema: ReturnType<typeof makeSkeletonSchema> | undefined;
+function makeSkeletonSchema() {
+  return BaselineSchema.omit({ files: true });
+}
+/** The schemas of a files entry's key and value: those of BaselineSchema, taken from it. */
+const filesRecord = () => BaselineSchema.shape.files.unwrap().out;
+
+/**
+ * The baseline in `bytes` (JSON), packed as it is read: each file entry is parsed,
+ * checked against the manifest's schema and kept as its canonical JSON, one at a
+ * time, so that neither the whole parsed baseline nor a schema copy of it is ever
+ * held. Null when the bytes are anything but a valid baseline (not JSON, a bound
+ * exceeded, a member that fails its schema, a duplicate or `__proto__` member): the
+ * caller then reads them as before, which names the problem. What is accepted is
+ * exactly what JSON.parse and BaselineSchema accept, with the same values.
+ */
+export function packBaselineBytes(bytes: Buffer): PackedBaseline | null {
+  try {
+    const members: Record<string, unknown> = {};
+    let files: PackedSection<FileEntry> | undefined;
+    for (const m of jsonMembers(bytes)) {
+      if (m.key === '__proto__' || Object.hasOwn(members, m.key) || (m.key === 'files' && files !== undefined)) return null;
+      if (m.key !== 'files') {
+        members[m.key] = parseJsonBytes(bytes, m.start, m.end);
+        continue;
+      }
+      const packed = packFiles(bytes, m.start, m.end);
+      if (packed === null) return null;
+      files = packed;
+    }
+    const parsed = (skeletonSchema ??= makeSkeletonSchema()).safeParse(members);
+    if (!parsed.success) return null;
+    return files === undefined ? parsed.data : { ...parsed.data, files };
+  } catch {
+    return null;
+  }
+}
+
+/** The files section in `bytes[start, end)`, each entry checked and packed; null when any is not valid. */
+function packFiles(bytes: Buffer, start: number, end: number): PackedSection<FileEntry> | null {
+  const { keyType, valueType } = filesRecord();
+  const files = new PackedSection<FileEntry>();
+  for (const m of jsonMembers(bytes, start, end)) {
+    if (m.key === '__proto__' || !keyType.safeParse(m.key).success) return null;
+    const entry = valueType.safeParse(parseJsonBytes(bytes, m.start, m.end));
+    if (!entry.success) return null;
+    files.set(m.key, entry.data);
+    // The schema's own bound on entries (BaselineSchema's files): the caller's JSON.parse path names it.
+    if (files.size > LIMITS.files) return null;
+  }
+  return files;
 }
 
 /** The largest baked baseline an agent reads (a host's file is hostile input). */
@@ -47,7 +151,7 @@ export function scopeOf(rules: RuleSet): Scope {
  * (made before scopes were recorded) leaves `rules` as they are. Throws
  * DRIFT_ERR_MANIFEST when the scope's digest does not match its rules.
  */
-export function scopedRules(baseline: Baseline, rules: RuleSet, where: string): RuleSet {
+export function scopedRules(baseline: Pick<Baseline, 'scope'>, rules: RuleSet, where: string): RuleSet {
   const scope = baseline.scope;
   if (!scope) return rules;
   if (scopeDigest(scope) !== scope.digest) {

@@ -116,11 +116,15 @@ export function signBaseline(manifest: Manifest, key: KeyObject): Baseline {
  * signature that does not match the content.
  */
 export function verifyBaseline(baseline: Baseline, keys: KeyObject[], where: string): string {
-  const sig = baseline.signature;
+  return verifySigned(baseline.signature, () => signedBytes(baseline), keys, where);
+}
+
+/** verifyBaseline for a baseline held another way: its signature and the bytes it covers (made only when a key matches). */
+export function verifySigned(sig: Signature | undefined, bytes: () => Buffer, keys: KeyObject[], where: string): string {
   if (!sig) throw new DriftError('DRIFT_ERR_SIGNATURE', `${where}: baseline is not signed, but public keys are configured; sign it with drift baseline --sign-key`);
   const key = keys.find((k) => keyIdOf(k) === sig.keyId);
   if (!key) throw new DriftError('DRIFT_ERR_SIGNATURE', `${where}: baseline is signed by key ${sig.keyId}, which is not among the trusted public keys (${keys.map(keyIdOf).join(', ') || 'none'})`);
-  const ok = verify(null, signedBytes(baseline), key, Buffer.from(sig.value, 'base64'));
+  const ok = verify(null, bytes(), key, Buffer.from(sig.value, 'base64'));
   if (!ok) throw new DriftError('DRIFT_ERR_SIGNATURE', `${where}: baseline signature does not verify with key ${sig.keyId}: the content was changed after signing`);
   return sig.keyId;
 }
@@ -170,8 +174,13 @@ export async function loadTrustedKeys(files: readonly string[], trustDir: string
  * exactly what a tampered baseline would look like.
  */
 export function checkBaseline(baseline: Baseline, keys: readonly TrustedKey[], where: string): SignatureCheck {
+  return checkSigned(baseline.signature, () => signedBytes(baseline), keys, where);
+}
+
+/** checkBaseline for a baseline held another way: its signature and the bytes it covers. */
+export function checkSigned(signature: Signature | undefined, bytes: () => Buffer, keys: readonly TrustedKey[], where: string): SignatureCheck {
   if (keys.length === 0) {
-    return baseline.signature ? { status: 'unverified', keyId: baseline.signature.keyId } : { status: 'unsigned', keyId: null };
+    return signature ? { status: 'unverified', keyId: signature.keyId } : { status: 'unsigned', keyId: null };
   }
-  return { status: 'verified', keyId: verifyBaseline(baseline, keys.map((k) => k.key), where) };
+  return { status: 'verified', keyId: verifySigned(signature, bytes, keys.map((k) => k.key), where) };
 }

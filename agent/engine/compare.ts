@@ -2,6 +2,7 @@ import { diffLines } from 'diff';
 import type { CoverageEntry, Drop, Finding, PinnedRef } from '../protocol/finding.js';
 import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry, Scope, Unread } from '../protocol/manifest.js';
 import { FINDING_KINDS, type RuleSet } from '../protocol/rules.js';
+import { PackedSection } from '../protocol/packed.js';
 import {
   explainFile,
   explainPackage,
@@ -14,10 +15,16 @@ import {
 } from './explain.js';
 import { compileRules, ignoredBy, judge, type CompiledExpect, type CompiledRules } from './policy.js';
 
+/** A baseline's file entries: parsed, or packed as `drift scan` holds them (agent/protocol/packed.ts). */
+export type BaselineFiles = Record<string, FileEntry> | PackedSection<FileEntry>;
+
+/** A baseline as compare reads it: a manifest whose files may be packed, and its recorded scope. */
+export type CompareBaseline = Omit<Manifest, 'files'> & { files?: BaselineFiles | undefined; scope?: Scope | undefined };
+
 /** What `compare` judges: a host's manifest against its image's baseline, under rules. */
 export interface CompareInput {
   /** With a recorded `scope`, its ignore and expect rules replace those of `rules` (see `rulesFor`). */
-  baseline: Manifest & { scope?: Scope | undefined };
+  baseline: CompareBaseline;
   manifest: Manifest;
   rules: RuleSet;
   /** First-boot pins to hold expected file changes to (agent/engine/pins.ts, `compareWithPins`). */
@@ -175,14 +182,15 @@ type CoverageDifference = Difference<'coverage', CoverageEntry>;
  * baseline hashed and this scan could not. `hidden` holds the baseline paths whose
  * "removed" finding the coverage finding replaces.
  */
-function coverageLoss(before: Record<string, FileEntry>, after: Record<string, FileEntry>, unread: readonly Unread[]): { coverage: CoverageDifference[]; hidden: Set<string> } {
+function coverageLoss(before: BaselineFiles, after: Record<string, FileEntry>, unread: readonly Unread[]): { coverage: CoverageDifference[]; hidden: Set<string> } {
   const hidden = new Set<string>();
   const coverage: CoverageDifference[] = [];
   const reasons = new Map<string, string>();
   for (const u of unread) if (u.reason !== 'ENOENT' && !reasons.has(u.path)) reasons.set(u.path, u.reason);
   if (reasons.size === 0) return { coverage, hidden };
   const counts = new Map<string, number>();
-  for (const key in before) {
+  const packed = before instanceof PackedSection ? before : null;
+  for (const key of packed ? packed.keys() : keysOf(before as Record<string, FileEntry>)) {
     const a = after[key];
     let at: string | undefined;
     if (a === undefined) {
@@ -192,7 +200,7 @@ function coverageLoss(before: Record<string, FileEntry>, after: Record<string, F
         if (p === '/' || !p.includes('/')) break;
       }
       if (at !== undefined) hidden.add(key);
-    } else if (reasons.has(key) && (before[key] as FileEntry).sha256 !== undefined && a.sha256 === undefined) {
+    } else if (reasons.has(key) && a.sha256 === undefined && ((packed ? packed.entry(key) : (before as Record<string, FileEntry>)[key]) as FileEntry).sha256 !== undefined) {
       at = key;
     }
     if (at !== undefined) counts.set(at, (counts.get(at) ?? 0) + 1);
@@ -215,31 +223,46 @@ type ChangesOf<T> = (before: T, after: T) => string[];
 
 const NONE: string[] = [];
 
+/** The keys of a section, by `for...in` (see `differences`). */
+function* keysOf(section: Record<string, unknown>): Generator<string, void, undefined> {
+  for (const key in section) yield key;
+}
+
 /**
  * Added, removed and modified keys between two sections. `for...in` rather than
  * `Object.keys`: no 100,000-element arrays to allocate, and measurably faster on
  * the dictionary-mode objects JSON.parse gives for large sections. Sections come
- * from JSON (plain objects without inherited enumerable keys).
+ * from JSON (plain objects without inherited enumerable keys). A packed baseline
+ * section is walked in its order, and an entry whose canonical JSON equals the
+ * collected one's (nearly all) is passed over without being parsed.
  */
 function differences<K extends string, T>(
-  before: Record<string, T>,
+  before: Record<string, T> | PackedSection<T>,
   after: Record<string, T>,
   changesOf: ChangesOf<T>,
   kind: K,
 ): Array<Difference<K, T>> {
   const out: Array<Difference<K, T>> = [];
-  for (const key in before) {
-    const b = before[key] as T;
-    const a = after[key];
+  const one = (key: string, b: T, a: T | undefined): void => {
     if (a === undefined) {
       out.push({ kind, key, change: 'removed', changed: [], before: b, after: null });
-      continue;
+      return;
     }
     const changed = changesOf(b, a);
     if (changed.length > 0) out.push({ kind, key, change: 'modified', changed, before: b, after: a });
+  };
+  if (before instanceof PackedSection) {
+    for (const key of before.keys()) {
+      const a = after[key];
+      if (a !== undefined && before.same(key, a)) continue;
+      one(key, before.entry(key) as T, a);
+    }
+  } else {
+    for (const key in before) one(key, before[key] as T, after[key]);
   }
+  const has = before instanceof PackedSection ? (key: string) => before.has(key) : (key: string) => before[key] !== undefined;
   for (const key in after) {
-    if (before[key] === undefined) out.push({ kind, key, change: 'added', changed: [], before: null, after: after[key] as T });
+    if (!has(key)) out.push({ kind, key, change: 'added', changed: [], before: null, after: after[key] as T });
   }
   return out;
 }

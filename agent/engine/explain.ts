@@ -29,7 +29,7 @@ export interface Explained {
 export class PackageIndex {
   private readonly before: Map<string, string> | undefined;
   private readonly after: Map<string, string> | undefined;
-  constructor(baseline: Manifest, manifest: Manifest) {
+  constructor(baseline: Pick<Manifest, 'packages'>, manifest: Pick<Manifest, 'packages'>) {
     this.before = PackageIndex.build(baseline.packages);
     this.after = PackageIndex.build(manifest.packages);
   }

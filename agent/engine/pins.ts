@@ -1,7 +1,7 @@
 import type { Finding } from '../protocol/finding.js';
 import type { FileEntry, Manifest } from '../protocol/manifest.js';
 import { MAX_PINS, PIN_CONTENT_MAX, PINS_SCHEMA, type FirstBoot, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../protocol/pins.js';
-import { compareWithDrops, fileChanges, rulesFor, type CompareInput, type ExpectVerdict, type FirstBootJudge, type Held } from './compare.js';
+import { compareWithDrops, fileChanges, rulesFor, type CompareBaseline, type CompareInput, type ExpectVerdict, type FirstBootJudge, type Held } from './compare.js';
 import type { Drop } from '../protocol/finding.js';
 import type { FileDifference } from './explain.js';
 import { compileRules, isIgnored, type CompiledRules } from './policy.js';
@@ -71,7 +71,7 @@ export function defaultUserKeysPath(user: string): string {
 export class FirstBootCheck implements FirstBootJudge {
   private readonly compiled: CompiledRules;
   private readonly manifest: Manifest;
-  private readonly baseline: Manifest;
+  private readonly baseline: CompareBaseline;
   private readonly book: PinBook | null;
   private readonly now: string;
   private readonly repinAll: boolean;

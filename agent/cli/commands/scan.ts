@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { collectManifest } from '../../manifest.js';
 import { readHostInfo } from '../../identity.js';
-import { baselineDigest, scopedRules, scopeOf } from '../../baseline.js';
-import { checkBaseline, loadTrustedKeys, TRUST_DIR } from '../../sign.js';
+import { baselineDigest, checkPackedBaseline, packBaseline, packBaselineBytes, scopedRules, scopeOf, type PackedBaseline } from '../../baseline.js';
+import { loadTrustedKeys, TRUST_DIR } from '../../sign.js';
 import { loadRuleSet } from '../../rules/load.js';
 import { DriftError } from '../../protocol/errors.js';
 import { BaselineSchema, ManifestSchema, type Baseline, type HostInfo, type Manifest, type SectionName } from '../../protocol/manifest.js';
@@ -207,8 +208,8 @@ Examples:
       if (opts.readOnly && opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin writes pins; --read-only writes nothing');
       if (!opts.baseline) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline FILE is required (the image\'s baseline from drift baseline)');
       const baselinePath = resolve(opts.baseline);
-      const baseline = await readJsonFile(baselinePath, BaselineSchema, 'baseline');
-      const signature = checkBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
+      const baseline = await readBaseline(baselinePath);
+      const signature = checkPackedBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
       if (signature.status !== 'verified') {
         process.stderr.write(`drift: warning: baseline ${baselinePath} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${signature.keyId ?? '?'}, but no trusted key is at hand to verify it`}; `
           + `findings are only as trustworthy as the file (put the bake key's .pub in ${opts.trustDir}, or pass --pubkey)\n`);
@@ -324,8 +325,21 @@ async function collectSsh(opts: ScanOptions, rules: RuleSet, sections: readonly 
   return { manifest, target: `ssh://${describeTarget(sshTarget)}` };
 }
 
+/**
+ * The baseline file, packed as it is read (packBaselineBytes: the file entries kept
+ * as canonical JSON, never the whole parsed file); a file it refuses is read whole by
+ * readJsonFile, which names the problem (or, should it accept it, is packed after).
+ */
+async function readBaseline(path: string): Promise<PackedBaseline> {
+  let bytes: Buffer | null = null;
+  try { bytes = await readFile(path); } catch { /* readJsonFile says why */ }
+  const packed = bytes === null ? null : packBaselineBytes(bytes);
+  bytes = null;
+  return packed ?? packBaseline(await readJsonFile(path, BaselineSchema, 'baseline'));
+}
+
 /** A shallow copy of a manifest without the sections `--sections` left out (all kept when undefined). */
-function onlySections<M extends Manifest>(m: M, sections: readonly SectionName[] | undefined): M {
+function onlySections<M extends Partial<Record<SectionName, unknown>>>(m: M, sections: readonly SectionName[] | undefined): M {
   if (sections === undefined) return m;
   const copy = { ...m };
   for (const s of ['packages', 'files', 'processes', 'ports'] as const) if (!sections.includes(s)) delete copy[s];
@@ -336,7 +350,7 @@ function onlySections<M extends Manifest>(m: M, sections: readonly SectionName[]
  * Refuse to compare a host stamped with one image against another image's baseline:
  * every difference between two images would be reported as drift, with no hint why.
  */
-function checkImage(host: HostInfo, baseline: Baseline, stampWhere: string, baselinePath: string): void {
+function checkImage(host: HostInfo, baseline: Pick<Baseline, 'host'>, stampWhere: string, baselinePath: string): void {
   const stamped = host.image?.id;
   const wanted = baseline.host.image?.id;
   if (stamped === undefined || wanted === undefined || stamped === wanted) return;
