@@ -1,10 +1,12 @@
 import t from 'tap';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QUARANTINE_KEEP, Spool, type SpoolEntry } from '../../../agent/transport/spool.js';
 import { execFileSync } from 'node:child_process';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../../agent/protocol/canonical.js';
 import { computeDigests } from '../../../agent/manifest.js';
 import { MANIFEST_SCHEMA, type Manifest } from '../../../agent/protocol/manifest.js';
 
@@ -241,10 +243,6 @@ t.test('a spool that cannot be written leaves no blob nor temporary file and say
 t.test('with a section cache, a section whose digest is unchanged is copied from its kept gzip member; the blob reads back the same', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { gunzipSync: gunzip } = await import('node:zlib');
-  const { readFile } = await import('node:fs/promises');
-  const { createHash } = await import('node:crypto');
-  const { canonicalJson } = await import('../../../agent/protocol/canonical.js');
   const spool = new Spool(dir, 10, undefined, { sectionCache: true });
   const textOf = (e: SpoolEntry): string => {
     const { host: _h, collectedAt: _c, ...rest } = e.manifest;
@@ -254,7 +252,7 @@ t.test('with a section cache, a section whose digest is unchanged is copied from
     const out = [];
     for (const name of (await readdir(dir)).filter((n) => n.startsWith('m-')).sort()) {
       const bytes = await readFile(join(dir, name));
-      out.push({ name, bytes, text: gunzip(bytes).toString() });
+      out.push({ name, bytes, text: gunzipSync(bytes).toString() });
     }
     return out;
   };
@@ -269,7 +267,7 @@ t.test('with a section cache, a section whose digest is unchanged is copied from
 
   // The packages member, compressed otherwise (same text): the next report copies these very bytes.
   const pkgName = members[1] as string;
-  const pkgText = gunzip(await readFile(join(dir, 'sections', pkgName)));
+  const pkgText = gunzipSync(await readFile(join(dir, 'sections', pkgName)));
   const recompressed = gzipSync(pkgText, { level: 1, memLevel: 9 });
   await writeFile(join(dir, 'sections', pkgName), recompressed);
   // Files changed, packages did not.
@@ -287,9 +285,6 @@ t.test('with a section cache, a section whose digest is unchanged is copied from
 t.test('a section member that is wrong, a bomb, a FIFO or a folder is not used; the report is spooled whole', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { gunzipSync: gunzip } = await import('node:zlib');
-  const { readFile } = await import('node:fs/promises');
-  const { canonicalJson } = await import('../../../agent/protocol/canonical.js');
   const spool = new Spool(dir, 50, undefined, { sectionCache: true });
   const e = entry(1, 'same');
   await spool.put(e);
@@ -310,7 +305,7 @@ t.test('a section member that is wrong, a bomb, a FIFO or a folder is not used; 
     const again = { ...entry(seq, 'same'), seq };
     await spool.put(again);
     const blob = (await readdir(dir)).find((n) => n.startsWith('m-')) as string;
-    t.equal(gunzip(await readFile(join(dir, blob))).toString(), canonicalJson(rest), `${what}: the blob holds the manifest`);
+    t.equal(gunzipSync(await readFile(join(dir, blob))).toString(), canonicalJson(rest), `${what}: the blob holds the manifest`);
     t.same((await new Spool(dir, 50).get(seq))?.manifest.files, e.manifest.files, `${what}: and reads back`);
     seq++;
   }
