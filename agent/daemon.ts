@@ -130,7 +130,7 @@ export class AgentDaemon {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.state = state;
-    this.spool = new Spool(state.spoolDir, cfg.spoolMax, cfg.spoolMaxBytes);
+    this.spool = new Spool(state.spoolDir, cfg.spoolMax, cfg.spoolMaxBytes, { sectionCache: true });
     this.client = client;
   }
 

@@ -1,4 +1,4 @@
-import type { SectionName, Sections, Unread } from '../protocol/manifest.js';
+import type { PackageEntry, SectionName, Sections, Unread } from '../protocol/manifest.js';
 import type { RuleSet } from '../protocol/rules.js';
 import type { ByteBudget } from '../hash.js';
 
@@ -32,6 +32,11 @@ export interface PathOwner {
   conffile: boolean;
 }
 
+/** Path → owner, as the files section needs it: a Map, or the packages collector's compact index. */
+export interface OwnerLookup {
+  get(path: string): PathOwner | undefined;
+}
+
 /**
  * What a collector returns. A source that fails partly records what it could not
  * read in `unread` and carries on; it throws only when it cannot run at all.
@@ -40,8 +45,11 @@ export interface CollectResult<T> {
   entries: Record<string, T>;
   unread: Unread[];
   /** Packages collectors only: path → owning package, for the files section. */
-  owners?: Map<string, PathOwner>;
+  owners?: OwnerLookup;
 }
+
+/** What one package database gives: its packages and a map of the paths it lists. */
+export type PackageDbResult = CollectResult<PackageEntry> & { owners: Map<string, PathOwner> };
 
 /** One source of facts, behind one method. */
 export interface Collector<S extends keyof Sections> {

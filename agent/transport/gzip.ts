@@ -1,4 +1,4 @@
-import { createGzip } from 'node:zlib';
+import { createGunzip, createGzip } from 'node:zlib';
 
 /**
  * Gzip a text given in pieces (canonicalPieces of a manifest) into `sink`, chunk by
@@ -39,4 +39,27 @@ export async function gzipPieces(pieces: Iterable<string>, sink: (chunk: Buffer)
   }
   if (failure === null) gz.end();
   await done;
+}
+
+/**
+ * Inflate gzip bytes (one or more members) chunk by chunk into `onChunk`, without
+ * holding the inflated text: rejects with a RangeError (code ERR_BUFFER_TOO_LARGE,
+ * as zlib's own bound) once more than `cap` bytes came out, or with zlib's error.
+ */
+export async function gunzipEach(bytes: Uint8Array, cap: number, onChunk: (chunk: Buffer) => void): Promise<void> {
+  const gunzip = createGunzip();
+  let total = 0;
+  await new Promise<void>((resolve, reject) => {
+    gunzip.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > cap) {
+        gunzip.destroy(Object.assign(new RangeError(`inflates past ${cap} bytes`), { code: 'ERR_BUFFER_TOO_LARGE' }));
+        return;
+      }
+      try { onChunk(chunk); } catch (err) { gunzip.destroy(err instanceof Error ? err : new Error(String(err))); }
+    });
+    gunzip.once('end', resolve);
+    gunzip.once('error', reject);
+    gunzip.end(bytes);
+  });
 }

@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { access, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { z } from 'zod';
-import { canonicalPieces } from '../protocol/canonical.js';
+import { canonicalJson, canonicalPieces } from '../protocol/canonical.js';
 import { DriftError, errnoOf } from '../protocol/errors.js';
-import { HostInfoSchema, ManifestSchema, type HostInfo, type Manifest } from '../protocol/manifest.js';
-import { AtomicFile, writeFileAtomic } from '../atomic.js';
-import { gzipPieces } from './gzip.js';
+import { HostInfoSchema, ManifestSchema, SECTIONS, type HostInfo, type Manifest, type SectionName } from '../protocol/manifest.js';
+import { AtomicFile, writeFileAtomic, writeFileAtomicSync } from '../atomic.js';
+import { gunzipEach, gzipPieces } from './gzip.js';
 import { HashError, REASONS, readFileChecked } from '../hash.js';
 
 /**
@@ -26,6 +26,13 @@ import { HashError, REASONS, readFileChecked } from '../hash.js';
  * manifests (on a live host every report may carry a new multi-megabyte manifest);
  * when a new report would exceed either, the oldest are dropped first and `put`
  * returns which, for the caller to count. The newest report is always kept.
+ *
+ * With a section cache (`sections/` in the spool, the agent's), a blob is written as
+ * gzip members, one per section, and each section's member is also kept there as
+ * `<section>-<digest hex>.json.gz` (the latest of each section only): a section
+ * whose digest did not change since the last report (a host's packages and files,
+ * most of the time) is copied from its member instead of serialised and compressed
+ * again. A member is used only when its inflated text has the digest in its name.
  *
  * Spool files are read like any file drift does not trust (no symlink followed,
  * regular files only, bounded: entry files to 1 MiB, blobs to 256 MiB compressed
@@ -80,6 +87,11 @@ type EntryFile = z.infer<typeof EntryFileSchema>;
 /** `r-<seq>-<blob>.json`; the blob part is missing in entries written by older agents. */
 const ENTRY_RE = /^r-(\d{20})(?:-([0-9a-f]{64}))?\.json$/;
 const BLOB_RE = /^m-([0-9a-f]{64})\.json\.gz$/;
+/** A section's gzip member in the section cache: `<section>-<digest hex>.json.gz`. */
+const MEMBER_RE = /^([a-z]+)-([0-9a-f]{64})\.json\.gz$/;
+const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
+/** The section cache's folder in the spool. */
+const SECTION_CACHE = 'sections';
 
 const entryName = (seq: number, sha: string): string => `r-${String(seq).padStart(20, '0')}-${sha}.json`;
 const blobName = (sha: string): string => `m-${sha}.json.gz`;
@@ -103,16 +115,21 @@ export class Spool {
   readonly max: number;
   readonly maxBytes: number;
 
+  /** The section cache's folder, or null when blobs are written as one gzip stream. */
+  readonly sectionCache: string | null;
+
   /**
    * `max` ≥ 1: the most reports kept; `maxBytes` ≥ 1: the most bytes of stored
-   * manifests kept (default 256 MiB). The folder is created on first use.
+   * manifests kept (default 256 MiB); `sectionCache`: keep each section's gzip member
+   * for the next report (see the module comment). The folder is created on first use.
    */
-  constructor(dir: string, max: number, maxBytes: number = DEFAULT_SPOOL_MAX_BYTES) {
+  constructor(dir: string, max: number, maxBytes: number = DEFAULT_SPOOL_MAX_BYTES, opts: { sectionCache?: boolean } = {}) {
     if (!Number.isInteger(max) || max < 1) throw new DriftError('DRIFT_ERR_USAGE', `spool bound must be a whole number ≥ 1, got ${max}`);
     if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new DriftError('DRIFT_ERR_USAGE', `spool byte bound must be a whole number of bytes ≥ 1, got ${maxBytes}`);
     this.dir = dir;
     this.max = max;
     this.maxBytes = maxBytes;
+    this.sectionCache = opts.sectionCache === true ? join(dir, SECTION_CACHE) : null;
   }
 
   /**
@@ -154,8 +171,13 @@ export class Spool {
     }
     let sha: string;
     try {
-      await gzipPieces(canonicalPieces(rest), (chunk) => file.write(chunk), (piece) => hash.update(piece));
-      sha = hash.digest('hex');
+      const sink = (chunk: Buffer): void => file.write(chunk);
+      if (this.sectionCache === null) {
+        await gzipPieces(canonicalPieces(rest), sink, (piece) => hash.update(piece));
+        sha = hash.digest('hex');
+      } else {
+        sha = (await this.writeMembers(rest, sink, hash)).digest('hex');
+      }
     } catch (err) {
       file.abort();
       throw new DriftError('DRIFT_ERR_IO', `cannot write a spool file in ${this.dir}: ${errnoOf(err)}; check the free space and permissions of the folder`, { cause: err });
@@ -176,6 +198,79 @@ export class Spool {
       }
     }
     return sha;
+  }
+
+  /**
+   * Write the canonical JSON of `rest` as gzip members into `sink`, each section as a
+   * member of its own, taken from the section cache when a member of its digest is
+   * there and right, else serialised and compressed (and cached for the next report).
+   * Returns the hash of the text (a member taken from the cache is hashed as inflated).
+   */
+  private async writeMembers(rest: Omit<Manifest, 'host' | 'collectedAt'>, sink: (chunk: Buffer) => void, hash: Hash): Promise<Hash> {
+    const cacheDir = this.sectionCache as string;
+    // The cache only saves work: a cache folder or member that cannot be written is left as it is.
+    await mkdir(cacheDir, { mode: 0o700 }).catch(() => undefined);
+    const values = rest as Record<string, unknown>;
+    const keys = Object.keys(values).filter((k) => values[k] !== undefined).sort();
+    const keep = new Set<string>();
+    let text = '{';
+    const flush = async (): Promise<void> => {
+      if (text === '') return;
+      const piece = text;
+      text = '';
+      await gzipPieces([piece], sink, (p) => hash.update(p));
+    };
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i] as string;
+      text += `${i > 0 ? ',' : ''}${JSON.stringify(k)}:`;
+      const hex = (SECTIONS as readonly string[]).includes(k) ? DIGEST_RE.exec(rest.digests[k as SectionName] ?? '')?.[1] : undefined;
+      if (hex === undefined) {
+        text += canonicalJson(values[k]);
+        continue;
+      }
+      await flush();
+      const name = `${k}-${hex}.json.gz`;
+      keep.add(name);
+      const path = join(cacheDir, name);
+      const cached = await this.cachedMember(path, hex, hash);
+      if (cached !== null) {
+        sink(cached.bytes);
+        hash = cached.hash;
+        continue;
+      }
+      const chunks: Buffer[] = [];
+      await gzipPieces(canonicalPieces(values[k]), (chunk) => { chunks.push(chunk); sink(chunk); }, (p) => hash.update(p));
+      try { writeFileAtomicSync(path, Buffer.concat(chunks), 0o600); } catch { /* see above */ }
+    }
+    text += '}';
+    await flush();
+    // One member per section is kept: the one just written or used.
+    for (const n of await readdir(cacheDir).catch(() => [])) {
+      if ((MEMBER_RE.test(n) && !keep.has(n)) || n.includes('.tmp-')) await rm(join(cacheDir, n), { force: true, recursive: true }).catch(() => undefined);
+    }
+    return hash;
+  }
+
+  /**
+   * A cached section member, when it is a regular file whose inflated text (at most
+   * BLOB_CAP_BYTES) has the sha256 `hex`: its bytes, and `hash` with that text added.
+   * Null when it is missing or wrong (it is then written again).
+   */
+  private async cachedMember(path: string, hex: string, hash: Hash): Promise<{ bytes: Buffer; hash: Hash } | null> {
+    let bytes: Buffer;
+    try {
+      bytes = readSpoolFile(path, BLOB_CAP_BYTES);
+    } catch {
+      return null;
+    }
+    const trial = hash.copy();
+    const check = createHash('sha256');
+    try {
+      await gunzipEach(bytes, BLOB_CAP_BYTES, (chunk) => { trial.update(chunk); check.update(chunk); });
+    } catch {
+      return null;
+    }
+    return check.digest('hex') === hex ? { bytes, hash: trial } : null;
   }
 
   private async ensureDir(): Promise<void> {

@@ -197,7 +197,9 @@ t.test('SIGTERM while waiting for the next interval: exit 0 at once', async (t) 
   const done = exited(child);
   child.kill('SIGTERM');
   t.same(await done, { code: 0, signal: null }, 'exited 0 by itself');
-  t.same(await readdir(join(s.stateDir, 'spool')), [], 'nothing left spooled');
+  t.same(await readdir(join(s.stateDir, 'spool')), ['sections'], 'nothing left spooled but the section cache');
+  t.same((await readdir(join(s.stateDir, 'spool', 'sections'))).map((n) => n.replace(/-[0-9a-f]{64}\./, '.')).sort(), ['files.json.gz', 'packages.json.gz'],
+    'which keeps the last report\'s sections for the next one');
   await t.rejects(stat(join(s.stateDir, 'agent.pid')), { code: 'ENOENT' }, 'the lock is released');
 });
 

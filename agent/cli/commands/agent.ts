@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .option('--enroll-secret-file <file>', 'file holding the enrollment secret (mode 0600)')
     .option('--root <dir>', 'root folder to collect (default /, the live host)')
     .option('--proc <dir>', 'read processes and ports from this /proc (default: /proc for the live host, none for --root)')
-    .option('--state-dir <dir>', 'node key, seq, spool and stat cache (default $DRIFT_STATE_DIR, $STATE_DIRECTORY, /var/lib/drift as root)')
+    .option('--state-dir <dir>', 'node key, seq, spool, stat cache and packages cache (default $DRIFT_STATE_DIR, $STATE_DIRECTORY, /var/lib/drift as root)')
     .option('--interval <duration>', 'time between collections (default 5m)')
     .option('--splay <duration>', 'random delay before the first collection and jitter of each interval (default 30s)')
     .option('--timeout <duration>', 'deadline of one request to the collector (default 30s)')

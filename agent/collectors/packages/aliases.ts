@@ -13,6 +13,15 @@ import type { PathOwner } from '../contract.js';
  * Synchronous on purpose: a few hundred cached lstat calls, microseconds each.
  */
 export function addResolvedAliases(root: string, owners: Map<string, PathOwner>, readLink: (path: string) => string | null = localLinkTarget(root)): void {
+  for (const [alias, owner] of resolvedAliases(root, owners, readLink)) if (!owners.has(alias)) owners.set(alias, owner);
+}
+
+/**
+ * The aliases addResolvedAliases adds (the owned paths as they resolve through a
+ * symlinked folder, each with its path's owner), in the order of `owned`, whether or
+ * not the alias is owned already: for an index other than a Map.
+ */
+export function resolvedAliases(root: string, owned: Iterable<[string, PathOwner]>, readLink: (path: string) => string | null = localLinkTarget(root)): Array<[string, PathOwner]> {
   const resolved = new Map<string, string>();
   const linkTarget = readLink;
 
@@ -39,7 +48,7 @@ export function addResolvedAliases(root: string, owners: Map<string, PathOwner>,
     return to === prefix ? null : to;
   };
   const aliases: Array<[string, PathOwner]> = [];
-  for (const [path, owner] of owners) {
+  for (const [path, owner] of owned) {
     const first = path.indexOf('/', 1);
     if (first < 0) continue;
     const second = path.indexOf('/', first + 1);
@@ -54,7 +63,7 @@ export function addResolvedAliases(root: string, owners: Map<string, PathOwner>,
     }
     if (alias !== null) aliases.push([alias, owner]);
   }
-  for (const [alias, owner] of aliases) if (!owners.has(alias)) owners.set(alias, owner);
+  return aliases;
 }
 
 /** The target of a symlink under a local root (path as seen from the root), or null when it is none. */

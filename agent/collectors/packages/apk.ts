@@ -1,6 +1,6 @@
 import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry } from '../../protocol/manifest.js';
-import type { CollectResult, PathOwner } from '../contract.js';
+import type { PackageDbResult, PathOwner } from '../contract.js';
 import { localDbReader, type DbReader } from './dpkg.js';
 import { parseApkInstalled } from './apk-parse.js';
 
@@ -13,7 +13,7 @@ export const APK_DB = '/lib/apk/db/installed';
  * no conffile notion, so `conffile` is false). No database → empty result; an
  * unreadable one → one `unread` entry.
  */
-export async function collectApk(root: string, read: DbReader = localDbReader(root)): Promise<CollectResult<PackageEntry>> {
+export async function collectApk(root: string, read: DbReader = localDbReader(root)): Promise<PackageDbResult> {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   let text: string | null;

@@ -4,7 +4,7 @@ import { compareUnread } from '../../protocol/unread.js';
 import { mapLimit } from '../../limit.js';
 import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry, Unread } from '../../protocol/manifest.js';
-import type { CollectResult, PathOwner } from '../contract.js';
+import type { PackageDbResult, PathOwner } from '../contract.js';
 import {
   divertedPath,
   dpkgInfoName,
@@ -122,7 +122,7 @@ export async function readInfoFile(root: string, rec: DpkgRecord, ext: string, r
  * unreadable status file → one `unread` entry; an unreadable or missing files
  * list of an installed package → an `unread` entry for that list.
  */
-export async function collectDpkg(root: string, read: DbReader = localDbReader(root)): Promise<CollectResult<PackageEntry>> {
+export async function collectDpkg(root: string, read: DbReader = localDbReader(root)): Promise<PackageDbResult> {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   let db: DpkgDb | null;
@@ -152,10 +152,13 @@ export async function collectDpkg(root: string, read: DbReader = localDbReader(r
   });
   installed.forEach((rec, i) => {
     const owner = `dpkg:${rec.package}`;
+    // One owner object per package and kind, shared by its paths.
+    const plain: PathOwner = { owner, conffile: false };
+    const conffile: PathOwner = { owner, conffile: true };
     const conffiles = new Set(rec.conffiles.map((c) => c.path));
     for (const path of parseDpkgList(lists[i] ?? '')) {
       const at = divertedPath(path, rec.package, db.diversions);
-      if (!owners.has(at)) owners.set(at, { owner, conffile: conffiles.has(path) });
+      if (!owners.has(at)) owners.set(at, conffiles.has(path) ? conffile : plain);
     }
   });
   unread.sort(compareUnread);

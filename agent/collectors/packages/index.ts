@@ -1,6 +1,8 @@
 import type { PackageEntry, Unread } from '../../protocol/manifest.js';
-import type { CollectContext, CollectResult, Collector, PathOwner } from '../contract.js';
-import { addResolvedAliases } from './aliases.js';
+import type { CollectContext, CollectResult, Collector, PackageDbResult, PathOwner } from '../contract.js';
+import { resolvedAliases } from './aliases.js';
+import { databaseStamp, readPackagesCache, writePackagesCache } from './cache.js';
+import { OwnerIndex } from './owners.js';
 import { collectApk } from './apk.js';
 import { collectDpkg } from './dpkg.js';
 import { collectRpm } from './rpm.js';
@@ -13,10 +15,12 @@ import { collectRpm } from './rpm.js';
  * path a package manager lists (diversions applied) to its package; where two
  * managers claim a path, dpkg wins over rpm over apk. A path listed through a
  * symlinked folder (`/bin/false` with `/bin` → `usr/bin`) is owned under its
- * resolved path too (`/usr/bin/false`).
+ * resolved path too (`/usr/bin/false`). `owners` is an OwnerIndex (sorted, compact).
+ * With a state folder, what the databases give is cached there while they do not
+ * change (see cache.ts).
  */
 /** The packages of several package databases as one section; a path's first owner wins. */
-export function mergePackageParts(parts: readonly CollectResult<PackageEntry>[]): { entries: Record<string, PackageEntry>; unread: Unread[]; owners: Map<string, PathOwner> } {
+export function mergePackageParts(parts: readonly PackageDbResult[]): { entries: Record<string, PackageEntry>; unread: Unread[]; owners: Map<string, PathOwner> } {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   const unread: Unread[] = [];
@@ -28,11 +32,26 @@ export function mergePackageParts(parts: readonly CollectResult<PackageEntry>[])
   return { entries, unread, owners };
 }
 
-export const packagesCollector: Collector<'packages'> = {
-  section: 'packages',
-  async collect(ctx: CollectContext): Promise<CollectResult<PackageEntry>> {
-    const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg(ctx.root), collectRpm(ctx.root), collectApk(ctx.root)]));
-    addResolvedAliases(ctx.root, owners);
-    return { entries, unread, owners };
-  },
-};
+/** A packages collector; `clock` (default: the system clock) is when the collection starts, for the cache's freshness rule. */
+export function createPackagesCollector(options: { clock?: () => Date } = {}): Collector<'packages'> {
+  return {
+    section: 'packages',
+    async collect(ctx: CollectContext): Promise<CollectResult<PackageEntry>> {
+      const now = options.clock ? options.clock() : new Date();
+      // The stamp is taken before reading, so that a change made while reading is seen next time.
+      const stamp = ctx.stateDir !== null ? databaseStamp(ctx.root).stamp : null;
+      let read = ctx.stateDir !== null && stamp !== null ? readPackagesCache(ctx.stateDir, ctx.root, stamp) : null;
+      if (read === null) {
+        const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg(ctx.root), collectRpm(ctx.root), collectApk(ctx.root)]));
+        read = { entries, unread, owners: OwnerIndex.fromMap(owners) };
+        if (ctx.stateDir !== null && stamp !== null) writePackagesCache(ctx.stateDir, ctx.root, stamp, read, now);
+      }
+      // Symlinked folders are resolved at every collection: they are not part of the databases' stamp.
+      const owners = read.owners.withAdded(resolvedAliases(ctx.root, read.owners.entries()));
+      return { entries: read.entries, unread: read.unread, owners };
+    },
+  };
+}
+
+/** The packages collector of the agent and the scans (its cache in ctx.stateDir, when given). */
+export const packagesCollector: Collector<'packages'> = createPackagesCollector();

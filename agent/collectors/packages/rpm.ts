@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { access } from 'node:fs/promises';
 import { errnoOf } from '../../protocol/errors.js';
 import type { PackageEntry, Unread } from '../../protocol/manifest.js';
-import type { CollectResult, PathOwner } from '../contract.js';
+import type { PackageDbResult, PathOwner } from '../contract.js';
 import { underRoot } from './dpkg.js';
 import { parseRpmQuery, rpmEntries, RPM_QUERY_FORMAT } from './rpm-parse.js';
 
@@ -43,7 +43,7 @@ function runRpm(args: string[]): Promise<string> {
  * root → empty result; a database but no `rpm` binary, or rpm failing → one
  * `unread` entry for the database folder saying why.
  */
-export async function collectRpm(root: string): Promise<CollectResult<PackageEntry>> {
+export async function collectRpm(root: string): Promise<PackageDbResult> {
   const entries: Record<string, PackageEntry> = {};
   const owners = new Map<string, PathOwner>();
   const dbDir = await findRpmDb(root);

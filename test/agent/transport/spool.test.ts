@@ -1,10 +1,12 @@
 import t from 'tap';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QUARANTINE_KEEP, Spool, type SpoolEntry } from '../../../agent/transport/spool.js';
 import { execFileSync } from 'node:child_process';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../../agent/protocol/canonical.js';
 import { computeDigests } from '../../../agent/manifest.js';
 import { MANIFEST_SCHEMA, type Manifest } from '../../../agent/protocol/manifest.js';
 
@@ -236,4 +238,75 @@ t.test('a spool that cannot be written leaves no blob nor temporary file and say
   await writeFile(join(dir, 'file'), 'not a folder');
   await t.rejects(spool.put(entry(1)), { code: 'DRIFT_ERR_IO' });
   t.same(await readdir(dir), ['file']);
+});
+
+t.test('with a section cache, a section whose digest is unchanged is copied from its kept gzip member; the blob reads back the same', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 10, undefined, { sectionCache: true });
+  const textOf = (e: SpoolEntry): string => {
+    const { host: _h, collectedAt: _c, ...rest } = e.manifest;
+    return canonicalJson(rest);
+  };
+  const blobText = async (): Promise<{ name: string; bytes: Buffer; text: string }[]> => {
+    const out = [];
+    for (const name of (await readdir(dir)).filter((n) => n.startsWith('m-')).sort()) {
+      const bytes = await readFile(join(dir, name));
+      out.push({ name, bytes, text: gunzipSync(bytes).toString() });
+    }
+    return out;
+  };
+  const first = entry(1, 'one');
+  await spool.put(first);
+  const members = (await readdir(join(dir, 'sections'))).sort();
+  t.same(members.map((n) => n.replace(/-[0-9a-f]{64}\./, '-D.')), ['files-D.json.gz', 'packages-D.json.gz'], 'one member per section');
+  t.equal(members[0], `files-${(first.manifest.digests.files ?? '').slice(7)}.json.gz`, 'named by the section digest');
+  const [blob1] = await blobText();
+  t.equal(blob1?.text, textOf(first), 'the members inflate to the canonical manifest');
+  t.equal(blob1?.name, `m-${createHash('sha256').update(blob1?.text ?? '').digest('hex')}.json.gz`, 'named by the sha256 of its text');
+
+  // The packages member, compressed otherwise (same text): the next report copies these very bytes.
+  const pkgName = members[1] as string;
+  const pkgText = gunzipSync(await readFile(join(dir, 'sections', pkgName)));
+  const recompressed = gzipSync(pkgText, { level: 1, memLevel: 9 });
+  await writeFile(join(dir, 'sections', pkgName), recompressed);
+  // Files changed, packages did not.
+  const second = entry(2, 'two');
+  await spool.put(second);
+  const blob2 = (await blobText()).find((b) => b.text === textOf(second));
+  t.ok(blob2, 'the second blob reads back as its manifest');
+  t.ok(blob2?.bytes.includes(recompressed), 'the unchanged section was copied from its member');
+  t.equal(blob2?.name, `m-${createHash('sha256').update(blob2?.text ?? '').digest('hex')}.json.gz`);
+  const fresh = new Spool(dir, 10, undefined, { sectionCache: true });
+  t.same((await fresh.get(2))?.manifest, second.manifest, 'read back from disk, whole');
+  t.equal((await readdir(join(dir, 'sections'))).filter((n) => n.startsWith('files-')).length, 1, 'only the latest member of a section is kept');
+});
+
+t.test('a section member that is wrong, a bomb, a FIFO or a folder is not used; the report is spooled whole', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drift-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new Spool(dir, 50, undefined, { sectionCache: true });
+  const e = entry(1, 'same');
+  await spool.put(e);
+  const member = (await readdir(join(dir, 'sections'))).find((n) => n.startsWith('files-')) as string;
+  const { host: _h, collectedAt: _c, ...rest } = e.manifest;
+  const plant: Array<[string, () => Promise<void>]> = [
+    ['another text under its name', () => writeFile(join(dir, 'sections', member), gzipSync('{"/etc/motd":{"forged":true}}'))],
+    // 257 MiB of zeros in 257 gzip members of 1 MiB: past the inflate bound.
+    ['a gzip bomb', () => { const mib = gzipSync(Buffer.alloc(1024 * 1024)); return writeFile(join(dir, 'sections', member), Buffer.concat(Array.from({ length: 257 }, () => mib))); }],
+    ['not gzip', () => writeFile(join(dir, 'sections', member), 'plain text')],
+    ['a FIFO', async () => { execFileSync('mkfifo', [join(dir, 'sections', member)]); }],
+    ['a folder', () => mkdir(join(dir, 'sections', member))],
+  ];
+  let seq = 2;
+  for (const [what, make] of plant) {
+    await rm(join(dir, 'sections', member), { force: true, recursive: true });
+    await make();
+    const again = { ...entry(seq, 'same'), seq };
+    await spool.put(again);
+    const blob = (await readdir(dir)).find((n) => n.startsWith('m-')) as string;
+    t.equal(gunzipSync(await readFile(join(dir, blob))).toString(), canonicalJson(rest), `${what}: the blob holds the manifest`);
+    t.same((await new Spool(dir, 50).get(seq))?.manifest.files, e.manifest.files, `${what}: and reads back`);
+    seq++;
+  }
 });

@@ -1,10 +1,12 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixtures } from '../../../helpers/paths.js';
-import { packagesCollector } from '../../../../agent/collectors/packages/index.js';
+import { createPackagesCollector, packagesCollector } from '../../../../agent/collectors/packages/index.js';
+import { OwnerIndex } from '../../../../agent/collectors/packages/owners.js';
+import { PACKAGES_CACHE_FILE } from '../../../../agent/collectors/packages/cache.js';
 import type { CollectContext } from '../../../../agent/collectors/contract.js';
 
 const ctx = (root: string): CollectContext => ({ root, proc: null, rules: {} as CollectContext['rules'], stateDir: null, forceRehash: false });
@@ -53,7 +55,8 @@ t.test('a root built from recorded dpkg files; no managers → nothing; unreadab
   t.ok(r.unread.some((u) => u.path === '/var/lib/dpkg/info/bash.list' && u.reason === 'ENOENT'));
 
   const empty = tempRoot(t);
-  t.same(await packagesCollector.collect(ctx(empty)), { entries: {}, unread: [], owners: new Map() });
+  const none = await packagesCollector.collect(ctx(empty));
+  t.same([none.entries, none.unread, (none.owners as OwnerIndex).size], [{}, [], 0]);
 
   const broken = tempRoot(t);
   mkdirSync(join(broken, 'var/lib/dpkg/status'), { recursive: true });
@@ -111,5 +114,57 @@ t.test('rpm: a real rpm database built with rpm --root; no rpm program → unrea
     t.match(r2.unread, [{ path: '/var/lib/rpm', reason: /rpm program is not installed/ }]);
   } finally {
     process.env.PATH = path;
+  }
+});
+
+t.test('with a state folder, the packages are cached while the databases do not change; a bad cache is never used', async (t) => {
+  const root = tempRoot(t);
+  const admin = join(root, 'var/lib/dpkg');
+  mkdirSync(admin, { recursive: true });
+  cpSync(fixtures('packages', 'dpkg'), admin, { recursive: true });
+  const state = join(tempRoot(t), 'state');
+  mkdirSync(state, { mode: 0o700 });
+  // The fixture was copied just now: a clock 5 s ahead lets the cache be written at once.
+  const later = createPackagesCollector({ clock: () => new Date(Date.now() + 5000) });
+  const withState: CollectContext = { ...ctx(root), stateDir: state };
+  const plain = await packagesCollector.collect(ctx(root));
+  const entriesOf = (r: { owners?: unknown }): Array<[string, unknown]> => [...(r.owners as OwnerIndex).entries()];
+  const first = await later.collect(withState);
+  t.same([first.entries, first.unread, entriesOf(first)], [plain.entries, plain.unread, entriesOf(plain)], 'the same result as without a state folder');
+  const file = join(state, PACKAGES_CACHE_FILE);
+  t.equal(statSync(file).mode & 0o777, 0o600, 'cache written 0600');
+
+  // A list edited in place (dpkg never does: it renames a new one in) is not seen while the cache holds: proof that it is used.
+  const list = join(admin, 'info', 'openssl.list');
+  writeFileSync(list, readFileSync(list, 'utf8').replace('/etc/ssl/openssl.cnf\n', ''));
+  const cached = await later.collect(withState);
+  t.same(entriesOf(cached), entriesOf(plain), 'taken from the cache');
+  t.same(cached.owners?.get('/etc/ssl/openssl.cnf'), { owner: 'dpkg:openssl', conffile: true });
+
+  // dpkg changes the status file (a new inode): the lists are read again.
+  const status = readFileSync(join(admin, 'status'));
+  writeFileSync(join(admin, 'status.new'), status);
+  renameSync(join(admin, 'status.new'), join(admin, 'status'));
+  const fresh = await later.collect(withState);
+  t.equal(fresh.owners?.get('/etc/ssl/openssl.cnf'), undefined, 'read again after the database changed');
+  const truth = entriesOf(fresh);
+
+  const bad: Array<[string, () => void]> = [
+    ['not JSON', () => writeFileSync(file, '{ torn')],
+    ['paths out of order', () => { const c = JSON.parse(readFileSync(file, 'utf8')); c.paths.reverse(); writeFileSync(file, JSON.stringify(c)); }],
+    ['a code naming no owner', () => { const c = JSON.parse(readFileSync(file, 'utf8')); c.codes[0] = c.names.length * 2; writeFileSync(file, JSON.stringify(c)); }],
+    ['another stamp', () => { const c = JSON.parse(readFileSync(file, 'utf8')); c.stamp = 'x'; c.paths = []; c.codes = []; writeFileSync(file, JSON.stringify(c)); }],
+    ['a bad package entry', () => { const c = JSON.parse(readFileSync(file, 'utf8')); c.entries['dpkg:x:all'] = { version: 7 }; writeFileSync(file, JSON.stringify(c)); }],
+    ['a symlink', () => { const real = `${file}.real`; renameSync(file, real); symlinkSync(real, file); }],
+    ['a FIFO', () => { rmSync(file); execFileSync('mkfifo', [file]); }],
+  ];
+  for (const [what, make] of bad) {
+    rmSync(file, { force: true });
+    rmSync(`${file}.real`, { force: true });
+    await later.collect(withState);
+    make();
+    const r = await later.collect(withState);
+    t.same(entriesOf(r), truth, `${what}: not used`);
+    t.notOk(r.entries['dpkg:x:all'], `${what}: nothing of it kept`);
   }
 });
