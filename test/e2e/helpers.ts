@@ -42,13 +42,13 @@ export async function makeRoot(dir: string, host: { machineId: string; hostname:
 export interface Received { seq: number; hostId: string | undefined; machineId: string; manifest: boolean; sections: string[] | null; spoolDropped: number | undefined; bytes: number }
 
 /** A real collector listening on 127.0.0.1 (port 0), over a real database file. */
-export async function startCollector(dbFile: string, opts: { enrollSecret?: string; adminToken?: string } = {}): Promise<{
+export async function startCollector(dbFile: string, opts: { enrollSecret?: string; adminToken?: string; silentAfterMs?: number } = {}): Promise<{
   url: string; store: Store; received: Received[]; close(): Promise<void>;
 }> {
   const store = Store.open(dbFile);
   const app = buildApp({
     store, enrollSecret: opts.enrollSecret ?? 'enroll-s3cret', adminToken: opts.adminToken ?? 'admin-t0ken', baselineKeys: [],
-    rules: await loadRuleSet([]), compare, maxBody: 16 * 1024 * 1024, silentAfterMs: 15 * 60_000,
+    rules: await loadRuleSet([]), compare, maxBody: 16 * 1024 * 1024, silentAfterMs: opts.silentAfterMs ?? 15 * 60_000,
   });
   const received: Received[] = [];
   app.addHook('preHandler', async (req) => {

@@ -150,3 +150,18 @@ t.test('an unreachable collector is transient: the report is spooled for the nex
   t.match(stderr, /report spooled; it will be delivered by the next run/);
   t.notMatch(stderr, /"fatal":true/);
 });
+
+t.test('a host id with terminal escapes is printed escaped when the collector calls the host silent', async (t) => {
+  // Host ids are any string a host enrolled with; one that clears the screen must not reach the terminal raw.
+  const quiet = await startCollector(join(dir, 'quiet.db'), { enrollSecret: 'enroll-s3cret-operator', adminToken: 'admin-t0ken-operator', silentAfterMs: 1 });
+  t.teardown(() => quiet.close());
+  const root = await host('web-esc', '8'.repeat(32));
+  const evil = 'web-esc\x1b[2J\x1b]0;owned\x07';
+  const child = spawnAgent(['--collector', quiet.url, '--enroll-secret-file', enroll, '--root', root, '--state-dir', join(dir, 'state-esc'), '--host-id', evil, '--once', '--splay', '0s']);
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
+  t.equal((await exited(child)).code, 0, stderr);
+  const view = await drift(['scan', '--collector', quiet.url, '--admin-token-file', admin, '--host', evil]);
+  t.match(view.stderr, /drift: warning: host web-esc\\x1b\[2J\\x1b\]0;owned\\x07 is silent/, 'the id is shown with its escapes spelled out');
+  t.notOk(/[\x1b\x07]/.test(view.stderr + view.stdout), 'no escape or bell byte reaches the terminal');
+});

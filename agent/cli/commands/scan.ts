@@ -18,6 +18,7 @@ import type { FirstBoot } from '../../protocol/pins.js';
 import type { Drop, Finding } from '../../protocol/finding.js';
 import { buildReport, exitCodeOf, linkCauses } from '../../engine/report.js';
 import { format, FORMATS, useColor, type FormatName } from '../format/index.js';
+import { visible } from '../format/common.js';
 import { formatJunitMany } from '../format/junit.js';
 import { formatPrometheusMany } from '../format/prometheus.js';
 import { nextSteps, shellWord } from '../format/next.js';
@@ -374,7 +375,7 @@ async function scanRemote(opts: ScanOptions, fmt: FormatName): Promise<number> {
         ? `host ${host.id} reports no image: its root has no stamp (etc/drift/image.json); bake its image with drift baseline --stamp so the collector knows which baseline applies`
         : `host ${host.id} reports image ${host.imageId}, which has no baseline on ${opts.collector}; push the baked one with drift baseline push FILE --collector ${opts.collector} (and stamp images with drift baseline --stamp)`);
     }
-    if (host.status === 'silent') process.stderr.write(`drift: warning: host ${host.id} is silent (last report ${host.lastSeen ?? 'never'}); this is its last known state\n`);
+    if (host.status === 'silent') process.stderr.write(`drift: warning: host ${visible(host.id)} is silent (last report ${visible(host.lastSeen ?? 'never')}); this is its last known state\n`);
     const report = hostReport(host);
     process.stdout.write(format(report, { format: fmt, color }));
     return exitCodeOf(report);
