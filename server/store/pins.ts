@@ -1,10 +1,6 @@
 import type Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
-import { canonicalJson } from '../../agent/protocol/canonical.js';
 import { InstanceKeysSchema, type InstanceKeys } from '../../agent/protocol/manifest.js';
 import { PINS_SCHEMA, type KeySource, type Pin, type PinBook, type PinnedEntry } from '../../agent/protocol/pins.js';
-import { DriftError } from '../../agent/protocol/errors.js';
-import { packJson, unpackJson, digestText } from './pack.js';
 
 /**
  * The first-boot pins of hosts in the collector's store (migration 2, see
@@ -55,12 +51,22 @@ export interface RarePinRow {
 
 type Row = Record<string, unknown>;
 
+/** The store's interned strings and content-addressed blobs, which pins share with reports (one cache, one packing). */
+export interface StoreBlobs {
+  /** The `strings` id of a text, inserting it when new. */
+  stringId(text: string): number;
+  /** Store a value as a blob (deflated canonical JSON) and return its digest. */
+  putBlob(value: unknown): Buffer;
+  /** The value of a stored blob; a missing one is a damaged store. */
+  getBlob(digest: Buffer): unknown;
+}
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 export class PinStore {
   private readonly st;
 
-  constructor(db: Database.Database, private readonly file: string) {
+  constructor(db: Database.Database, private readonly blobs: StoreBlobs) {
     this.st = {
       pinnedAt: db.prepare('SELECT pinned_at FROM hosts WHERE rowid = ?').pluck(),
       pinnedAtSet: db.prepare('UPDATE hosts SET pinned_at = coalesce(pinned_at, ?) WHERE rowid = ?'),
@@ -71,11 +77,6 @@ export class PinStore {
       pinsOf: db.prepare('SELECT s.text AS path, p.value, p.first_seen FROM pins p JOIN strings s ON s.id = p.path WHERE p.host = ?'),
       pinPut: db.prepare('INSERT OR REPLACE INTO pins (host, path, value, first_seen) VALUES (?, ?, ?, ?)'),
       pinDel: db.prepare('DELETE FROM pins WHERE host = ? AND path = (SELECT id FROM strings WHERE text = ?)'),
-      stringPut: db.prepare('INSERT OR IGNORE INTO strings (text) VALUES (?)'),
-      stringGet: db.prepare('SELECT id FROM strings WHERE text = ?').pluck(),
-      blobExists: db.prepare('SELECT 1 FROM blobs WHERE digest = ?').pluck(),
-      blobPut: db.prepare('INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)'),
-      blobGet: db.prepare('SELECT data FROM blobs WHERE digest = ?').pluck(),
       journalPut: db.prepare('INSERT INTO pin_journal (host, at, action, by, reason, paths) VALUES (?, ?, ?, ?, ?, ?)'),
       journalOf: db.prepare('SELECT at, action, by, reason, paths FROM pin_journal WHERE host = ? ORDER BY id DESC LIMIT ?'),
       // Per cohort (image, role) and path: how many reporting hosts pinned it and how many
@@ -103,7 +104,7 @@ export class PinStore {
     const rows = (this.st.pinsOf.all(rowid) as Row[]).sort((a, b) => (String(a['path']) < String(b['path']) ? -1 : 1));
     for (const r of rows) {
       const value = r['value'];
-      files[String(r['path'])] = { firstSeen: iso(Number(r['first_seen'])), entry: value instanceof Buffer ? this.entry(value) : null };
+      files[String(r['path'])] = { firstSeen: iso(Number(r['first_seen'])), entry: value instanceof Buffer ? this.blobs.getBlob(value) as PinnedEntry : null };
     }
     const head = this.st.bookGet.get(rowid) as Row | undefined;
     const keys = head?.['keys'];
@@ -123,10 +124,8 @@ export class PinStore {
     for (const path of w.changed) {
       const pin = w.book.files[path];
       if (!pin) { this.st.pinDel.run(rowid, path); continue; }
-      this.st.stringPut.run(path);
-      const pathId = this.st.stringGet.get(path) as number;
-      const value = pin.entry === null ? null : this.putEntry(pin.entry);
-      this.st.pinPut.run(rowid, pathId, value, Date.parse(pin.firstSeen));
+      const value = pin.entry === null ? null : this.blobs.putBlob(pin.entry);
+      this.st.pinPut.run(rowid, this.blobs.stringId(path), value, Date.parse(pin.firstSeen));
     }
     // A first boot that pinned nothing is not journaled: hosts.pinned_at says it happened.
     if (w.journal && (w.journal.action === 'repin' || w.changed.length > 0)) this.st.journalPut.run(rowid, now, w.journal.action, w.journal.by, w.journal.reason, JSON.stringify(w.changed));
@@ -151,17 +150,5 @@ export class PinStore {
    */
   rareValues(opts: { minCohort: number; majority: number; rareShare: number }): RarePinRow[] {
     return (this.st.rare.all(opts) as Row[]).map((r) => ({ host: Number(r['host']), path: String(r['path']), hosts: Number(r['n']), of: Number(r['total']) }));
-  }
-
-  private putEntry(entry: PinnedEntry): Buffer {
-    const digest = createHash('sha256').update(canonicalJson(entry)).digest();
-    if (this.st.blobExists.get(digest) === undefined) this.st.blobPut.run(digest, packJson(entry));
-    return digest;
-  }
-
-  private entry(digest: Buffer): PinnedEntry {
-    const data = this.st.blobGet.get(digest) as Buffer | undefined;
-    if (!data) throw new DriftError('DRIFT_ERR_IO', `database ${this.file} lacks pinned value ${digestText(digest)}; the store is damaged, restore it from a backup`);
-    return unpackJson(data) as PinnedEntry;
   }
 }

@@ -181,7 +181,7 @@ export class Store {
     this.db = db;
     this.file = file;
     this.st = this.prepare();
-    this.pins = new PinStore(db, file);
+    this.pins = new PinStore(db, { stringId: (t) => this.stringId(t), putBlob: (v) => this.putBlob(v), getBlob: (d) => this.getBlob(d) });
     // Made once: better-sqlite3 builds a wrapper on every transaction() call.
     this.saveTx = db.transaction((r: SaveReport) => this.writeReport(r));
     this.batchTx = db.transaction((items: readonly SaveReport[]) => items.map((r) => {
