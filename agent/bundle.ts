@@ -9,16 +9,24 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
  * that depends on where drift's own files are asks here.
  */
 interface Bundled {
-  /** The embedded script itself: a worker thread runs it again (there is no module file to start). */
-  readonly source: string;
+  /**
+   * The embedded script of the worker threads (there is no module file to start), read
+   * from the executable when the first worker starts: a command that starts none never
+   * copies it out.
+   */
+  readonly workerSource: () => string;
   /** The folder of what ships beside the executable: `rules/` and native addons under `node_modules/`. */
   readonly libDir: string;
 }
 
 let bundled: Bundled | null = null;
 
-/** The name under which the executable embeds its own script (a SEA asset), to start worker threads. */
-export const BUNDLE_ASSET = 'drift.cjs';
+/**
+ * The name under which the executable embeds the script of its worker threads (a SEA
+ * asset): agent/workers.ts and what it imports, not the whole CLI, so that each worker
+ * compiles a few dozen KB instead of every command.
+ */
+export const WORKER_ASSET = 'drift-worker.cjs';
 
 /**
  * The folder of what ships beside an executable at `execPath`: `../lib/drift` (the .deb's
@@ -31,9 +39,10 @@ export function libDirOf(execPath: string): string {
   return existsSync(join(fhs, 'rules')) ? fhs : bin;
 }
 
-/** Record that this process is the single executable, with its embedded script. */
-export function runBundled(source: string, execPath: string): void {
-  bundled = { source, libDir: libDirOf(execPath) };
+/** Record that this process is the single executable, with a reader of its embedded worker script. */
+export function runBundled(execPath: string, workerAsset: () => string): void {
+  let source: string | null = null;
+  bundled = { workerSource: () => (source ??= workerAsset()), libDir: libDirOf(execPath) };
 }
 
 /** The folder of files shipped with the executable, or null under an npm install. */
@@ -44,9 +53,9 @@ export function bundledLibDir(): string | null {
 /**
  * Start a worker thread running the module at `moduleUrl` (a module that acts as a worker
  * when its `workerData` says so). In the executable there is no module file: the worker
- * runs the embedded script, whose entry imports every worker module.
+ * runs the embedded worker script, whose entry imports every worker module.
  */
 export function startWorker(moduleUrl: string, options: WorkerOptions): Worker {
-  if (bundled !== null) return new Worker(bundled.source, { ...options, eval: true });
+  if (bundled !== null) return new Worker(bundled.workerSource(), { ...options, eval: true });
   return new Worker(new URL(moduleUrl), options);
 }

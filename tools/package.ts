@@ -3,9 +3,10 @@
  *
  * - `drift`: a Node.js single executable application. esbuild bundles the host entry
  *   (agent/cli/executable.ts: the host commands, never the collector's modules) into one
- *   CommonJS script; `node --experimental-sea-config` turns it into a blob; postject injects
- *   the blob into a stripped copy of this node binary. The script is also embedded as an
- *   asset, so that worker threads can run it again.
+ *   CommonJS script, each command module wrapped so that it is evaluated only when its
+ *   command runs; `node --experimental-sea-config` turns it into a blob with V8's code cache
+ *   of that script; postject injects the blob into a stripped copy of this node binary. The
+ *   worker threads' entry (agent/workers.ts) is bundled apart and embedded as an asset.
  * - `rules/`: the shipped rules, beside the executable (the .deb puts both under /usr).
  * - `drift-agent_<version>_amd64.deb`, built with `dpkg-deb --root-owner-group`.
  *
@@ -39,7 +40,9 @@ export const OPTIONAL_NATIVE: readonly string[] = ['cpu-features', '*.node'];
 
 /** The fuse postject flips so that node runs the injected blob (Node's documented value). */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
-const BUNDLE_ASSET = 'drift.cjs';
+const BUNDLE = 'drift.cjs';
+/** The SEA asset of the worker threads' script (agent/bundle.ts reads it under this name). */
+const WORKER_ASSET = 'drift-worker.cjs';
 const PACKAGE = 'drift-agent';
 
 /** Inputs whose change makes a new build: sources of the host side, rules, packaging, lock file, node itself. */
@@ -118,16 +121,22 @@ const BANNER = `var require = (function (r) {
   return r('node:module').createRequire(path.join(lib, 'drift.cjs'));
 })(require);`;
 
-async function bundle(work: string): Promise<string> {
+/** The CLI's script and the worker threads' script, both CommonJS. */
+interface Scripts { main: string; worker: string }
+
+async function bundle(work: string): Promise<Scripts> {
   const esbuild = await import('esbuild');
-  const outfile = join(work, BUNDLE_ASSET);
   await esbuild.build({
-    entryPoints: [join(ROOT, 'dist', 'agent', 'cli', 'executable.js')],
+    entryPoints: {
+      [BUNDLE.replace(/\.cjs$/, '')]: join(ROOT, 'dist', 'agent', 'cli', 'executable.js'),
+      [WORKER_ASSET.replace(/\.cjs$/, '')]: join(ROOT, 'dist', 'agent', 'workers.js'),
+    },
     bundle: true,
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    outfile,
+    outdir: work,
+    outExtension: { '.js': '.cjs' },
     // ssh2 (drift scan --ssh) tries its native crypto binding and cpu-features inside try/catch and
     // falls back to node's crypto: left out of the bundle, they are simply not found at run time.
     external: [...NATIVE, ...OPTIONAL_NATIVE],
@@ -140,17 +149,19 @@ async function bundle(work: string): Promise<string> {
     logOverride: { 'empty-import-meta': 'silent' },
     logLevel: 'warning',
   });
-  return outfile;
+  return { main: join(work, BUNDLE), worker: join(work, WORKER_ASSET) };
 }
 
-function executable(work: string, script: string): string {
+function executable(work: string, scripts: Scripts): string {
   const blob = join(work, 'sea-prep.blob');
   writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
-    main: script,
+    main: scripts.main,
     output: blob,
     disableExperimentalSEAWarning: true,
+    // V8's code cache of the main script: each start deserialises its top level instead of
+    // compiling it.
     useCodeCache: true,
-    assets: { [BUNDLE_ASSET]: script },
+    assets: { [WORKER_ASSET]: scripts.worker },
   }));
   run(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], work);
   const exe = join(work, 'drift');
@@ -242,8 +253,7 @@ async function build(dest: string, replace: boolean): Promise<void> {
   try {
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
-    const script = await bundle(work);
-    const exe = executable(work, script);
+    const exe = executable(work, await bundle(work));
     await inject(exe, join(work, 'sea-prep.blob'));
     const check = execFileSync(exe, ['--version'], { encoding: 'utf8' }).trim();
     if (check !== version) throw new Error(`the executable says ${JSON.stringify(check)} to --version, not ${version}`);

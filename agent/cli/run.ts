@@ -1,4 +1,4 @@
-import { visibleLines } from './format/common.js';
+import { visibleLines } from './format/visible.js';
 
 /**
  * Run a `drift` entry point as a process: argv in, exit code out. Shared by the npm

@@ -69,9 +69,11 @@ const CacheFileSchema = z.object({
   stamp: z.string(),
   entries: ManifestSchema.shape.packages.unwrap(),
   unread: ManifestSchema.shape.unread,
-  names: z.array(z.string()),
-  paths: z.array(z.unknown()),
-  codes: z.array(z.unknown()),
+  // OwnerIndex.fromParts checks names, paths and codes member by member: no copy of
+  // their 100,000-odd members here.
+  names: z.unknown(),
+  paths: z.unknown(),
+  codes: z.unknown(),
 });
 
 /** The cached packages of `root` when the cache in `stateDir` was made at `stamp`, else null. */
