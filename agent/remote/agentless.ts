@@ -52,11 +52,18 @@ import type { SshSession } from './ssh.js';
  * - `identify`: device, inode, mode, size and blocks of what given paths lead to
  *   (links followed): the images of running processes (`/proc/PID/exe`) and the
  *   files at their paths;
+ * - `imageHash`: the sha256 of what given paths lead to (the images of running
+ *   processes), between two `stat -L` runs of the same paths, so that a hash is only
+ *   taken where the file it read is the one stat'ed before and after (same device,
+ *   inode, size, mtime and ctime);
  * - `sockets`: every `socket:[INODE]` link in the fd folders of /proc, with the
  *   folder it is in (one listing instead of a readlink per descriptor);
  * - `texts`: the stat, status and cgroup files of every process, each line after
  *   its file's path (one run instead of four SFTP requests per file).
  */
+/** What the `imageHash` command's stat prints of a path: the path, `dev:inode`, the raw mode in hex, the size, mtime and ctime (to the nanosecond). */
+const IMAGE_STAT = '%n\\0%d:%i\\0%f\\0%s\\0%y\\0%z\\0';
+
 export const AGENTLESS_COMMANDS = {
   types: "LC_ALL=C find -files0-from - -maxdepth 0 -printf '%p\\0%y\\0%l\\0'",
   list: "LC_ALL=C find -files0-from - -printf '%p\\0%y\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%n\\0%D\\0%b\\0%l\\0'",
@@ -65,6 +72,7 @@ export const AGENTLESS_COMMANDS = {
   xattrs: 'LC_ALL=C xargs -0 -r getfattr -h -d -m - -e hex --absolute-names --',
   devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
   identify: "LC_ALL=C xargs -0 -r stat -L --printf '%n\\0%d:%i\\0%f\\0%s\\0%b\\0' --",
+  imageHash: `LC_ALL=C xargs -0 -r sh -c 'printf "B\\0"; stat -L --printf "${IMAGE_STAT}" -- "$@"; printf "H\\0"; sha256sum -z -- "$@"; printf "A\\0"; stat -L --printf "${IMAGE_STAT}" -- "$@"' sh`,
   sockets: "LC_ALL=C find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h\\0%l\\0'",
   texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/*' \\( -name stat -o -name status -o -name cgroup \\) -exec grep -a -H --null '' {} +",
 } as const;
@@ -758,6 +766,80 @@ export function parseIdentify(paths: readonly string[], out: Buffer, stderr: str
   return result;
 }
 
+/** What the `imageHash` command's stat says of one path. */
+export interface ImageStat {
+  id: FileId;
+  size: number;
+  mtime: string;
+  ctime: string;
+}
+
+/** One path of the `imageHash` command: its hash between two stats, or why there is none (an errno code or a reason). */
+export type ImageRead = { sha256: string; before: ImageStat; after: ImageStat } | { reason: string };
+
+/** Fields per stat record of the `imageHash` command. */
+const IMAGE_STAT_FIELDS = 6;
+/** A stat time as `%y`/`%z` print it. */
+const STAT_TIME = /^\d{4,}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})? [+-]\d{4}$/;
+
+/** Whether two stats of a path describe one unchanged file. */
+export function sameStat(a: ImageStat, b: ImageStat): boolean {
+  return a.id === b.id && a.size === b.size && a.mtime === b.mtime && a.ctime === b.ctime;
+}
+
+/**
+ * Match the `imageHash` command's output to the paths asked (each asked once): its
+ * three parts (`B`: stats before, `H`: the hashes, `A`: stats after; again for each
+ * batch xargs runs), each record naming its path. Pure. A path with a hash and both
+ * stats is read; one without gets the reason stat or sha256sum gave on stderr; a
+ * record that does not parse, or names a path twice in a part, leaves that path
+ * without (EIO). 'no sha256sum' when the host has no sha256sum.
+ */
+export function parseImageHashes(paths: readonly string[], out: Buffer, stderr: string): ImageRead[] | 'no sha256sum' {
+  const asked = new Map<string, number>(paths.map((p, i) => [p, i]));
+  const parts = { B: new Map<number, ImageStat | null>(), H: new Map<number, string | null>(), A: new Map<number, ImageStat | null>() };
+  const fields = splitNul(out);
+  let part: 'B' | 'H' | 'A' | null = null;
+  for (let i = 0; i < fields.length;) {
+    const head = (fields[i] as Buffer).toString('latin1');
+    if (head === 'B' || head === 'H' || head === 'A') {
+      part = head;
+      i += 1;
+      continue;
+    }
+    if (part === 'H') {
+      const rec = fields[i] as Buffer;
+      i += 1;
+      const at = asked.get(rec.subarray(66).toString('utf8'));
+      if (at === undefined) continue;
+      const ok = rec.length > 66 && /^[0-9a-f]{64} [ *]$/.test(rec.subarray(0, 66).toString('latin1'));
+      parts.H.set(at, ok && !parts.H.has(at) ? rec.subarray(0, 64).toString('latin1') : null);
+      continue;
+    }
+    if (part === null) return paths.map(() => ({ reason: 'EIO' }));
+    const rec = fields.slice(i, i + IMAGE_STAT_FIELDS).map((b) => b.toString('latin1'));
+    const at = asked.get((fields[i] as Buffer).toString('utf8'));
+    i += IMAGE_STAT_FIELDS;
+    if (at === undefined) continue;
+    const [id, mode, size, mtime, ctime] = rec.slice(1);
+    const ok = rec.length === IMAGE_STAT_FIELDS && /^\d{1,20}:\d{1,20}$/.test(id ?? '') && /^[0-9a-f]{1,8}$/.test(mode ?? '') && DIGITS.test(size ?? '')
+      && STAT_TIME.test(mtime ?? '') && STAT_TIME.test(ctime ?? '');
+    const seen = parts[part];
+    seen.set(at, ok && !seen.has(at) ? { id: id as string, size: Number(size), mtime: mtime as string, ctime: ctime as string } : null);
+  }
+  if (parts.H.size === 0 && /^sh: .*sha256sum: (?:command )?not found$/m.test(stderr)) return 'no sha256sum';
+  return paths.map((path, i): ImageRead => {
+    const before = parts.B.get(i);
+    const sha256 = parts.H.get(i);
+    const after = parts.A.get(i);
+    if (before === undefined) return { reason: statReason(stderr, path) };
+    if (sha256 === undefined) return { reason: reasonIn(stderr, 'sha256sum', path) };
+    if (after === undefined) return { reason: statReason(stderr, path) };
+    if (before === null || sha256 === null || after === null) return { reason: 'EIO' };
+    return { sha256, before, after };
+  });
+}
+
 /** The errno code in stat's message about `path` (`stat: cannot statx 'PATH': MESSAGE`), else EIO. */
 function statReason(stderr: string, path: string): string {
   for (const head of [`stat: cannot statx '${path}': `, `stat: cannot stat '${path}': `]) {
@@ -960,24 +1042,29 @@ export class RemoteProcSource implements ProcSource {
     for (let round = 0; round < HASH_ROUNDS && pending.length > 0; round++) {
       const paths = pending.map((job) => `/proc/${job.pids[job.at] as number}/exe`);
       let cap = 0;
-      for (const p of paths) cap += Buffer.byteLength(p) + 70;
-      const r = await run(this.host, AGENTLESS_COMMANDS.hash, paths, cap + 4096);
-      if (r.code === 127 || r.code === 126) {
-        pending.forEach((job, i) => out.set(job.image, { kind: 'unread', unread: { path: paths[i] as string, reason: 'sha256sum not found on the host (install coreutils)' } }));
+      // Two stat records (the path and some 120 bytes each) and a hash line (the path and 67) per path.
+      for (const p of paths) cap += 3 * Buffer.byteLength(p) + 400;
+      const r = await run(this.host, AGENTLESS_COMMANDS.imageHash, paths, cap + 4096);
+      const read = parseImageHashes(paths, r.stdout, r.stderr);
+      if (read === 'no sha256sum' || r.code === 127 || r.code === 126) {
+        pending.forEach((job, i) => out.set(job.image, { kind: 'unread', unread: { path: paths[i] as string, reason: 'sha256sum or stat not found on the host (install coreutils)' } }));
         return out;
       }
-      const sums = parseSha256sums(paths, r.stdout, r.stderr);
-      const after = await identify(this.host, paths);
       const next: typeof pending = [];
       pending.forEach((job, i) => {
-        const sum = sums[i] as string | { reason: string };
-        const now = after[i] as RemoteStat | { code: string };
+        const got = read[i] as ImageRead;
         const path = paths[i] as string;
-        if (typeof sum === 'string' && !('code' in now) && now.id === job.image) {
+        const sized = this.images.get(job.pids[job.at] as number)?.size;
+        if ('sha256' in got && got.before.id === job.image && got.after.id === job.image) {
+          if (!sameStat(got.before, got.after) || got.before.size !== sized) {
+            // The image was written to while it was read: its hash may mix two contents.
+            out.set(job.image, { kind: 'unread', unread: { path, reason: REASONS.changed } });
+            return;
+          }
           opts.onHash?.(path);
-          out.set(job.image, { kind: 'hash', sha256: sum });
-        } else if (typeof sum !== 'string' && !vanished({ code: sum.reason })) {
-          out.set(job.image, { kind: 'unread', unread: { path, reason: sum.reason } });
+          out.set(job.image, { kind: 'hash', sha256: got.sha256 });
+        } else if ('reason' in got && !vanished({ code: got.reason })) {
+          out.set(job.image, { kind: 'unread', unread: { path, reason: got.reason } });
         } else if (job.at + 1 < job.pids.length) {
           // Exited, or runs another program now: the next process of this image.
           next.push({ ...job, at: job.at + 1 });
