@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { posix } from 'node:path';
-import { CONTENT_CAP_BYTES, NO_FLAGS_HERE, NO_FLAGS_REASON, contentFor, deviceText, escapeName } from '../collectors/files.js';
+import { contentFor, deviceText } from '../collectors/files.js';
+import { CONTENT_CAP_BYTES, FlagErrors, assignXattrs, enters, hashBudget, ignored, newEntry, readFailed, rootScope, ruleAt, unreadName, wantsContent, type Scope } from '../collectors/file-entry.js';
 import { decodeXattrs } from '../collectors/attrs.js';
 import { flagsText, parseLsattr } from '../collectors/flags.js';
 import { addResolvedAliases, aliasCandidates } from '../collectors/packages/aliases.js';
@@ -8,7 +9,7 @@ import { collectApk } from '../collectors/packages/apk.js';
 import { collectDpkg, PACKAGE_DB_MAX_BYTES, type DbReader } from '../collectors/packages/dpkg.js';
 import { mergePackageParts } from '../collectors/packages/index.js';
 import type { CollectContext, CollectResult, Collector } from '../collectors/contract.js';
-import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob } from '../glob.js';
+import { compilePathRules, withBaseAt } from '../glob.js';
 import { ByteBudget, REASONS, TYPE_NAMES, sha256Hex } from '../hash.js';
 import { parseSocketLink, vanished, type FileId } from '../collectors/proc.js';
 import { addHolder, type ImageHash, type ImageHashOptions, type ProcSource, type SocketHolders } from '../collectors/proc-source.js';
@@ -19,14 +20,15 @@ import { collectManifest } from '../manifest.js';
 import { DriftError } from '../protocol/errors.js';
 import { compareUnread } from '../protocol/unread.js';
 import { LIMITS, type FileEntry, type FileType, type Manifest, type PackageEntry, type SectionName, type Unread } from '../protocol/manifest.js';
-import type { IgnoreRule, RuleSet, WatchRule } from '../protocol/rules.js';
+import type { RuleSet, WatchRule } from '../protocol/rules.js';
 import type { SshSession } from './ssh.js';
 
 /**
  * Agentless collection: the manifest of a host without drift, read through an SSH
  * session with fixed read-only commands and SFTP reads, and run through the same
- * decision code as a local collection (the rule matcher of the walk, contentFor,
- * secretKind, deviceText, the dpkg/apk parsers, the identity parsers, collectManifest).
+ * decision code as a local collection (the files section's decisions in
+ * collectors/file-entry.ts, contentFor, secretKind, deviceText, the dpkg/apk parsers,
+ * the identity parsers, collectManifest).
  *
  * Nothing host-controlled is ever put in a command line: every command is one of
  * AGENTLESS_COMMANDS, and the paths they work on go NUL-separated on stdin. Every
@@ -477,15 +479,13 @@ export function remotePackagesCollector(host: RemoteHost): Collector<'packages'>
   };
 }
 
-interface Scope { watch: CompiledGlob<WatchRule>[]; ignore: CompiledGlob<IgnoreRule>[] }
-
 /** The facts kept per recorded path until the reads after the listing. */
 interface Recorded { key: string; item: Listed; rule: WatchRule; entry: FileEntry }
 
 /**
- * The files collector of an agentless scan: the walk of the local collector (same
- * walk bases, same rule matching, folders entered on the same condition), over one
- * `find` listing per collection; then hashes, contents, inode flags, extended
+ * The files collector of an agentless scan: the walk of the local collector (the
+ * scope at each walk root, rule matching, "enter this folder?", entries, byte budgets
+ * and failed reads of collectors/file-entry.ts), over one `find` listing per collection; then hashes, contents, inode flags, extended
  * attributes and device numbers read in batches.
  */
 export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
@@ -507,21 +507,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
       const types = await remoteTypes(host, [...above].sort());
       const starts = new Map<string, Scope>();
       for (const root of rules.walkRoots) {
-        let watch: CompiledGlob<WatchRule>[] = withBaseAt([], rules.watchAt, '/');
-        let ignore: CompiledGlob<IgnoreRule>[] = withBaseAt([], rules.ignoreAt, '/');
-        let ok = true;
-        if (root !== '/') {
-          const parts = root.split('/');
-          for (let i = 2; i <= parts.length; i++) {
-            const path = parts.slice(0, i).join('/');
-            watch = withBaseAt(watch, rules.watchAt, path);
-            ignore = withBaseAt(ignore, rules.ignoreAt, path);
-            if (anyMatch(ignore, path)) { ok = false; break; }
-            if (path === root) break;
-            if (types.get(path)?.kind !== 'd') { ok = false; break; }
-          }
-        }
-        if (ok) starts.set(root, { watch, ignore });
+        const scope = rootScope(rules, root, (path) => types.get(path)?.kind === 'd');
+        if (scope !== null) starts.set(root, scope);
       }
 
       const listing = starts.size === 0 ? { code: 0, stdout: Buffer.alloc(0), stderr: '' } : await run(host, AGENTLESS_COMMANDS.list, [...starts.keys()], MAX_LISTING_BYTES);
@@ -539,14 +526,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
       const recorded: Recorded[] = [];
       const record = (key: string, item: Listed, rule: WatchRule): void => {
         const type = fileTypeOf(item.kind);
-        const entry: FileEntry = { type, mode: item.perms.toString(8).padStart(4, '0'), uid: item.uid, gid: item.gid };
-        if (type !== 'dir') entry.mtime = item.mtime;
-        if (type === 'file' && item.nlink !== 1) entry.nlink = item.nlink;
-        if (type === 'symlink') {
-          entry.size = item.size;
-          entry.target = item.target.toString('utf8');
-        }
-        if (type === 'file') entry.size = item.size;
+        const entry = newEntry(type, item.perms, item.uid, item.gid, item.mtime, item.nlink, item.size);
+        if (type === 'symlink') entry.target = item.target.toString('utf8');
         entries[key] = entry;
         recorded.push({ key, item, rule, entry });
       };
@@ -561,8 +542,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
           const parentKey = typeof parent === 'string' ? parent : parent.toString('utf8');
           const inside = entered.get(parentKey);
           if (inside === undefined) continue;
-          const shown = `${parentKey === '/' ? '' : parentKey}/${escapeName(raw.subarray(slash + 1))}`;
-          if (!anyMatch(withBaseAt(inside.ignore, rules.ignoreAt, shown), shown)) unread.push({ path: shown, reason: 'EILSEQ' });
+          const bad = unreadName(rules, inside.ignore, parentKey === '/' ? '/' : `${parentKey}/`, raw.subarray(slash + 1));
+          if (bad !== null) unread.push(bad);
           continue;
         }
         key = raw.toString('utf8');
@@ -574,40 +555,33 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
         if (start !== undefined) {
           scope = start;
           starts.delete(key);
-          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+          if (ignored(scope.ignore, key)) continue;
         } else {
           const parent = posix.dirname(key);
           const inside = entered.get(parent);
           if (inside === undefined) continue;
           scope = { watch: withBaseAt(inside.watch, rules.watchAt, key), ignore: withBaseAt(inside.ignore, rules.ignoreAt, key) };
-          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+          if (ignored(scope.ignore, key)) continue;
         }
-        const match = scope.watch.length > 0 ? lastMatch(scope.watch, key) : undefined;
-        if (match) record(key, item, match.rule);
-        if (item.kind === 'd' && (anyBelow(scope.watch, key) || rules.aboveWatchBase.has(key))) entered.set(key, scope);
+        const rule = ruleAt(scope.watch, key);
+        if (rule !== null) record(key, item, rule);
+        if (item.kind === 'd' && enters(rules, scope.watch, key)) entered.set(key, scope);
       }
 
       // Contents (walk order, taking the scan budget first, as the local walk does), then hashes.
       const contentJobs: Recorded[] = [];
       const hashJobs: Recorded[] = [];
-      const failed = (key: string, reason: string): void => {
-        unread.push({ path: key, reason });
-        if (reason === 'ENOENT' || reason === REASONS.swapped) delete entries[key];
-      };
+      const failed = (key: string, reason: string): void => readFailed(entries, unread, key, reason);
       for (const r of recorded) {
-        if (r.entry.type !== 'file') continue;
-        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
-        if (!wantsContent) continue;
+        if (r.entry.type !== 'file' || !wantsContent(r.rule, r.item.size)) continue;
         if (!budget.take(r.item.size)) failed(r.key, REASONS.overScan(budget.maxScanBytes));
         else contentJobs.push(r);
       }
       for (const r of recorded) {
-        if (r.entry.type !== 'file') continue;
-        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
-        if (wantsContent) continue;
-        if (r.item.size > budget.maxFileBytes) failed(r.key, REASONS.overFile(r.item.size, r.item.blocks * 512, budget.maxFileBytes));
-        else if (budget.take(r.item.size)) hashJobs.push(r);
-        else failed(r.key, REASONS.overScan(budget.maxScanBytes));
+        if (r.entry.type !== 'file' || wantsContent(r.rule, r.item.size)) continue;
+        const verdict = hashBudget(budget, r.item.size);
+        if (verdict === 'hash') hashJobs.push(r);
+        else failed(r.key, verdict === 'over-file' ? REASONS.overFile(r.item.size, r.item.blocks * 512, budget.maxFileBytes) : REASONS.overScan(budget.maxScanBytes));
       }
 
       await Promise.all([
@@ -659,10 +633,10 @@ async function hashRemote(host: RemoteHost, jobs: readonly Recorded[], failed: (
 
 async function readFlagsRemote(host: RemoteHost, jobs: readonly Recorded[], entries: Record<string, FileEntry>, unread: Unread[]): Promise<void> {
   if (jobs.length === 0) return;
+  const errors = new FlagErrors(unread);
   // A path with a newline would make lsattr's output ambiguous: each gets a run of its own.
   const plain = jobs.filter((r) => !r.key.includes('\n'));
   const runs: Recorded[][] = [plain, ...jobs.filter((r) => r.key.includes('\n')).map((r) => [r])];
-  const unsupported = new Map<string, string>();
   for (const batch of runs) {
     if (batch.length === 0) continue;
     const paths = batch.map((r) => r.key);
@@ -680,13 +654,10 @@ async function readFlagsRemote(host: RemoteHost, jobs: readonly Recorded[], entr
     });
     for (const [i, reason] of parsed.errors) {
       const job = batch[i] as Recorded;
-      if (NO_FLAGS_HERE.has(reason)) {
-        const first = unsupported.get(job.item.dev);
-        if (first === undefined || job.key < first) unsupported.set(job.item.dev, job.key);
-      } else unread.push({ path: job.key, reason: `flags: ${reason}` });
+      errors.add(job.key, job.item.dev, reason);
     }
   }
-  for (const key of unsupported.values()) unread.push({ path: key, reason: NO_FLAGS_REASON });
+  errors.finish();
 }
 
 async function readXattrsRemote(host: RemoteHost, jobs: readonly Recorded[], unread: Unread[]): Promise<void> {
@@ -702,10 +673,7 @@ async function readXattrsRemote(host: RemoteHost, jobs: readonly Recorded[], unr
     const attrs = dump.get(job.key);
     if (attrs === undefined || attrs.size === 0) continue;
     const { facts, problems } = decodeXattrs([...attrs.keys()], (name) => attrs.get(name) ?? null);
-    if (facts.caps !== undefined) job.entry.caps = facts.caps;
-    if (facts.acl !== undefined) job.entry.acl = facts.acl;
-    if (facts.defaultAcl !== undefined) job.entry.defaultAcl = facts.defaultAcl;
-    if (facts.xattrs !== undefined) job.entry.xattrs = facts.xattrs;
+    assignXattrs(job.entry, facts);
     for (const p of problems) unread.push({ path: job.key, reason: p.reason });
   }
 }
