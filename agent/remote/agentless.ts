@@ -452,10 +452,14 @@ export function remotePackagesCollector(host: RemoteHost): Collector<'packages'>
   return {
     section: 'packages',
     async collect(): Promise<CollectResult<PackageEntry>> {
-      const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]));
-      // rpm's database needs rpm (or its SQLite) on the host: say so where there is one.
-      const rpm = await remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
-      for (const [path, t] of rpm) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });
+      // rpm's database needs rpm (or its SQLite) on the host: say so where there is one (asked while the others are read).
+      const rpmAsked = remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
+      const parts = await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]).catch(async (err: unknown) => {
+        await rpmAsked.catch(() => undefined);
+        throw err;
+      });
+      const { entries, unread, owners } = mergePackageParts(parts);
+      for (const [path, t] of await rpmAsked) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });
       // Symlinked folders (merged /usr), looked up in batches: a link found may lead to folders not asked yet.
       const links = new Map<string, string | null>();
       for (let round = 0; round < 4; round++) {
@@ -1075,10 +1079,13 @@ export async function collectAgentless(session: SshSession, scan: { rules: RuleS
   const host: RemoteHost = { session, files };
   try {
     const read: IdentityReader = (rel, cap) => files.read(`/${rel}`, cap);
-    const info = await readHostInfo('/', { read });
     const wanted = (s: SectionName): boolean => scan.sections === undefined || scan.sections.includes(s);
     const proc = new RemoteProcSource(host);
-    const live = (wanted('processes') || wanted('ports')) && (await proc.mounted());
+    // The host fields and the /proc probe at once: each is SFTP requests in sequence.
+    const [info, live] = await Promise.all([
+      readHostInfo('/', { read }),
+      (wanted('processes') || wanted('ports')) ? proc.mounted() : Promise.resolve(false),
+    ]);
     const ctx: CollectContext = { root: '/', proc: live ? proc.proc : null, rules: scan.rules, stateDir: null, forceRehash: true, sections: scan.sections };
     const manifest = await collectManifest(ctx, info, new Date(), {
       packages: remotePackagesCollector(host),
