@@ -57,6 +57,7 @@ export const TYPE_NAMES: Record<string, string> = {
 export const REASONS = {
   swapped: 'changed between stat and open: the path now leads to another file',
   shrank: 'changed while read: shorter than its size',
+  changed: 'changed while read: its size or times moved between the stats before and after the read',
   resized: (was: number, now: number): string => `changed between stat and open: size ${was} → ${now} bytes`,
   notRegular: (what: string): string => `not a regular file when opened (${what})`,
   overFile: (size: number, allocated: number, max: number): string =>

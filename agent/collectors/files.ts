@@ -6,12 +6,13 @@ import { DriftError, errnoOf } from '../protocol/errors.js';
 import type { FileEntry, FileType, Unread } from '../protocol/manifest.js';
 import type { IgnoreRule, WatchRule } from '../protocol/rules.js';
 import type { CollectContext, CollectResult, Collector } from './contract.js';
-import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
+import { compilePathRules, withBaseAt, type CompiledGlob, type PathRules } from '../glob.js';
 import { ByteBudget, HashError, HashStream, REASONS, readFileChecked, sha256Hex, type HashJobList, type HashOptions } from '../hash.js';
 import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
-import { readXattrs, type XattrFacts } from './attrs.js';
+import { readXattrs } from './attrs.js';
 import { flagsText, readFlagsEach } from './flags.js';
+import { CONTENT_CAP_BYTES, FlagErrors, assignXattrs, enters, hashBudget, ignored, modeText, newEntry, readFailed, rootScope, ruleAt, unreadName, wantsContent as wantsContentOf } from './file-entry.js';
 
 /**
  * The files collector: every path the watch globs of the rules match, minus the
@@ -27,8 +28,7 @@ import { flagsText, readFlagsEach } from './flags.js';
  * reported in `unread` with its errno; a watch base that does not exist is not.
  */
 
-/** Largest file whose text is kept as `content`. */
-export const CONTENT_CAP_BYTES = 64 * 1024;
+export { CONTENT_CAP_BYTES, NO_FLAGS_HERE, NO_FLAGS_REASON, escapeName } from './file-entry.js';
 
 /** Options of a files collector; the defaults suit the agent. */
 export interface FilesCollectorOptions extends HashOptions {
@@ -65,9 +65,6 @@ const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 /** The type bits of a stat cache record's `bits`. */
 const TYPE_BITS = 0xf0;
-
-/** `0000`…`7777`, indexed by permission bits: formatting a mode is a hot-path lookup. */
-const MODE_STRINGS = Array.from({ length: 0o10000 }, (_, m) => m.toString(8).padStart(4, '0'));
 
 const SHADOW_FILES = new Set(['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-']);
 const SSH_HOST_KEY = /\/ssh_host_[^/]*_key$/;
@@ -130,49 +127,6 @@ function fileType(mode: number): FileType {
     default:
       return 'other';
   }
-}
-
-/** Length of the valid UTF-8 sequence starting at `i` of `b`, or 0 when the byte there does not start one. */
-function utf8SequenceAt(b: Buffer, i: number): number {
-  const lead = b[i] as number;
-  if (lead < 0x80) return 1;
-  const cont = (at: number, lo = 0x80, hi = 0xbf): boolean => at < b.length && (b[at] as number) >= lo && (b[at] as number) <= hi;
-  if (lead >= 0xc2 && lead <= 0xdf) return cont(i + 1) ? 2 : 0;
-  if (lead >= 0xe0 && lead <= 0xef) {
-    // E0: no overlong forms; ED: no UTF-16 surrogates.
-    const lo = lead === 0xe0 ? 0xa0 : 0x80;
-    const hi = lead === 0xed ? 0x9f : 0xbf;
-    return cont(i + 1, lo, hi) && cont(i + 2) ? 3 : 0;
-  }
-  if (lead >= 0xf0 && lead <= 0xf4) {
-    // F0: no overlong forms; F4: nothing above U+10FFFF.
-    const lo = lead === 0xf0 ? 0x90 : 0x80;
-    const hi = lead === 0xf4 ? 0x8f : 0xbf;
-    return cont(i + 1, lo, hi) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  }
-  return 0;
-}
-
-/**
- * A file name that is not valid UTF-8, written as text for an `unread` path: its
- * valid UTF-8 sequences as they are, each other byte as `\xNN` (lowercase hex), and
- * `\` as `\\` so that no two names give the same text.
- */
-export function escapeName(name: Buffer): string {
-  let out = '';
-  let i = 0;
-  while (i < name.length) {
-    const n = utf8SequenceAt(name, i);
-    if (n === 0) {
-      out += `\\x${(name[i] as number).toString(16).padStart(2, '0')}`;
-      i += 1;
-    } else {
-      const text = name.toString('utf8', i, i + n);
-      out += text === '\\' ? '\\\\' : text;
-      i += n;
-    }
-  }
-  return out;
 }
 
 /** Device and inode of a walk's lstat as Numbers, as the hash module compares them with the opened file's fstat. */
@@ -283,11 +237,6 @@ class Pending implements HashJobList {
   }
 }
 
-/** errno codes of a file system that has no inode flags (ramfs, procfs, some FUSE and network file systems). */
-export const NO_FLAGS_HERE: ReadonlySet<string> = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP']);
-/** The `unread` reason at the first path (by name) of a file system without inode flags. */
-export const NO_FLAGS_REASON = 'flags: not supported by the file system of this path (EOPNOTSUPP/ENOTTY): no inode flags were read for any path on it';
-
 /** The device numbers of a device node as `c MAJOR:MINOR` / `b MAJOR:MINOR` (glibc's major/minor split). */
 export function deviceText(mode: number, rdev: bigint): string | undefined {
   const kind = (mode & S_IFMT) === S_IFCHR ? 'c' : (mode & S_IFMT) === S_IFBLK ? 'b' : undefined;
@@ -295,14 +244,6 @@ export function deviceText(mode: number, rdev: bigint): string | undefined {
   const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
   const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
   return `${kind} ${major}:${minor}`;
-}
-
-/** Copy the decoded extended attributes onto an entry (only those present). */
-function assignXattrs(entry: FileEntry, facts: XattrFacts): void {
-  if (facts.caps !== undefined) entry.caps = facts.caps;
-  if (facts.acl !== undefined) entry.acl = facts.acl;
-  if (facts.defaultAcl !== undefined) entry.defaultAcl = facts.defaultAcl;
-  if (facts.xattrs !== undefined) entry.xattrs = facts.xattrs;
 }
 
 /** One collection: the walk state, kept together so the recursive walk stays allocation-light. */
@@ -348,32 +289,23 @@ class Walk {
 
   /** Walk one walk root: checks that it is reachable without following a link, then visits it. */
   walkRoot(root: string): void {
-    let watch: CompiledGlob<WatchRule>[] = withBaseAt([], this.rules.watchAt, '/');
-    let ignore: CompiledGlob<IgnoreRule>[] = withBaseAt([], this.rules.ignoreAt, '/');
     let trusted = this.rootTrusted;
-    if (root !== '/') {
-      // '/' itself, then each folder on the way to the walk root.
-      trusted &&= trustedFolder(lstatSync(this.prefix + '/', { bigint: true, throwIfNoEntry: false }));
-      const parts = root.split('/');
-      for (let i = 2; i <= parts.length; i++) {
-        const path = parts.slice(0, i).join('/');
-        watch = withBaseAt(watch, this.rules.watchAt, path);
-        ignore = withBaseAt(ignore, this.rules.ignoreAt, path);
-        if (anyMatch(ignore, path)) return;
-        if (path === root) break;
-        let st: BigIntStats | undefined;
-        try {
-          st = lstatSync(this.prefix + path, { bigint: true, throwIfNoEntry: false });
-        } catch (err) {
-          this.unread.push({ path, reason: errnoOf(err) });
-          return;
-        }
-        // Absent, or reached only through a symlink or a file: there is nothing under it to report.
-        if (!st || !st.isDirectory()) return;
-        trusted &&= trustedFolder(st);
+    // '/' itself, then each folder on the way to the walk root.
+    if (root !== '/') trusted &&= trustedFolder(lstatSync(this.prefix + '/', { bigint: true, throwIfNoEntry: false }));
+    const scope = rootScope(this.rules, root, (path) => {
+      let st: BigIntStats | undefined;
+      try {
+        st = lstatSync(this.prefix + path, { bigint: true, throwIfNoEntry: false });
+      } catch (err) {
+        this.unread.push({ path, reason: errnoOf(err) });
+        return false;
       }
-    }
-    this.visit(root, watch, ignore, true, true, trusted);
+      // Absent, or reached only through a symlink or a file: there is nothing under it to report.
+      if (!st || !st.isDirectory()) return false;
+      trusted &&= trustedFolder(st);
+      return true;
+    });
+    if (scope !== null) this.visit(root, scope.watch, scope.ignore, true, true, trusted);
   }
 
   /**
@@ -382,10 +314,9 @@ class Walk {
    * stat'ed now or on the helper thread, and read after the walk.
    */
   private visit(key: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], folder: boolean, isRoot: boolean, trusted: boolean): void {
-    if (ignore.length > 0 && anyMatch(ignore, key)) return;
+    if (ignored(ignore, key)) return;
     const disk = this.prefix + key;
-    const match = watch.length > 0 ? lastMatch(watch, key) : undefined;
-    const rule = match ? match.rule : null;
+    const rule = ruleAt(watch, key);
     if (!folder) {
       this.visitKeys.push(key);
       this.visitRules.push(rule);
@@ -406,7 +337,7 @@ class Walk {
     this.visitTrust.push(trusted ? 1 : 0);
     if (error !== undefined) return;
     // Enter a folder only on the way to a watch base, or where a watch glob may match below it.
-    if ((this.pool.modeOf(ref) & S_IFMT) !== S_IFDIR || (!anyBelow(watch, key) && !this.rules.aboveWatchBase.has(key))) return;
+    if ((this.pool.modeOf(ref) & S_IFMT) !== S_IFDIR || !enters(this.rules, watch, key)) return;
     let dirents: Dirent[];
     try {
       dirents = readdirSync(disk, { withFileTypes: true });
@@ -452,8 +383,8 @@ class Walk {
     for (const d of dirents) {
       const name = d.name;
       if (!isUtf8(name)) {
-        const shown = base + escapeName(name);
-        if (!anyMatch(withBaseAt(ignore, this.rules.ignoreAt, shown), shown)) this.unread.push({ path: shown, reason: 'EILSEQ' });
+        const bad = unreadName(this.rules, ignore, base, name);
+        if (bad !== null) this.unread.push(bad);
         continue;
       }
       const child = base + name.toString('utf8');
@@ -520,7 +451,8 @@ class Walk {
     for (let i = this.offered; i < pending.length; i++) {
       if (!pending.wants(i, WANT_HASH)) continue;
       const size = pending.size(i);
-      if (size > budget.maxFileBytes || budget.take(size)) {
+      // A file over the per-file budget goes to the pool too, which says so with its allocated size.
+      if (hashBudget(budget, size) !== 'over-scan') {
         this.hashed.push(i);
         this.hasher.add(pending.path(i), size, pending.dev(i), pending.ino(i), !pending.wants(i, TRUSTED_PATH));
         added = true;
@@ -543,10 +475,10 @@ class Walk {
     let wantsContent = false;
     if (type === 'file') {
       cached = hit >= 0 ? (cache as StatCache).shaOf(hit) : undefined;
-      wantsContent = rule.content !== undefined && rule.content !== false && st.size <= CONTENT_CAP_BYTES;
+      wantsContent = wantsContentOf(rule, st.size);
       if (cached !== undefined && !wantsContent && bits === (ATTR_FLAGS_READ | attrType(mode))) {
         // The common case of an incremental scan, made in one literal (one object shape, no transitions).
-        const entry: FileEntry = { type, mode: MODE_STRINGS[mode & 0o7777] as string, uid: st.uid, gid: st.gid, size: st.size, sha256: cached, mtime: st.mtime };
+        const entry: FileEntry = { type, mode: modeText(mode), uid: st.uid, gid: st.gid, size: st.size, sha256: cached, mtime: st.mtime };
         this.entries[key] = entry;
         if (st.nlink !== 1) entry.nlink = st.nlink;
         const flags = (cache as StatCache).flagsOf(hit);
@@ -554,15 +486,8 @@ class Walk {
         return;
       }
     }
-    const entry: FileEntry = {
-      type,
-      mode: MODE_STRINGS[mode & 0o7777] as string,
-      uid: st.uid,
-      gid: st.gid,
-    };
+    const entry = newEntry(type, mode, st.uid, st.gid, st.mtime, st.nlink, st.size);
     this.entries[key] = entry;
-    if (type !== 'dir') entry.mtime = st.mtime;
-    if (type === 'file' && st.nlink !== 1) entry.nlink = st.nlink;
     const disk = this.prefix + key;
     if (type === 'other') {
       this.recordOther(key, disk, entry);
@@ -592,7 +517,6 @@ class Walk {
     cache?.setAttrs(stage, 0, bits);
 
     if (type === 'symlink') {
-      entry.size = st.size;
       const target = this.pool.target(ref);
       if (target !== undefined) entry.target = target;
       else {
@@ -607,7 +531,6 @@ class Walk {
       cache?.record(stage, null);
       return;
     }
-    entry.size = st.size;
     if (!wantsContent) {
       if (cached !== undefined) entry.sha256 = cached;
       else want |= WANT_HASH | (trusted ? TRUSTED_PATH : 0);
@@ -683,19 +606,12 @@ class Walk {
       this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
       return;
     }
-    const unsupported = new Map<number, string>();
+    const errors = new FlagErrors(this.unread);
     for (const [k, reason] of result.errors) {
       const i = at[k] as number;
-      const key = keys[i] as string;
-      if (NO_FLAGS_HERE.has(reason)) {
-        const dev = pending.dev(i);
-        const first = unsupported.get(dev);
-        if (first === undefined || key < first) unsupported.set(dev, key);
-      } else this.unread.push({ path: key, reason: `flags: ${reason}` });
+      errors.add(keys[i] as string, pending.dev(i), reason);
     }
-    for (const key of unsupported.values()) {
-      this.unread.push({ path: key, reason: NO_FLAGS_REASON });
-    }
+    errors.finish();
   }
 
   /**
@@ -704,8 +620,7 @@ class Walk {
    * file); others keep their metadata.
    */
   failed(key: string, reason: string): void {
-    this.unread.push({ path: key, reason });
-    if (reason === 'ENOENT' || reason === REASONS.swapped) delete this.entries[key];
+    readFailed(this.entries, this.unread, key, reason);
   }
 }
 

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { posix } from 'node:path';
-import { CONTENT_CAP_BYTES, NO_FLAGS_HERE, NO_FLAGS_REASON, contentFor, deviceText, escapeName } from '../collectors/files.js';
+import { contentFor, deviceText } from '../collectors/files.js';
+import { CONTENT_CAP_BYTES, FlagErrors, assignXattrs, enters, hashBudget, ignored, newEntry, readFailed, rootScope, ruleAt, unreadName, wantsContent, type Scope } from '../collectors/file-entry.js';
 import { decodeXattrs } from '../collectors/attrs.js';
 import { flagsText, parseLsattr } from '../collectors/flags.js';
 import { addResolvedAliases, aliasCandidates } from '../collectors/packages/aliases.js';
@@ -8,7 +9,7 @@ import { collectApk } from '../collectors/packages/apk.js';
 import { collectDpkg, PACKAGE_DB_MAX_BYTES, type DbReader } from '../collectors/packages/dpkg.js';
 import { mergePackageParts } from '../collectors/packages/index.js';
 import type { CollectContext, CollectResult, Collector } from '../collectors/contract.js';
-import { anyBelow, anyMatch, compilePathRules, lastMatch, withBaseAt, type CompiledGlob } from '../glob.js';
+import { compilePathRules, withBaseAt } from '../glob.js';
 import { ByteBudget, REASONS, TYPE_NAMES, sha256Hex } from '../hash.js';
 import { parseSocketLink, vanished, type FileId } from '../collectors/proc.js';
 import { addHolder, type ImageHash, type ImageHashOptions, type ProcSource, type SocketHolders } from '../collectors/proc-source.js';
@@ -19,14 +20,15 @@ import { collectManifest } from '../manifest.js';
 import { DriftError } from '../protocol/errors.js';
 import { compareUnread } from '../protocol/unread.js';
 import { LIMITS, type FileEntry, type FileType, type Manifest, type PackageEntry, type SectionName, type Unread } from '../protocol/manifest.js';
-import type { IgnoreRule, RuleSet, WatchRule } from '../protocol/rules.js';
+import type { RuleSet, WatchRule } from '../protocol/rules.js';
 import type { SshSession } from './ssh.js';
 
 /**
  * Agentless collection: the manifest of a host without drift, read through an SSH
  * session with fixed read-only commands and SFTP reads, and run through the same
- * decision code as a local collection (the rule matcher of the walk, contentFor,
- * secretKind, deviceText, the dpkg/apk parsers, the identity parsers, collectManifest).
+ * decision code as a local collection (the files section's decisions in
+ * collectors/file-entry.ts, contentFor, secretKind, deviceText, the dpkg/apk parsers,
+ * the identity parsers, collectManifest).
  *
  * Nothing host-controlled is ever put in a command line: every command is one of
  * AGENTLESS_COMMANDS, and the paths they work on go NUL-separated on stdin. Every
@@ -52,11 +54,18 @@ import type { SshSession } from './ssh.js';
  * - `identify`: device, inode, mode, size and blocks of what given paths lead to
  *   (links followed): the images of running processes (`/proc/PID/exe`) and the
  *   files at their paths;
+ * - `imageHash`: the sha256 of what given paths lead to (the images of running
+ *   processes), between two `stat -L` runs of the same paths, so that a hash is only
+ *   taken where the file it read is the one stat'ed before and after (same device,
+ *   inode, size, mtime and ctime);
  * - `sockets`: every `socket:[INODE]` link in the fd folders of /proc, with the
  *   folder it is in (one listing instead of a readlink per descriptor);
  * - `texts`: the stat, status and cgroup files of every process, each line after
  *   its file's path (one run instead of four SFTP requests per file).
  */
+/** What the `imageHash` command's stat prints of a path: the path, `dev:inode`, the raw mode in hex, the size, mtime and ctime (to the nanosecond). */
+const IMAGE_STAT = '%n\\0%d:%i\\0%f\\0%s\\0%y\\0%z\\0';
+
 export const AGENTLESS_COMMANDS = {
   types: "LC_ALL=C find -files0-from - -maxdepth 0 -printf '%p\\0%y\\0%l\\0'",
   list: "LC_ALL=C find -files0-from - -printf '%p\\0%y\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%n\\0%D\\0%b\\0%l\\0'",
@@ -65,6 +74,7 @@ export const AGENTLESS_COMMANDS = {
   xattrs: 'LC_ALL=C xargs -0 -r getfattr -h -d -m - -e hex --absolute-names --',
   devices: "LC_ALL=C xargs -0 -r stat --printf '%t %T\\0' --",
   identify: "LC_ALL=C xargs -0 -r stat -L --printf '%n\\0%d:%i\\0%f\\0%s\\0%b\\0' --",
+  imageHash: `LC_ALL=C xargs -0 -r sh -c 'printf "B\\0"; stat -L --printf "${IMAGE_STAT}" -- "$@"; printf "H\\0"; sha256sum -z -- "$@"; printf "A\\0"; stat -L --printf "${IMAGE_STAT}" -- "$@"' sh`,
   sockets: "LC_ALL=C find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h\\0%l\\0'",
   texts: "LC_ALL=C find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/*' \\( -name stat -o -name status -o -name cgroup \\) -exec grep -a -H --null '' {} +",
 } as const;
@@ -442,10 +452,14 @@ export function remotePackagesCollector(host: RemoteHost): Collector<'packages'>
   return {
     section: 'packages',
     async collect(): Promise<CollectResult<PackageEntry>> {
-      const { entries, unread, owners } = mergePackageParts(await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]));
-      // rpm's database needs rpm (or its SQLite) on the host: say so where there is one.
-      const rpm = await remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
-      for (const [path, t] of rpm) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });
+      // rpm's database needs rpm (or its SQLite) on the host: say so where there is one (asked while the others are read).
+      const rpmAsked = remoteTypes(host, ['/var/lib/rpm', '/usr/lib/sysimage/rpm']);
+      const parts = await Promise.all([collectDpkg('/', reader), collectApk('/', reader)]).catch(async (err: unknown) => {
+        await rpmAsked.catch(() => undefined);
+        throw err;
+      });
+      const { entries, unread, owners } = mergePackageParts(parts);
+      for (const [path, t] of await rpmAsked) if (t.kind === 'd') unread.push({ path, reason: 'rpm: the rpm database is not read by an agentless scan; install drift on the host to record rpm packages' });
       // Symlinked folders (merged /usr), looked up in batches: a link found may lead to folders not asked yet.
       const links = new Map<string, string | null>();
       for (let round = 0; round < 4; round++) {
@@ -469,15 +483,13 @@ export function remotePackagesCollector(host: RemoteHost): Collector<'packages'>
   };
 }
 
-interface Scope { watch: CompiledGlob<WatchRule>[]; ignore: CompiledGlob<IgnoreRule>[] }
-
 /** The facts kept per recorded path until the reads after the listing. */
 interface Recorded { key: string; item: Listed; rule: WatchRule; entry: FileEntry }
 
 /**
- * The files collector of an agentless scan: the walk of the local collector (same
- * walk bases, same rule matching, folders entered on the same condition), over one
- * `find` listing per collection; then hashes, contents, inode flags, extended
+ * The files collector of an agentless scan: the walk of the local collector (the
+ * scope at each walk root, rule matching, "enter this folder?", entries, byte budgets
+ * and failed reads of collectors/file-entry.ts), over one `find` listing per collection; then hashes, contents, inode flags, extended
  * attributes and device numbers read in batches.
  */
 export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
@@ -499,21 +511,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
       const types = await remoteTypes(host, [...above].sort());
       const starts = new Map<string, Scope>();
       for (const root of rules.walkRoots) {
-        let watch: CompiledGlob<WatchRule>[] = withBaseAt([], rules.watchAt, '/');
-        let ignore: CompiledGlob<IgnoreRule>[] = withBaseAt([], rules.ignoreAt, '/');
-        let ok = true;
-        if (root !== '/') {
-          const parts = root.split('/');
-          for (let i = 2; i <= parts.length; i++) {
-            const path = parts.slice(0, i).join('/');
-            watch = withBaseAt(watch, rules.watchAt, path);
-            ignore = withBaseAt(ignore, rules.ignoreAt, path);
-            if (anyMatch(ignore, path)) { ok = false; break; }
-            if (path === root) break;
-            if (types.get(path)?.kind !== 'd') { ok = false; break; }
-          }
-        }
-        if (ok) starts.set(root, { watch, ignore });
+        const scope = rootScope(rules, root, (path) => types.get(path)?.kind === 'd');
+        if (scope !== null) starts.set(root, scope);
       }
 
       const listing = starts.size === 0 ? { code: 0, stdout: Buffer.alloc(0), stderr: '' } : await run(host, AGENTLESS_COMMANDS.list, [...starts.keys()], MAX_LISTING_BYTES);
@@ -531,14 +530,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
       const recorded: Recorded[] = [];
       const record = (key: string, item: Listed, rule: WatchRule): void => {
         const type = fileTypeOf(item.kind);
-        const entry: FileEntry = { type, mode: item.perms.toString(8).padStart(4, '0'), uid: item.uid, gid: item.gid };
-        if (type !== 'dir') entry.mtime = item.mtime;
-        if (type === 'file' && item.nlink !== 1) entry.nlink = item.nlink;
-        if (type === 'symlink') {
-          entry.size = item.size;
-          entry.target = item.target.toString('utf8');
-        }
-        if (type === 'file') entry.size = item.size;
+        const entry = newEntry(type, item.perms, item.uid, item.gid, item.mtime, item.nlink, item.size);
+        if (type === 'symlink') entry.target = item.target.toString('utf8');
         entries[key] = entry;
         recorded.push({ key, item, rule, entry });
       };
@@ -553,8 +546,8 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
           const parentKey = typeof parent === 'string' ? parent : parent.toString('utf8');
           const inside = entered.get(parentKey);
           if (inside === undefined) continue;
-          const shown = `${parentKey === '/' ? '' : parentKey}/${escapeName(raw.subarray(slash + 1))}`;
-          if (!anyMatch(withBaseAt(inside.ignore, rules.ignoreAt, shown), shown)) unread.push({ path: shown, reason: 'EILSEQ' });
+          const bad = unreadName(rules, inside.ignore, parentKey === '/' ? '/' : `${parentKey}/`, raw.subarray(slash + 1));
+          if (bad !== null) unread.push(bad);
           continue;
         }
         key = raw.toString('utf8');
@@ -566,40 +559,33 @@ export function remoteFilesCollector(host: RemoteHost): Collector<'files'> {
         if (start !== undefined) {
           scope = start;
           starts.delete(key);
-          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+          if (ignored(scope.ignore, key)) continue;
         } else {
           const parent = posix.dirname(key);
           const inside = entered.get(parent);
           if (inside === undefined) continue;
           scope = { watch: withBaseAt(inside.watch, rules.watchAt, key), ignore: withBaseAt(inside.ignore, rules.ignoreAt, key) };
-          if (scope.ignore.length > 0 && anyMatch(scope.ignore, key)) continue;
+          if (ignored(scope.ignore, key)) continue;
         }
-        const match = scope.watch.length > 0 ? lastMatch(scope.watch, key) : undefined;
-        if (match) record(key, item, match.rule);
-        if (item.kind === 'd' && (anyBelow(scope.watch, key) || rules.aboveWatchBase.has(key))) entered.set(key, scope);
+        const rule = ruleAt(scope.watch, key);
+        if (rule !== null) record(key, item, rule);
+        if (item.kind === 'd' && enters(rules, scope.watch, key)) entered.set(key, scope);
       }
 
       // Contents (walk order, taking the scan budget first, as the local walk does), then hashes.
       const contentJobs: Recorded[] = [];
       const hashJobs: Recorded[] = [];
-      const failed = (key: string, reason: string): void => {
-        unread.push({ path: key, reason });
-        if (reason === 'ENOENT' || reason === REASONS.swapped) delete entries[key];
-      };
+      const failed = (key: string, reason: string): void => readFailed(entries, unread, key, reason);
       for (const r of recorded) {
-        if (r.entry.type !== 'file') continue;
-        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
-        if (!wantsContent) continue;
+        if (r.entry.type !== 'file' || !wantsContent(r.rule, r.item.size)) continue;
         if (!budget.take(r.item.size)) failed(r.key, REASONS.overScan(budget.maxScanBytes));
         else contentJobs.push(r);
       }
       for (const r of recorded) {
-        if (r.entry.type !== 'file') continue;
-        const wantsContent = r.rule.content !== undefined && r.rule.content !== false && r.item.size <= CONTENT_CAP_BYTES;
-        if (wantsContent) continue;
-        if (r.item.size > budget.maxFileBytes) failed(r.key, REASONS.overFile(r.item.size, r.item.blocks * 512, budget.maxFileBytes));
-        else if (budget.take(r.item.size)) hashJobs.push(r);
-        else failed(r.key, REASONS.overScan(budget.maxScanBytes));
+        if (r.entry.type !== 'file' || wantsContent(r.rule, r.item.size)) continue;
+        const verdict = hashBudget(budget, r.item.size);
+        if (verdict === 'hash') hashJobs.push(r);
+        else failed(r.key, verdict === 'over-file' ? REASONS.overFile(r.item.size, r.item.blocks * 512, budget.maxFileBytes) : REASONS.overScan(budget.maxScanBytes));
       }
 
       await Promise.all([
@@ -651,10 +637,10 @@ async function hashRemote(host: RemoteHost, jobs: readonly Recorded[], failed: (
 
 async function readFlagsRemote(host: RemoteHost, jobs: readonly Recorded[], entries: Record<string, FileEntry>, unread: Unread[]): Promise<void> {
   if (jobs.length === 0) return;
+  const errors = new FlagErrors(unread);
   // A path with a newline would make lsattr's output ambiguous: each gets a run of its own.
   const plain = jobs.filter((r) => !r.key.includes('\n'));
   const runs: Recorded[][] = [plain, ...jobs.filter((r) => r.key.includes('\n')).map((r) => [r])];
-  const unsupported = new Map<string, string>();
   for (const batch of runs) {
     if (batch.length === 0) continue;
     const paths = batch.map((r) => r.key);
@@ -672,13 +658,10 @@ async function readFlagsRemote(host: RemoteHost, jobs: readonly Recorded[], entr
     });
     for (const [i, reason] of parsed.errors) {
       const job = batch[i] as Recorded;
-      if (NO_FLAGS_HERE.has(reason)) {
-        const first = unsupported.get(job.item.dev);
-        if (first === undefined || job.key < first) unsupported.set(job.item.dev, job.key);
-      } else unread.push({ path: job.key, reason: `flags: ${reason}` });
+      errors.add(job.key, job.item.dev, reason);
     }
   }
-  for (const key of unsupported.values()) unread.push({ path: key, reason: NO_FLAGS_REASON });
+  errors.finish();
 }
 
 async function readXattrsRemote(host: RemoteHost, jobs: readonly Recorded[], unread: Unread[]): Promise<void> {
@@ -694,10 +677,7 @@ async function readXattrsRemote(host: RemoteHost, jobs: readonly Recorded[], unr
     const attrs = dump.get(job.key);
     if (attrs === undefined || attrs.size === 0) continue;
     const { facts, problems } = decodeXattrs([...attrs.keys()], (name) => attrs.get(name) ?? null);
-    if (facts.caps !== undefined) job.entry.caps = facts.caps;
-    if (facts.acl !== undefined) job.entry.acl = facts.acl;
-    if (facts.defaultAcl !== undefined) job.entry.defaultAcl = facts.defaultAcl;
-    if (facts.xattrs !== undefined) job.entry.xattrs = facts.xattrs;
+    assignXattrs(job.entry, facts);
     for (const p of problems) unread.push({ path: job.key, reason: p.reason });
   }
 }
@@ -756,6 +736,80 @@ export function parseIdentify(paths: readonly string[], out: Buffer, stderr: str
     } else result.push({ code: statReason(stderr, path) });
   }
   return result;
+}
+
+/** What the `imageHash` command's stat says of one path. */
+export interface ImageStat {
+  id: FileId;
+  size: number;
+  mtime: string;
+  ctime: string;
+}
+
+/** One path of the `imageHash` command: its hash between two stats, or why there is none (an errno code or a reason). */
+export type ImageRead = { sha256: string; before: ImageStat; after: ImageStat } | { reason: string };
+
+/** Fields per stat record of the `imageHash` command. */
+const IMAGE_STAT_FIELDS = 6;
+/** A stat time as `%y`/`%z` print it. */
+const STAT_TIME = /^\d{4,}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})? [+-]\d{4}$/;
+
+/** Whether two stats of a path describe one unchanged file. */
+export function sameStat(a: ImageStat, b: ImageStat): boolean {
+  return a.id === b.id && a.size === b.size && a.mtime === b.mtime && a.ctime === b.ctime;
+}
+
+/**
+ * Match the `imageHash` command's output to the paths asked (each asked once): its
+ * three parts (`B`: stats before, `H`: the hashes, `A`: stats after; again for each
+ * batch xargs runs), each record naming its path. Pure. A path with a hash and both
+ * stats is read; one without gets the reason stat or sha256sum gave on stderr; a
+ * record that does not parse, or names a path twice in a part, leaves that path
+ * without (EIO). 'no sha256sum' when the host has no sha256sum.
+ */
+export function parseImageHashes(paths: readonly string[], out: Buffer, stderr: string): ImageRead[] | 'no sha256sum' {
+  const asked = new Map<string, number>(paths.map((p, i) => [p, i]));
+  const parts = { B: new Map<number, ImageStat | null>(), H: new Map<number, string | null>(), A: new Map<number, ImageStat | null>() };
+  const fields = splitNul(out);
+  let part: 'B' | 'H' | 'A' | null = null;
+  for (let i = 0; i < fields.length;) {
+    const head = (fields[i] as Buffer).toString('latin1');
+    if (head === 'B' || head === 'H' || head === 'A') {
+      part = head;
+      i += 1;
+      continue;
+    }
+    if (part === 'H') {
+      const rec = fields[i] as Buffer;
+      i += 1;
+      const at = asked.get(rec.subarray(66).toString('utf8'));
+      if (at === undefined) continue;
+      const ok = rec.length > 66 && /^[0-9a-f]{64} [ *]$/.test(rec.subarray(0, 66).toString('latin1'));
+      parts.H.set(at, ok && !parts.H.has(at) ? rec.subarray(0, 64).toString('latin1') : null);
+      continue;
+    }
+    if (part === null) return paths.map(() => ({ reason: 'EIO' }));
+    const rec = fields.slice(i, i + IMAGE_STAT_FIELDS).map((b) => b.toString('latin1'));
+    const at = asked.get((fields[i] as Buffer).toString('utf8'));
+    i += IMAGE_STAT_FIELDS;
+    if (at === undefined) continue;
+    const [id, mode, size, mtime, ctime] = rec.slice(1);
+    const ok = rec.length === IMAGE_STAT_FIELDS && /^\d{1,20}:\d{1,20}$/.test(id ?? '') && /^[0-9a-f]{1,8}$/.test(mode ?? '') && DIGITS.test(size ?? '')
+      && STAT_TIME.test(mtime ?? '') && STAT_TIME.test(ctime ?? '');
+    const seen = parts[part];
+    seen.set(at, ok && !seen.has(at) ? { id: id as string, size: Number(size), mtime: mtime as string, ctime: ctime as string } : null);
+  }
+  if (parts.H.size === 0 && /^sh: .*sha256sum: (?:command )?not found$/m.test(stderr)) return 'no sha256sum';
+  return paths.map((path, i): ImageRead => {
+    const before = parts.B.get(i);
+    const sha256 = parts.H.get(i);
+    const after = parts.A.get(i);
+    if (before === undefined) return { reason: statReason(stderr, path) };
+    if (sha256 === undefined) return { reason: reasonIn(stderr, 'sha256sum', path) };
+    if (after === undefined) return { reason: statReason(stderr, path) };
+    if (before === null || sha256 === null || after === null) return { reason: 'EIO' };
+    return { sha256, before, after };
+  });
 }
 
 /** The errno code in stat's message about `path` (`stat: cannot statx 'PATH': MESSAGE`), else EIO. */
@@ -960,24 +1014,29 @@ export class RemoteProcSource implements ProcSource {
     for (let round = 0; round < HASH_ROUNDS && pending.length > 0; round++) {
       const paths = pending.map((job) => `/proc/${job.pids[job.at] as number}/exe`);
       let cap = 0;
-      for (const p of paths) cap += Buffer.byteLength(p) + 70;
-      const r = await run(this.host, AGENTLESS_COMMANDS.hash, paths, cap + 4096);
-      if (r.code === 127 || r.code === 126) {
-        pending.forEach((job, i) => out.set(job.image, { kind: 'unread', unread: { path: paths[i] as string, reason: 'sha256sum not found on the host (install coreutils)' } }));
+      // Two stat records (the path and some 120 bytes each) and a hash line (the path and 67) per path.
+      for (const p of paths) cap += 3 * Buffer.byteLength(p) + 400;
+      const r = await run(this.host, AGENTLESS_COMMANDS.imageHash, paths, cap + 4096);
+      const read = parseImageHashes(paths, r.stdout, r.stderr);
+      if (read === 'no sha256sum' || r.code === 127 || r.code === 126) {
+        pending.forEach((job, i) => out.set(job.image, { kind: 'unread', unread: { path: paths[i] as string, reason: 'sha256sum or stat not found on the host (install coreutils)' } }));
         return out;
       }
-      const sums = parseSha256sums(paths, r.stdout, r.stderr);
-      const after = await identify(this.host, paths);
       const next: typeof pending = [];
       pending.forEach((job, i) => {
-        const sum = sums[i] as string | { reason: string };
-        const now = after[i] as RemoteStat | { code: string };
+        const got = read[i] as ImageRead;
         const path = paths[i] as string;
-        if (typeof sum === 'string' && !('code' in now) && now.id === job.image) {
+        const sized = this.images.get(job.pids[job.at] as number)?.size;
+        if ('sha256' in got && got.before.id === job.image && got.after.id === job.image) {
+          if (!sameStat(got.before, got.after) || got.before.size !== sized) {
+            // The image was written to while it was read: its hash may mix two contents.
+            out.set(job.image, { kind: 'unread', unread: { path, reason: REASONS.changed } });
+            return;
+          }
           opts.onHash?.(path);
-          out.set(job.image, { kind: 'hash', sha256: sum });
-        } else if (typeof sum !== 'string' && !vanished({ code: sum.reason })) {
-          out.set(job.image, { kind: 'unread', unread: { path, reason: sum.reason } });
+          out.set(job.image, { kind: 'hash', sha256: got.sha256 });
+        } else if ('reason' in got && !vanished({ code: got.reason })) {
+          out.set(job.image, { kind: 'unread', unread: { path, reason: got.reason } });
         } else if (job.at + 1 < job.pids.length) {
           // Exited, or runs another program now: the next process of this image.
           next.push({ ...job, at: job.at + 1 });
@@ -1020,10 +1079,13 @@ export async function collectAgentless(session: SshSession, scan: { rules: RuleS
   const host: RemoteHost = { session, files };
   try {
     const read: IdentityReader = (rel, cap) => files.read(`/${rel}`, cap);
-    const info = await readHostInfo('/', { read });
     const wanted = (s: SectionName): boolean => scan.sections === undefined || scan.sections.includes(s);
     const proc = new RemoteProcSource(host);
-    const live = (wanted('processes') || wanted('ports')) && (await proc.mounted());
+    // The host fields and the /proc probe at once: each is SFTP requests in sequence.
+    const [info, live] = await Promise.all([
+      readHostInfo('/', { read }),
+      (wanted('processes') || wanted('ports')) ? proc.mounted() : Promise.resolve(false),
+    ]);
     const ctx: CollectContext = { root: '/', proc: live ? proc.proc : null, rules: scan.rules, stateDir: null, forceRehash: true, sections: scan.sections };
     const manifest = await collectManifest(ctx, info, new Date(), {
       packages: remotePackagesCollector(host),

@@ -398,34 +398,61 @@ function firstLine(text: string): string {
   return (text.split('\n').find((l) => l.trim() !== '') ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
 }
 
-/** Collect with the drift installed on the target (`drift collect`, read-only); null when drift is not on its PATH. */
+/** The version a remote drift gave, checked against this drift's: null when it is the same. */
+function versionMismatch(where: string, answer: string, command: string): DriftError | null {
+  if (!VERSION_RE.test(answer)) {
+    return new DriftError('DRIFT_ERR_CONFIG', `${where}: ${command} did not answer with a version (${firstLine(answer) || 'nothing'})`);
+  }
+  if (answer === VERSION) return null;
+  return new DriftError('DRIFT_ERR_CONFIG', `${where}: drift ${answer} is installed there, this is drift ${VERSION}; `
+    + `their collectors may differ, so a comparison would not be trustworthy: scan with drift ${answer}, or install drift ${VERSION} on the host`);
+}
+
+/** A drift version as `drift --version` prints it and a manifest names it. */
+const VERSION_RE = /^\d{1,9}\.\d{1,9}\.\d{1,9}[\w.+-]{0,64}$/;
+
+/**
+ * Collect with the drift installed on the target (`drift collect`, read-only); null when
+ * drift is not on its PATH. One remote command, so one start of drift there and one
+ * exec round trip: the manifest names the drift that collected it (`agent.version`),
+ * which must be this drift's version. Only when the collect fails is `drift --version`
+ * run, to say why: drift missing, something else answering, or another version.
+ */
 async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, scan: SshScan): Promise<Manifest | null> {
   const where = session.where;
   const commands = remoteCommands(opts.remoteDrift, scan.sections);
+  const scope = scopeOf(scan.rules);
+  const result = await session.exec(commands.collect, { stdin: Buffer.from(canonicalJson(scope)), maxStdout: MAX_MANIFEST_GZIP_BYTES });
+  let failure: DriftError;
+  if (result.code === 0) {
+    let manifest: Manifest | null = null;
+    try {
+      manifest = parseRemoteManifest(result.stdout, where);
+    } catch (err) {
+      if (!(err instanceof DriftError)) throw err;
+      failure = err;
+    }
+    if (manifest !== null) {
+      const mismatch = versionMismatch(where, manifest.agent.version, `the manifest's agent.version`);
+      if (mismatch !== null) throw mismatch;
+      return manifest;
+    }
+  } else if (result.code === 127 && opts.remoteDrift === undefined) {
+    // The shell's "command not found": no drift on the PATH.
+    return null;
+  }
+  failure ??= new DriftError('DRIFT_ERR_MANIFEST', `${where}: ${commands.collect} failed (exit ${result.code ?? result.signal ?? '?'}): ${firstLine(result.stderr) || 'no message'}`);
+  // The collect failed: say whether drift is there at all, and which.
   const version = await session.exec(commands.version, { maxStdout: 4096 });
   if (version.code === 127 || (version.code !== 0 && /not found|No such file/i.test(version.stderr))) {
     if (opts.remoteDrift === undefined) return null;
     throw new DriftError('DRIFT_ERR_NOT_FOUND', `${where}: drift is not installed there (${commands.version}: ${firstLine(version.stderr) || `exit ${version.code}`}); `
-      + `install the drift-agent package on the host${opts.remoteDrift === undefined ? ', or pass --remote-drift PATH when it is off the PATH' : ''}`);
+      + 'install the drift-agent package on the host');
   }
-  const remoteVersion = version.stdout.toString('utf8').trim();
-  if (version.code !== 0 || !/^\d+\.\d+\.\d+[\w.+-]*$/.test(remoteVersion)) {
-    throw new DriftError('DRIFT_ERR_CONFIG', `${where}: ${commands.version} did not answer with a version (exit ${version.code}: ${firstLine(version.stderr || remoteVersion)})`);
+  if (version.code !== 0) {
+    throw new DriftError('DRIFT_ERR_CONFIG', `${where}: ${commands.version} did not answer with a version (exit ${version.code}: ${firstLine(version.stderr || version.stdout.toString('utf8'))})`);
   }
-  if (remoteVersion !== VERSION) {
-    throw new DriftError('DRIFT_ERR_CONFIG', `${where}: drift ${remoteVersion} is installed there, this is drift ${VERSION}; `
-      + `their collectors may differ, so a comparison would not be trustworthy: scan with drift ${remoteVersion}, or install drift ${VERSION} on the host`);
-  }
-  const scope = scopeOf(scan.rules);
-  const result = await session.exec(commands.collect, { stdin: Buffer.from(canonicalJson(scope)), maxStdout: MAX_MANIFEST_GZIP_BYTES });
-  if (result.code !== 0) {
-    throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: ${commands.collect} failed (exit ${result.code ?? result.signal ?? '?'}): ${firstLine(result.stderr) || 'no message'}`);
-  }
-  const manifest = parseRemoteManifest(result.stdout, where);
-  if (manifest.agent.version !== VERSION) {
-    throw new DriftError('DRIFT_ERR_MANIFEST', `${where}: the manifest names drift ${manifest.agent.version}, not ${VERSION}`);
-  }
-  return manifest;
+  throw versionMismatch(where, version.stdout.toString('utf8').trim(), commands.version) ?? failure;
 }
 
 /**

@@ -146,9 +146,9 @@ Signatures: the baseline is verified whenever a trusted key is at hand (--pubkey
 
 SSH (--ssh): the host key must be in known_hosts (strict checking; --accept-new trusts a
 first-seen host); login by the ssh-agent or --identity, never a prompt. drift on the host
-runs "drift --version" and "drift collect --root / --scope - --gzip" (read-only: no stat
-cache, no pins there) and sends the manifest back compressed; the same version must be
-installed there. Where drift is not installed (or with --agentless), the host is read
+runs "drift collect --root / --scope - --gzip" (read-only: no stat cache, no pins there)
+and sends the manifest back compressed; the same version must be installed there ("drift
+--version" runs only after a failed collect, to say why). Where drift is not installed (or with --agentless), the host is read
 agentless: find, sha256sum, lsattr, getfattr and stat with paths on stdin, small files
 by SFTP, nothing written; packages (dpkg, apk), files and host fields only (processes and
 ports are listed as unread). Pins of an SSH target are kept here, in --state-dir. Every failure
