@@ -3,7 +3,8 @@
  * (about 3,000 files each, 1% drifted) on loopback against a real `drift server`
  * in its own process. Enrolls every host, pushes both baselines, sends the first
  * full report of every host, then a round of digest-only reports. Prints JSON:
- * full reports/s, digest-only reports/s, the server's peak RSS (VmHWM) and the
+ * full reports/s, digest-only reports/s, each kind's request times (p50, p99, max:
+ * clean and drifted full reports, digest-only), the server's peak RSS (VmHWM) and the
  * database size against 2 × (two baselines + the drifted hosts' deltas), and where the
  * collector decided the reports (`reportsDecided`: main thread or report worker).
  *
@@ -161,6 +162,13 @@ async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void
   }));
 }
 
+/** p50, p99 and max of request times, ms (nearest rank). */
+function percentiles(ms: number[]): { p50: number; p99: number; max: number } {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (q: number): number => Math.round(s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? NaN);
+  return { p50: at(0.5), p99: at(0.99), max: Math.round(s[s.length - 1] ?? NaN) };
+}
+
 function vmHwmKb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0);
@@ -279,16 +287,22 @@ async function main(): Promise<void> {
     if (digest !== baselineDigest(b)) throw new Error('baseline digest differs');
   }
 
+  // Each request's time from send to answer, ms: clean and drifted full reports, digest-only reports.
+  const latency = { clean: [] as number[], drifted: [] as number[], digest: [] as number[] };
   t0 = performance.now();
   await pool(hosts, async (h) => {
+    const sent = performance.now();
     const r = await post('/v1/reports', h.key, h.full.chunks, h.full.length, true);
+    (h.drifted ? latency.drifted : latency.clean).push(performance.now() - sent);
     if (r.status !== 200 || !r.body.includes('"accepted":true')) throw new Error(`full report ${h.id}: ${r.status} ${r.body}`);
   });
   const fullSeconds = (performance.now() - t0) / 1000;
 
   t0 = performance.now();
   await pool(hosts, async (h) => {
+    const sent = performance.now();
     const r = await post('/v1/reports', h.key, h.digest.chunks, h.digest.length, true);
+    latency.digest.push(performance.now() - sent);
     if (r.status !== 200 || !r.body.includes('"accepted":true')) throw new Error(`digest report ${h.id}: ${r.status} ${r.body}`);
   });
   const digestSeconds = (performance.now() - t0) / 1000;
@@ -344,6 +358,7 @@ async function main(): Promise<void> {
     enrollPerSecond: Math.round(HOSTS / enrollSeconds),
     fullReportsPerSecond: Math.round(HOSTS / fullSeconds), fullReportGzipBytesAvg: Math.round(fullBytes / HOSTS),
     digestReportsPerSecond: Math.round(HOSTS / digestSeconds), reportsDecided: decided, reportWorkers,
+    latencyMs: Object.fromEntries(Object.entries(latency).map(([k, v]) => [k, percentiles(v)])),
     serverPeakRssMb: Math.round(peakRssMb),
     dbBytes, blobBytes, baselinesJsonBytes: baselinesBytes, driftedDeltaJsonBytes: deltaBytes, dbTargetBytes: target, dbWithinTarget: dbBytes <= target,
     fleetQueryMs: Math.round(fleetMs), snowflakes, rows: counts, bytesByTable, firstBoot: FIRST_BOOT, pinBytes,

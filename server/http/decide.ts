@@ -4,14 +4,14 @@ import { computeDigests, sameDigests } from '../../agent/protocol/digests.js';
 import { canonicalJson, digestOf } from '../../agent/protocol/canonical.js';
 import type { ErrorCode } from '../../agent/protocol/errors.js';
 import type { Finding } from '../../agent/protocol/finding.js';
-import { MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionName, type Sections, type Unread } from '../../agent/protocol/manifest.js';
+import { LIMITS, MANIFEST_SCHEMA, SECTIONS, type Digests, type Manifest, type SectionName, type Sections, type Unread } from '../../agent/protocol/manifest.js';
 import { SEVERITIES, type RuleSet } from '../../agent/protocol/rules.js';
 import type { CompareInput } from '../../agent/engine/compare.js';
 import { FirstBootCheck } from '../../agent/engine/pins.js';
 import { PINS_SCHEMA, type FirstBoot, type PinBook } from '../../agent/protocol/pins.js';
 import type { HostRow, OmittedFindings, PreparedSection, StoredBaseline } from '../store/store.js';
 import type { PinWrite, StoredPins } from '../store/pins.js';
-import { sectionDelta } from '../store/delta.js';
+import { sectionDelta, type SectionDelta } from '../store/delta.js';
 import { packJson } from '../store/pack.js';
 
 export type { PreparedSection };
@@ -191,13 +191,107 @@ export interface ReportJob {
   bytes: Buffer;
   host: HostRow;
   now: number;
-  /** Decide only if it is cheap (no compare, no stored sections); else throw Defer. */
+  /** Decide only if its work is bounded (INLINE_BOUNDS, no stored sections); else throw Defer. */
   light?: boolean;
 }
 
-/** Thrown by a light decision (on the main thread) that needs a compare or the stored sections: decide it in a worker. */
+/**
+ * Bounds of a report decided on the main thread, compare included, while the
+ * collector has report workers (server/http/ingest.ts); past any of them the decision
+ * throws Defer and a worker decides it. Each bounds one step that grows with what a
+ * host sends: `entries` the entries of the sections parsed (schema check, digest,
+ * the compare's walk over them), `changed` the entries that differ from the
+ * baseline plus the host's pins (a finding each, explained and judged), and
+ * `contentLines` the lines of kept file content on changed entries, both sides: a
+ * line diff costs up to the square of its lines (4 KiB against 4 KiB of distinct
+ * lines took 0.7 s).
+ */
+export const INLINE_BOUNDS = Object.freeze({ entries: 8192, changed: 128, contentLines: 256 });
+
+/** Thrown by a light decision (on the main thread) past INLINE_BOUNDS or that needs the stored sections: decide it in a worker. */
 export class Defer extends Error {
-  constructor() { super('the report needs a compare; decide it in a report worker'); }
+  constructor() { super('the report needs more work than the main thread takes; decide it in a report worker'); }
+}
+
+/** Entries of a parsed section (a JSON object), counted up to just past `max`. */
+function entriesUpTo(value: unknown, max: number): number {
+  if (value === null || typeof value !== 'object') return 0;
+  let n = 0;
+  for (const _ in value) if (++n > max) break;
+  return n;
+}
+
+/** Lines of an entry's kept content (0 without content). */
+function contentLines(entry: unknown): number {
+  const c = (entry as { content?: unknown } | null | undefined)?.content;
+  if (typeof c !== 'string' || c === '') return 0;
+  let n = c.endsWith('\n') ? 0 : 1;
+  for (let i = c.indexOf('\n'); i >= 0; i = c.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** What a light decision has spent of INLINE_BOUNDS; each step throws Defer once past a bound, before the work it bounds. */
+class InlineBudget {
+  private entries = 0;
+  private changed = 0;
+  private lines = 0;
+
+  /** A section (or the `unread` list) about to be parsed further (digest, delta, compare walk). */
+  parsed(value: unknown): void {
+    this.entries += entriesUpTo(value, INLINE_BOUNDS.entries - this.entries);
+    if (this.entries > INLINE_BOUNDS.entries) throw new Defer();
+  }
+
+  /** A section's delta against the baseline's (`base` undefined: every entry is new), before its schema check and compare. */
+  delta(base: Record<string, unknown> | undefined, d: SectionDelta): void {
+    this.spend(Object.keys(d.set).length + d.del.length);
+    for (const key in d.set) this.lines += contentLines(d.set[key]) + (base && Object.hasOwn(base, key) ? contentLines(base[key]) : 0);
+    for (const key of d.del) this.lines += contentLines(base?.[key]);
+    if (this.lines > INLINE_BOUNDS.contentLines) throw new Defer();
+  }
+
+  /** Entries the compare judges beyond the delta: the host's pins. */
+  spend(changed: number): void {
+    this.changed += changed;
+    if (this.changed > INLINE_BOUNDS.changed) throw new Defer();
+  }
+}
+
+/** Delta of a parsed section against its baseline's, computed once per pair (schema check, inline bounds, packing). */
+const deltas = new WeakMap<object, { base: object; delta: SectionDelta }>();
+function deltaOf(base: Record<string, unknown>, section: Record<string, unknown>): SectionDelta {
+  const hit = deltas.get(section);
+  if (hit?.base === base) return hit.delta;
+  const delta = sectionDelta(base, section);
+  deltas.set(section, { base, delta });
+  return delta;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Schema check of a section that differs from its baseline's: the first issue as
+ * `path: message` (under `prefix`), or null when it passes. Entries equal to the
+ * baseline's were checked when the baseline was stored, so only the delta's entries
+ * are parsed (a drifted host's 3,000 files, two of them changed, cost two entry
+ * checks), after the count bound over the whole section. A `__proto__` key is refused
+ * outright: JSON.parse makes it an own key, which the schema's records pass over
+ * unchecked, and no path, package, process or port is named so. `budget`: a light
+ * decision's, charged with the delta before any entry is checked.
+ */
+function sectionIssue(name: SectionName, value: unknown, base: unknown, budget: InlineBudget | null, prefix: string): string | null {
+  const schema = SectionSchemas[name];
+  let checked: unknown = value;
+  if (isRecord(value) && entriesUpTo(value, LIMITS[name]) <= LIMITS[name]) {
+    if (Object.hasOwn(value, '__proto__')) return `${prefix}.__proto__: not a key drift uses (no path, package, process or port is named so)`;
+    if (isRecord(base)) {
+      const d = deltaOf(base, value);
+      budget?.delta(base, d);
+      checked = d.set;
+    } else budget?.delta(undefined, { set: value, del: [] });
+  }
+  const s = schema.safeParse(checked);
+  return s.success ? null : firstIssue(s.error, prefix);
 }
 
 /** What the decider may need of the store, asked only when needed. */
@@ -287,6 +381,7 @@ export class ReportDecider {
 
   private async decideParsed(job: ReportJob, body: unknown, located: Map<SectionName, Buffer> | undefined, reads: DecideReads): Promise<Decision> {
     const { host } = job;
+    const budget = job.light ? new InlineBudget() : null;
     const parsed = ReportEnvelopeSchema.safeParse(body);
     if (!parsed.success) throw refuse('malformed', 'DRIFT_ERR_USAGE', `report body is not a drift.report-request/v1: ${firstIssue(parsed.error)}`, 400);
     const env = parsed.data;
@@ -313,7 +408,7 @@ export class ReportDecider {
     let kind: 'full' | 'partial';
     let unread: Unread[] | undefined;
     if (env.manifest !== undefined) {
-      const checked = this.checkManifest(env, host, baseline, located);
+      const checked = this.checkManifest(env, host, baseline, located, budget);
       sections = checked.sections;
       kind = 'full';
       unread = checked.unread;
@@ -321,8 +416,9 @@ export class ReportDecider {
       const given: Partial<Sections> = {};
       for (const [name, value] of Object.entries(env.sections ?? {})) {
         if (!(SECTIONS as readonly string[]).includes(name)) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `report seq ${env.seq}: unknown section ${JSON.stringify(name)} (sections are ${SECTIONS.join(', ')})`, 422);
-        const s = SectionSchemas[name as SectionName].safeParse(value);
-        if (!s.success) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `report seq ${env.seq} of host ${host.id}: section fails drift.manifest/v1 at ${firstIssue(s.error, `sections.${name}`)}`, 422);
+        budget?.parsed(value);
+        const issue = sectionIssue(name as SectionName, value, baseline?.baseline[name as SectionName], budget, `sections.${name}`);
+        if (issue !== null) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `report seq ${env.seq} of host ${host.id}: section fails drift.manifest/v1 at ${issue}`, 422);
         if (wireDigest(value) !== env.digests[name as SectionName]) {
           throw refuse('digest-mismatch', 'DRIFT_ERR_MANIFEST', `report seq ${env.seq} of host ${host.id}: section ${name} does not match its digest ${env.digests[name as SectionName] ?? '(none)'}; send digests computed over the sections sent`, 422);
         }
@@ -335,7 +431,7 @@ export class ReportDecider {
         // Digests equal to the stored state: only seq and times move, unless the baseline changed.
         const same = { ...head, kind: 'digests' as const, imageId: host.imageId, baselineDigest: baseline?.digest ?? null, digests: env.digests };
         if ((baseline?.digest ?? null) === host.baselineDigest) return { kind: 'save', report: same };
-        const compared = await this.findings(job, baseline, await reads.sections(), env.digests, env, reads);
+        const compared = await this.findings(job, baseline, await reads.sections(), env.digests, env, reads, budget);
         return { kind: 'save', report: { ...same, findings: compared.findings, omitted: compared.omitted, ...(compared.pins ? { pins: compared.pins } : {}) } };
       }
       const old = Object.keys(given).length === SECTIONS.filter((s) => env.digests[s] !== undefined).length ? {} : await reads.sections();
@@ -353,7 +449,7 @@ export class ReportDecider {
       kind = 'partial';
     }
 
-    const compared = await this.findings(job, baseline, sections, env.digests, env, reads);
+    const compared = await this.findings(job, baseline, sections, env.digests, env, reads, budget);
     const report: DecidedReport = {
       ...head, kind, imageId: imageId ?? null, baselineDigest: baseline?.digest ?? null, digests: env.digests,
       findings: compared.findings, omitted: compared.omitted,
@@ -382,7 +478,7 @@ export class ReportDecider {
       }
       let delta: PreparedSection['delta'] = null;
       if (base !== undefined) {
-        const text = canonicalJson(sectionDelta(base as Record<string, unknown>, section as Record<string, unknown>));
+        const text = canonicalJson(deltaOf(base as Record<string, unknown>, section as Record<string, unknown>));
         delta = { digest: createHash('sha256').update(text).digest(), packed: deflateRawSync(text) };
       }
       out[name] = { packed: packJson(section), delta };
@@ -397,7 +493,7 @@ export class ReportDecider {
    * stored). Sections are kept as received, not as zod rebuilt them: zod orders keys
    * by schema, and key order decides whether the fast digest path applies.
    */
-  private checkManifest(env: ReportEnvelope, host: HostRow, baseline: StoredBaseline | null, located: Map<SectionName, Buffer> | undefined): { sections: Partial<Sections>; unread: Unread[] } {
+  private checkManifest(env: ReportEnvelope, host: HostRow, baseline: StoredBaseline | null, located: Map<SectionName, Buffer> | undefined, budget: InlineBudget | null): { sections: Partial<Sections>; unread: Unread[] } {
     const raw = env.manifest;
     const where = `report seq ${env.seq} of host ${host.id}`;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
@@ -406,6 +502,8 @@ export class ReportDecider {
     const rawObj = raw as Record<string, unknown>;
     const headOnly: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(rawObj)) if (!(SECTIONS as readonly string[]).includes(k)) headOnly[k] = v;
+    // `unread` is a list of the head's, each entry schema-checked: as many as a section's.
+    budget?.parsed(headOnly['unread']);
     const head = ManifestHeadSchema.safeParse(headOnly);
     if (!head.success) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `${where}: manifest fails drift.manifest/v1 at ${firstIssue(head.error, 'manifest')}`, 422);
     const sections: Partial<Sections> = {};
@@ -427,10 +525,11 @@ export class ReportDecider {
         }
       }
       if (value === undefined) continue;
+      if (digest === undefined) budget?.parsed(value);
       digest ??= wireDigest(value);
       if (digest !== baseline?.baseline.digests[name]) {
-        const s = SectionSchemas[name].safeParse(value);
-        if (!s.success) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `${where}: manifest fails drift.manifest/v1 at ${firstIssue(s.error, `manifest.${name}`)}`, 422);
+        const issue = sectionIssue(name, value, baseline?.baseline[name], budget, `manifest.${name}`);
+        if (issue !== null) throw refuse('invalid-manifest', 'DRIFT_ERR_MANIFEST', `${where}: manifest fails drift.manifest/v1 at ${issue}`, 422);
       }
       sections[name] = value as never;
       parts[name] = digest;
@@ -461,7 +560,7 @@ export class ReportDecider {
    * identical state, pins and launch keys share one cached result.
    * Findings with action `ignore` are not stored.
    */
-  private async findings(job: ReportJob, baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope, reads: DecideReads): Promise<Compared> {
+  private async findings(job: ReportJob, baseline: StoredBaseline | null, sections: Partial<Sections>, digests: Digests, env: ReportEnvelope, reads: DecideReads, budget: InlineBudget | null): Promise<Compared> {
     const none: Compared = { findings: [], omitted: null, bytes: 0 };
     if (!baseline) return none;
     const b = baseline.baseline;
@@ -475,7 +574,8 @@ export class ReportDecider {
     };
     const rules = this.deps.rules;
     const compareNow: CompareFn = (input) => {
-      if (job.light) throw new Defer();
+      // The sections' deltas were charged when checked; the compare also judges every pinned path.
+      if (budget) budget.spend(stored ? entriesUpTo(stored.book.files, INLINE_BOUNDS.changed + 1) : 0);
       return this.deps.compare(input);
     };
     if (!pinnable) return this.cached(`${baseline.digest}|${digests.root}`, () => compareNow({ baseline: b, manifest, rules }));

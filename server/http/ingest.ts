@@ -36,12 +36,16 @@ function refuse(reason: string, code: ErrorCode, message: string, status: number
  * Reports cheap enough to decide on the main thread when the collector has report
  * workers: a body of at most INLINE_MAX_BODY bytes (the section locator runs on it: one
  * linear pass, ~2 ms per MiB) of which at most INLINE_PARSE_BYTES are not byte-equal to
- * a baseline's section (what JSON.parse and the schema see), and that needs no compare
- * and no stored sections. Digest-only reports and clean hosts' full reports qualify;
- * the worker hop (a copy, a thread switch) would cost them more than deciding them.
+ * a baseline's section (what the depth check, JSON.parse and the schema see), whose
+ * compare stays within INLINE_BOUNDS (server/http/decide.ts: entries parsed, entries
+ * changed, lines of content diffed) and that needs no stored sections. Digest-only
+ * reports, clean hosts' full reports and hosts drifted by a few entries qualify: the
+ * worker hop (a copy, a thread switch) would cost them more than deciding them, and
+ * a fleet that drifts only that much never starts a worker (an isolate with its own
+ * heap and its own copy of the baselines).
  */
 export const INLINE_MAX_BODY = 4 * 1024 * 1024;
-export const INLINE_PARSE_BYTES = 64 * 1024;
+export const INLINE_PARSE_BYTES = 1024 * 1024;
 
 /** The locator's result when a body qualifies for a light decision on the main thread, else null. */
 function lightPrecheck(bytes: Buffer, known: readonly KnownSection[]): { located: LocatedSections | null; stats: LocateStats } | null {
@@ -169,7 +173,7 @@ export class Ingest {
         try {
           decision = await this.inline.decide({ ...job, light: true }, reads, parseReportBody(input.bytes, this.inline.knownSections(), pre));
         } catch (err) {
-          // A light decision that needs a compare or the stored sections: the worker decides it.
+          // Past the main thread's bounds, or it needs the stored sections: the worker decides it.
           if (!(err instanceof Defer)) throw err;
         }
       }

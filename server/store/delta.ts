@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { canonicalJson } from '../../agent/protocol/canonical.js';
 
 /**
@@ -9,15 +10,22 @@ export interface SectionDelta {
   del: string[];
 }
 
-/** The delta that turns `base` into `section` (pure; entries compared by canonical JSON). */
+/**
+ * The delta that turns `base` into `section` (pure; entries compared by value, as
+ * canonical JSON would: a native deep equality first, which settles nearly every
+ * entry of a report against its baseline without building two strings; canonical
+ * JSON only for the entries it finds unequal). `set` holds every key that differs as
+ * an own property, `__proto__` included (JSON.parse makes it one): the collector
+ * schema-checks a report's section by its delta.
+ */
 export function sectionDelta(base: Record<string, unknown>, section: Record<string, unknown>): SectionDelta {
-  const set: Record<string, unknown> = {};
+  const set: Array<[string, unknown]> = [];
   for (const [key, entry] of Object.entries(section)) {
-    const was = base[key];
-    if (was === undefined || canonicalJson(was) !== canonicalJson(entry)) set[key] = entry;
+    const was = Object.hasOwn(base, key) ? base[key] : undefined;
+    if (was === undefined || !(isDeepStrictEqual(was, entry) || canonicalJson(was) === canonicalJson(entry))) set.push([key, entry]);
   }
   const del = Object.keys(base).filter((key) => !Object.hasOwn(section, key)).sort();
-  return { set, del };
+  return { set: Object.fromEntries(set), del };
 }
 
 /** Apply a delta to its base section, giving back the section (pure; `base` is not changed). */

@@ -11,9 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
+import { canonicalJson } from '../../../agent/protocol/canonical.js';
+import type { Sections } from '../../../agent/protocol/manifest.js';
 import { loadRuleSet } from '../../../agent/rules/load.js';
 import { compare } from '../../../agent/engine/compare.js';
 import { buildApp, type AppDeps } from '../../../server/http/app.js';
+import { INLINE_BOUNDS } from '../../../server/http/decide.js';
 import { Store } from '../../../server/store/store.js';
 import { baselineOf, digestReport, fullReport, imageSections, manifestOf } from '../helpers/fleet.js';
 
@@ -69,6 +72,11 @@ function hugeReport(hostId: string, seq: number, added: number): Buffer {
   return gzipSync(JSON.stringify(fullReport(seq, manifestOf(s, { hostname: hostId, machineId: hostId, imageId: 'ami-1' }))));
 }
 
+/** A canonical full report (as agents send) of `s` for host `hostId` of `imageId`. */
+function reportOf(hostId: string, seq: number, s: Partial<Sections>, imageId = 'ami-1'): Buffer {
+  return Buffer.from(canonicalJson(fullReport(seq, manifestOf(s, { hostname: hostId, machineId: hostId, imageId }))));
+}
+
 /** Wait (bounded: 60 s) until the pool holds `n` reports, being decided or queued, `deciding` of them in workers. */
 async function inPool(app: App, n: number, deciding = 1): Promise<boolean> {
   for (let i = 0; i < 6000; i++) {
@@ -81,10 +89,11 @@ async function inPool(app: App, n: number, deciding = 1): Promise<boolean> {
 const ADDED = 200_000;
 const huge = hugeReport('big', 2, ADDED);
 
-t.test('clean reports are decided on the main thread; a worker starts when a drifted report needs one; /metrics counts both', async (t) => {
+t.test('clean and slightly drifted reports are decided on the main thread; a worker starts when a report is past its bounds; /metrics counts both', async (t) => {
   const ctx = await setup(t, { reportWorkers: { size: 2 } });
   const clean = await keyOf(ctx, 'clean');
   const drifted = await keyOf(ctx, 'drifted');
+  const many = await keyOf(ctx, 'many');
   const metrics = async (): Promise<string> => { const r = await fetch(`${ctx.base}/metrics`); return r.text(); };
   t.equal((await post(ctx.base, 'POST', '/v1/reports', clean, cleanReport('clean', 1))).status, 200);
   let m = await metrics();
@@ -93,8 +102,67 @@ t.test('clean reports are decided on the main thread; a worker starts when a dri
   t.match(m, /drift_report_workers 0\n/, 'no worker started for it');
   t.equal((await post(ctx.base, 'POST', '/v1/reports', drifted, hugeReport('drifted', 1, 3), true)).status, 200);
   m = await metrics();
-  t.match(m, /drift_reports_decided_total\{where="worker"\} 1\n/, 'the drifted report was decided in a worker');
+  t.match(m, /drift_reports_decided_total\{where="main"\} 2\n/, 'a report of 3 added files was decided, compare included, on the main thread');
+  t.match(m, /drift_report_workers 0\n/, 'still no worker');
+  const host = (await post(ctx.base, 'GET', '/v1/hosts/drifted', ADMIN)).json as { status: string; findings: Array<{ key: string; change: string }> };
+  t.equal(host.status, 'drifted');
+  t.same(host.findings.map((f) => `${f.change} ${f.key}`).sort(), ['added /etc/added/f0', 'added /etc/added/f1', 'added /etc/added/f2'], 'its findings are the compare\'s');
+  t.equal((await post(ctx.base, 'POST', '/v1/reports', many, hugeReport('many', 1, INLINE_BOUNDS.changed + 1), true)).status, 200);
+  m = await metrics();
+  t.match(m, /drift_reports_decided_total\{where="worker"\} 1\n/, `a report of ${INLINE_BOUNDS.changed + 1} added files was decided in a worker`);
   t.match(m, /drift_report_workers 1\n/, 'one worker started, not two');
+});
+
+t.test('the main thread\'s bounds: entries parsed, entries changed, lines of content diffed', async (t) => {
+  const ctx = await setup(t, { reportWorkers: { size: 1 } });
+  // An image of exactly INLINE_BOUNDS.entries files: a report of it parses that many entries.
+  const big = imageSections();
+  big.files = {};
+  for (let n = 0; n < INLINE_BOUNDS.entries; n++) big.files[`/usr/lib/f${n}`] = { type: 'dir', mode: '0755', uid: 0, gid: 0 };
+  const put = await post(ctx.base, 'PUT', '/v1/baselines/ami-big', ADMIN, Buffer.from(JSON.stringify(baselineOf('ami-big', big).baseline)));
+  t.equal(put.status, 200);
+  const decided = (): { main: number; worker: number } => ({ ...ctx.app.metrics.reportsDecided });
+  const where = async (hostId: string, body: Buffer, image = 'ami-1'): Promise<string> => {
+    const a = await post(ctx.base, 'POST', '/v1/enroll', ENROLL, Buffer.from(JSON.stringify({ hostId, hostname: hostId, imageId: image })));
+    const before = decided();
+    const r = await post(ctx.base, 'POST', '/v1/reports', (a.json as { nodeKey: string }).nodeKey, body);
+    t.equal(r.status, 200, `${hostId} accepted`);
+    return decided().main > before.main ? 'main' : 'worker';
+  };
+  const edited = structuredClone(big);
+  edited.files['/usr/lib/f0'] = { type: 'dir', mode: '0700', uid: 0, gid: 0 };
+  t.equal(await where('at-entries', reportOf('at-entries', 1, edited, 'ami-big'), 'ami-big'), 'main', `${INLINE_BOUNDS.entries} entries parsed, one changed: main thread`);
+  edited.files['/usr/lib/extra'] = { type: 'dir', mode: '0755', uid: 0, gid: 0 };
+  t.equal(await where('past-entries', reportOf('past-entries', 1, edited, 'ami-big'), 'ami-big'), 'worker', `${INLINE_BOUNDS.entries + 1} entries parsed: a worker`);
+
+  const lines = (n: number): string => Array.from({ length: n }, (_, i) => `line ${i}\n`).join('');
+  const withContent = (n: number): Sections => {
+    const s = imageSections();
+    s.files['/etc/motd'] = { type: 'file', mode: '0644', uid: 0, gid: 0, size: n, sha256: 'd'.repeat(64), content: lines(n) };
+    return s;
+  };
+  t.equal(await where('at-lines', reportOf('at-lines', 1, withContent(INLINE_BOUNDS.contentLines))), 'main', `a file added with ${INLINE_BOUNDS.contentLines} lines of content: main thread`);
+  t.equal(await where('past-lines', reportOf('past-lines', 1, withContent(INLINE_BOUNDS.contentLines + 1))), 'worker', `${INLINE_BOUNDS.contentLines + 1} lines: a worker`);
+  const motd = (await post(ctx.base, 'GET', '/v1/hosts/at-lines', ADMIN)).json as { findings: Array<{ key: string; diff?: string }> };
+  t.match(motd.findings.find((f) => f.key === '/etc/motd')?.diff ?? '', /\+line 0\n/, 'the content diff is in the finding');
+});
+
+t.test('only the entries that differ from the baseline are schema-checked, and every one of them is; `__proto__` is no key', async (t) => {
+  for (const size of [0, 1]) {
+    const ctx = await setup(t, { reportWorkers: { size } });
+    const h1 = await keyOf(ctx, 'h1');
+    const bad = imageSections();
+    bad.files['/etc/hosts'] = { type: 'file', mode: 'zzzz', uid: 0, gid: 0, size: 1, sha256: 'e'.repeat(64) };
+    const a = await post(ctx.base, 'POST', '/v1/reports', h1, reportOf('h1', 1, bad));
+    t.equal(a.status, 422, `a changed entry that fails the schema is refused (report workers: ${size})`);
+    t.match((a.json as { error: { message: string } }).error.message, /manifest\.files\.\/etc\/hosts\.mode: four octal digits/);
+    // JSON.parse makes `__proto__` an own key; the schema's records pass over it, so it is refused outright.
+    const text = reportOf('h1', 1, imageSections()).toString().replace('"files":{', '"files":{"__proto__":{"gid":0,"mode":"zzzz","type":"dir","uid":0},');
+    const b = await post(ctx.base, 'POST', '/v1/reports', h1, Buffer.from(text));
+    t.equal(b.status, 422, `an entry keyed __proto__ is refused (report workers: ${size})`);
+    t.match((b.json as { error: { message: string } }).error.message, /manifest\.files\.__proto__: not a key drift uses/);
+    t.equal(ctx.store.hostById('h1')?.lastSeq, 0, 'nothing stored');
+  }
 });
 
 t.test('a huge report is decided off the event loop: /healthz and another host answer within 100 ms meanwhile', async (t) => {
@@ -175,10 +243,11 @@ t.test('a full queue answers 503 with Retry-After; the queued reports are decide
   const [big, q1, q2] = keys as [string, string, string];
   const bigAnswer = post(ctx.base, 'POST', '/v1/reports', big, huge, true);
   t.ok(await inPool(ctx.app, 1), 'the huge report is with the worker');
-  // Drifted reports need a compare, so they go to the workers (clean ones are decided at once).
-  const queued = post(ctx.base, 'POST', '/v1/reports', q1, hugeReport('q1', 1, 3), true);
+  // Reports past the main thread's bounds go to the workers (clean and slightly drifted ones are decided at once).
+  const past = INLINE_BOUNDS.changed + 1;
+  const queued = post(ctx.base, 'POST', '/v1/reports', q1, hugeReport('q1', 1, past), true);
   t.ok(await inPool(ctx.app, 2), 'a second report waits in the queue');
-  const full = await post(ctx.base, 'POST', '/v1/reports', q2, hugeReport('q2', 1, 3), true);
+  const full = await post(ctx.base, 'POST', '/v1/reports', q2, hugeReport('q2', 1, past), true);
   t.equal(full.status, 503, 'refused while the worker and its queue are busy');
   t.equal(full.headers.get('retry-after'), '5');
   t.match((full.json as { error: { message: string } }).error.message, /--report-workers 1 and queue of 1 are full\); send the report again after 5 s/);
