@@ -1,4 +1,3 @@
-import { diffLines } from 'diff';
 import type { CoverageEntry, Drop, Finding, PinnedRef } from '../protocol/finding.js';
 import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry, Scope, Unread } from '../protocol/manifest.js';
 import { FINDING_KINDS, type RuleSet } from '../protocol/rules.js';
@@ -14,6 +13,9 @@ import {
   type FileDifference,
 } from './explain.js';
 import { compileRules, ignoredBy, judge, type CompiledExpect, type CompiledRules } from './policy.js';
+import { lineChanges } from './lines.js';
+
+export { lineChanges };
 
 /** A baseline's file entries: parsed, or packed as `drift scan` holds them (agent/protocol/packed.ts). */
 export type BaselineFiles = Record<string, FileEntry> | PackedSection<FileEntry>;
@@ -411,17 +413,3 @@ export function checkExpectations(compiled: CompiledRules, d: FileDifference): E
   return { expected: false, note: `${what} not expected by ${refs}: ${named}${more}` };
 }
 
-/** Lines added and removed between two texts (a line diff, so a moved line counts). */
-export function lineChanges(before: string, after: string): { added: string[]; removed: string[] } {
-  // A missing newline at the end is not a line change.
-  const nl = (s: string): string => (s === '' || s.endsWith('\n') ? s : `${s}\n`);
-  const added: string[] = [];
-  const removed: string[] = [];
-  for (const part of diffLines(nl(before), nl(after))) {
-    if (!part.added && !part.removed) continue;
-    const lines = part.value.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    (part.added ? added : removed).push(...lines);
-  }
-  return { added, removed };
-}

@@ -1,7 +1,7 @@
-import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
 import type { FileEntry, Manifest, PackageEntry, PortEntry, ProcessEntry } from '../protocol/manifest.js';
 import type { Difference } from '../protocol/finding.js';
 import { comparePackageVersions } from './versions.js';
+import { contentPatch } from './lines.js';
 
 /**
  * Sentences a person can act on, one per finding, and the unified diff of a content
@@ -212,15 +212,7 @@ export function contentDiff(d: FileDifference): string | undefined {
   const before = d.change === 'added' ? '' : d.before?.content;
   const after = d.change === 'removed' ? '' : d.after?.content;
   if (before === undefined || after === undefined || before === after) return undefined;
-  return createTwoFilesPatch(
-    d.change === 'added' ? '/dev/null' : `a${path}`,
-    d.change === 'removed' ? '/dev/null' : `b${path}`,
-    before,
-    after,
-    undefined,
-    undefined,
-    { headerOptions: FILE_HEADERS_ONLY },
-  );
+  return contentPatch(d.change === 'added' ? '/dev/null' : `a${path}`, d.change === 'removed' ? '/dev/null' : `b${path}`, before, after);
 }
 
 /**

@@ -426,3 +426,31 @@ t.test('the baseline\'s recorded scope replaces the ignore and expect rules; dro
   t.equal(rulesFor(withScope, host).policy, host.policy);
   t.equal(rulesFor(before, host), host, 'no scope: the rules as given');
 });
+
+t.test('a content change too large to diff line by line is compared whole: every line named, no quadratic diff', async (t) => {
+  // 8,000 distinct short lines against 8,000 others: a plain line diff of these takes about half a minute.
+  const text = (p: string, n: number): string => Array.from({ length: n }, (_, i) => `${p}${i.toString(36)}`).join('\n');
+  const before = `${text('a', 8000)}\nkept\nkept\n`;
+  const after = `kept\n${text('b', 8000)}`;
+  const baseline = manifest({ files: { '/etc/app.conf': file(before) } });
+  const scanned = manifest({ files: { '/etc/app.conf': file(after) } });
+  const f = one(compare({ baseline, manifest: scanned, rules: none }));
+  const diff = f.diff ?? '';
+  t.ok(diff.startsWith('--- a/etc/app.conf\n+++ b/etc/app.conf\n@@ -1,8002 +1,8001 @@\n-a0\n'), 'one hunk replacing the whole file');
+  t.equal(diff.split('\n').filter((l) => l.startsWith('-') && !l.startsWith('---')).length, 8002, 'every old line removed');
+  t.equal(diff.split('\n').filter((l) => l.startsWith('+') && !l.startsWith('+++')).length, 8001, 'every new line added');
+  t.ok(diff.endsWith(`+b${(7999).toString(36)}\n\\ No newline at end of file\n`), 'a missing final newline said as a diff says it');
+
+  // An expect rule judges the lines each side lacks (counted: one "kept" of two is removed).
+  const expect = rules({ expect: [{ path: '/etc/app.conf', change: 'modified', lines: ['^b[0-9a-z]+$'], why: 'generated', ...src(1) }] });
+  const judged = one(compare({ baseline, manifest: scanned, rules: expect }));
+  t.match(judged.explanation, /lines not expected by rules\/site\.yaml:1: "-a0", "-a1", "-a2", "-a3", "-a4" and 7996 more$/, 'the 8,000 removed lines and one of the two "kept" are unexpected; the "b" lines fit');
+  t.notMatch(judged.explanation, /"\+/, 'no added line is unexpected: the rule fits every "b" line, and the kept line is no addition');
+});
+
+t.test('a content change within the edit bound keeps the exact line diff', async (t) => {
+  const before = Array.from({ length: 3000 }, (_, i) => `line ${i}`).join('\n') + '\n';
+  const after = before.replace('line 1500\n', 'line 1500 changed\n');
+  const f = one(compare({ baseline: manifest({ files: { '/etc/big.conf': file(before) } }), manifest: manifest({ files: { '/etc/big.conf': file(after) } }), rules: none }));
+  t.match(f.diff, /@@ -1497,9 \+1497,9 @@\n line 1496\n line 1497\n line 1498\n line 1499\n-line 1500\n\+line 1500 changed\n line 1501\n line 1502\n line 1503\n line 1504\n$/, 'one line changed, four lines of context, as a plain diff');
+});
