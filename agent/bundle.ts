@@ -1,6 +1,11 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { Worker, WorkerOptions } from 'node:worker_threads';
+
+// Every start of the executable (`drift --version` too) evaluates this module: node's
+// worker_threads module is loaded when the first worker starts, not here.
+const requireBuiltin = createRequire('/');
 
 /**
  * How this drift runs: from an npm install (one file per module under dist/) or as the
@@ -56,6 +61,7 @@ export function bundledLibDir(): string | null {
  * runs the embedded worker script, whose entry imports every worker module.
  */
 export function startWorker(moduleUrl: string, options: WorkerOptions): Worker {
-  if (bundled !== null) return new Worker(bundled.workerSource(), { ...options, eval: true });
-  return new Worker(new URL(moduleUrl), options);
+  const threads = requireBuiltin('node:worker_threads') as typeof import('node:worker_threads');
+  if (bundled !== null) return new threads.Worker(bundled.workerSource(), { ...options, eval: true });
+  return new threads.Worker(new URL(moduleUrl), options);
 }

@@ -40,7 +40,7 @@ if [ -f "$drift" ] && [ ! -L "$drift" ] && [ "${drift%.js}" = "$drift" ]; then
   [ -n "$deb" ] && echo "  $(basename "$deb"): $(stat -c %s "$deb") B, Installed-Size $(dpkg-deb -f "$deb" Installed-Size) KiB"
 fi
 
-echo "5. --version cold start:"
-hyperfine --warmup 3 --runs 20 -N "$drift --version" 2>/dev/null | grep -E 'Time|Range' | sed 's/^\s*/  /'
+echo "5. --version cold start, and a bare node start measured right after it (a shared machine: compare the two; CPU in brackets):"
+hyperfine --warmup 3 --runs 20 -N "$drift --version" 'node -e 0' 2>/dev/null | grep -E 'Benchmark|Time|Range' | sed 's/^\s*/  /'
 echo "6. steady-state agent --once wall time:"
 hyperfine --warmup 1 --runs 5 -N "${agent[*]}" 2>/dev/null | grep -E 'Time|Range' | sed 's/^\s*/  /'
