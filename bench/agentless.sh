@@ -4,6 +4,8 @@
 # and agentless (--agentless: the fixed find/sha256sum/lsattr commands and SFTP reads, as on a
 # host without drift).
 # Usage: bash bench/agentless.sh   (as root, from the repository root, after npx tsc; needs hyperfine, sshd)
+# hyperfine runs each command's runs in one block: on a shared machine, compare two builds with
+# bench/agentless-ab.sh instead (rounds that interleave them, each with its own local cold scan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || apt-get install -y hyperfine

@@ -54,9 +54,13 @@ export interface SshOptions {
   agentless?: boolean;
 }
 
-/** What to collect: the baseline's scope (watch, ignore, expect) and the sections. */
+/**
+ * What to collect: the baseline's scope (watch, ignore, expect) and the sections. The
+ * rules may still be on their way (the baseline being read): the connection, and drift's
+ * start on the target, go on meanwhile; a rejection ends the collection with its error.
+ */
 export interface SshScan {
-  rules: RuleSet;
+  rules: RuleSet | Promise<RuleSet>;
   sections?: readonly SectionName[] | undefined;
 }
 
@@ -156,7 +160,7 @@ export class SshSession {
    * Run one fixed command, with `stdin` sent and closed; stdout is bounded by
    * `maxStdout` (the channel is closed and DRIFT_ERR_TOO_LARGE thrown past it).
    */
-  exec(command: string, opts: { stdin?: Buffer; maxStdout: number }): Promise<RemoteResult> {
+  exec(command: string, opts: { stdin?: Buffer | Promise<Buffer>; maxStdout: number }): Promise<RemoteResult> {
     return new Promise((resolveResult, reject) => {
       this.client.exec(command, (err, stream) => {
         if (err) {
@@ -197,7 +201,13 @@ export class SshSession {
           }
           resolveResult({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs).toString('utf8') });
         });
-        stream.end(opts.stdin);
+        if (opts.stdin instanceof Promise) {
+          // The command starts now; what it reads follows once known (or the channel closes).
+          opts.stdin.then((bytes) => stream.end(bytes), (e: unknown) => {
+            reject(e);
+            stream.close();
+          });
+        } else stream.end(opts.stdin);
       });
     });
   }
@@ -288,7 +298,7 @@ function connectError(where: string, err: unknown, opts: { connectTimeoutMs: num
  * Open an SSH connection with strict host-key checking and non-interactive auth.
  * Throws DriftError (exit 2) with what to do on every failure.
  */
-export async function connectSsh(target: SshTarget, opts: SshOptions): Promise<SshSession> {
+export async function connectSsh(target: SshTarget, opts: SshOptions, signal?: AbortSignal): Promise<SshSession> {
   const port = target.port ?? 22;
   const username = target.user ?? defaultUser();
   const where = describeTarget(target);
@@ -330,6 +340,9 @@ export async function connectSsh(target: SshTarget, opts: SshOptions): Promise<S
     done(false);
   };
   const ssh = new NodeSSH();
+  // Given up (the scan failed elsewhere meanwhile): the connection attempt ends now, not at its timeout.
+  const giveUp = (): void => ssh.dispose();
+  signal?.addEventListener('abort', giveUp, { once: true });
   try {
     await ssh.connect({
       host: target.host,
@@ -353,6 +366,8 @@ export async function connectSsh(target: SshTarget, opts: SshOptions): Promise<S
       throw new DriftError('DRIFT_ERR_USAGE', `${where}: the identity ${opts.identity ?? ''} is not a private key drift can read (${message})`, { cause: err });
     }
     throw connectError(where, err, { connectTimeoutMs, identity: opts.identity });
+  } finally {
+    signal?.removeEventListener('abort', giveUp);
   }
   const client = ssh.connection as unknown as SshClient | null;
   if (client === null) throw new DriftError('DRIFT_ERR_UNREACHABLE', `${where}: the SSH connection closed right after it opened`);
@@ -421,8 +436,11 @@ const VERSION_RE = /^\d{1,9}\.\d{1,9}\.\d{1,9}[\w.+-]{0,64}$/;
 async function collectWithRemoteDrift(session: SshSession, opts: SshOptions, scan: SshScan): Promise<Manifest | null> {
   const where = session.where;
   const commands = remoteCommands(opts.remoteDrift, scan.sections);
-  const scope = scopeOf(scan.rules);
-  const result = await session.exec(commands.collect, { stdin: Buffer.from(canonicalJson(scope)), maxStdout: MAX_MANIFEST_GZIP_BYTES });
+  // The remote drift starts at once and reads the scope on stdin once the baseline gave it.
+  const scope = Promise.resolve(scan.rules).then((rules) => Buffer.from(canonicalJson(scopeOf(rules))));
+  // Its failure is collectOverSsh's to report (noRules), whether or not the command got to read it.
+  scope.catch(() => undefined);
+  const result = await session.exec(commands.collect, { stdin: scope, maxStdout: MAX_MANIFEST_GZIP_BYTES });
   let failure: DriftError;
   if (result.code === 0) {
     let manifest: Manifest | null = null;
@@ -474,22 +492,29 @@ export async function collectOverSsh(target: SshTarget, opts: SshOptions, scan: 
       reject(new DriftError('DRIFT_ERR_UNREACHABLE', `${describeTarget(target)}: the scan took longer than ${timeoutMs} ms (--timeout); nothing was collected`));
     }, timeoutMs);
   });
+  let ended = false;
+  const connecting = new AbortController();
   const work = (async () => {
-    session = await connectSsh(target, opts);
-    if (timedOut) session.close();
+    session = await connectSsh(target, opts, connecting.signal);
+    if (timedOut || ended) session.close();
     if (opts.agentless !== true) {
       const manifest = await collectWithRemoteDrift(session, opts, scan);
       if (manifest !== null) return manifest;
       process.stderr.write(`drift: ${session.where}: drift is not installed there; collecting agentless (read-only commands and SFTP reads, nothing written)\n`);
     }
     const { collectAgentless } = await import('./agentless.js');
-    return collectAgentless(session, scan);
+    return collectAgentless(session, { rules: await scan.rules, sections: scan.sections });
   })();
+  // Rules that fail to come (a baseline that does not read) end the collection at once, connected or not.
+  const noRules = Promise.resolve(scan.rules).then(() => new Promise<never>(() => undefined));
   try {
-    return await Promise.race([work, deadline]);
+    return await Promise.race([work, deadline, noRules]);
   } finally {
+    ended = true;
+    connecting.abort();
     clearTimeout(timer);
     (session as SshSession | null)?.close();
     work.catch(() => undefined);
+    noRules.catch(() => undefined);
   }
 }

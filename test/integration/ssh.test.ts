@@ -145,6 +145,25 @@ t.test('a target without drift, or with something else answering, exits 2 naming
   t.match(echo.stderr, /did not answer with a version/);
 });
 
+t.test('the scope may come after the connection; rules that never come end the collection with their error', async (t) => {
+  const where = { user: 'root', host: '127.0.0.1', port: sshd.port };
+  const opts = { identity: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutMs: 5000 };
+  let give: (rules: ReturnType<typeof scopedRules>) => void = () => undefined;
+  const later = new Promise<ReturnType<typeof scopedRules>>((resolve) => { give = resolve; });
+  const collecting = collectOverSsh(where, opts, { rules: later, sections: ['packages'] });
+  // Connecting and starting drift there go on meanwhile; the scope follows on stdin.
+  setImmediate(() => give(scopedRules(baseline, emptyRuleSet(), baselinePath)));
+  const manifest = await collecting;
+  t.ok(Object.keys(manifest.packages ?? {}).length > 0, 'the packages of the root');
+  const refused = new Error('the baseline does not read');
+  const never = Promise.reject(refused);
+  await t.rejects(collectOverSsh(where, opts, { rules: never, sections: ['packages'] }), refused);
+  const missing = await drift(['scan', '--ssh', `root@127.0.0.1:${sshd.port}`, '--baseline', join(work, 'no-such-baseline.json'), '--identity', sshd.clientKey, '--known-hosts', sshd.knownHosts, '--state-dir', state], { env });
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /cannot read baseline .*no-such-baseline\.json: ENOENT/);
+  t.notMatch(missing.stderr, /Unhandled|at async/, 'an error message, not a crash');
+});
+
 t.test('the drifted root: the same findings over SSH as a local scan', async (t) => {
   const debs = join(work, 'debs');
   await mkdir(debs);

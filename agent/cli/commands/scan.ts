@@ -209,15 +209,29 @@ Examples:
       if (opts.readOnly && opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin writes pins; --read-only writes nothing');
       if (!opts.baseline) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --baseline FILE is required (the image\'s baseline from drift baseline)');
       const baselinePath = resolve(opts.baseline);
-      const baseline = await readBaseline(baselinePath);
-      const signature = checkPackedBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
+      if (opts.manifest && opts.ssh !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give either --manifest FILE (a saved manifest) or --ssh HOST (collect over SSH), not both');
+      // --ssh: the connection, and drift's start on the target, go on while the baseline is read here; the scope follows.
+      let sshRules: { resolve: (rules: RuleSet) => void; reject: (err: unknown) => void } | undefined;
+      const rulesForSsh = new Promise<RuleSet>((resolveRules, rejectRules) => {
+        sshRules = { resolve: resolveRules, reject: rejectRules };
+      });
+      // A baseline that does not read is reported below; the collection only stops on it.
+      rulesForSsh.catch(() => undefined);
+      const sshRun = opts.ssh === undefined ? undefined : collectSsh(opts, rulesForSsh, opts.sections !== undefined ? parseSections(opts.sections) : undefined);
+      sshRun?.catch(() => undefined);
+      const prepared = (async () => {
+        const baseline = await readBaseline(baselinePath);
+        const signature = checkPackedBaseline(baseline, await loadTrustedKeys(opts.pubkey ?? [], resolve(opts.trustDir)), baselinePath);
+        const hostRules = await loadRuleSet(opts.rules ?? []);
+        return { baseline, signature, hostRules, rules: scopedRules(baseline, hostRules, baselinePath) };
+      })();
+      prepared.then((p) => sshRules?.resolve(p.rules), (err: unknown) => sshRules?.reject(err));
+      const { baseline, signature, hostRules, rules } = await prepared;
       if (signature.status !== 'verified') {
         process.stderr.write(`drift: warning: baseline ${baselinePath} is ${signature.status === 'unsigned' ? 'not signed' : `signed by key ${signature.keyId ?? '?'}, but no trusted key is at hand to verify it`}; `
           + `findings are only as trustworthy as the file (put the bake key's .pub in ${opts.trustDir}, or pass --pubkey)\n`);
       }
       const sections = opts.sections !== undefined ? parseSections(opts.sections) : undefined;
-      const hostRules = await loadRuleSet(opts.rules ?? []);
-      const rules = scopedRules(baseline, hostRules, baselinePath);
       if (baseline.scope && scopeOf(hostRules).digest !== baseline.scope.digest) {
         process.stderr.write(`drift: collecting the scope recorded in the baseline (${baseline.scope.digest}); the watch, ignore and expect rules here differ and are not used (their policy is)\n`);
       }
@@ -242,7 +256,6 @@ Examples:
         if (opts.readOnly && book === null) return { findings: result.findings, dropped: result.dropped };
         return { findings: result.findings, dropped: result.dropped, firstBoot: result.firstBoot };
       };
-      if (opts.manifest && opts.ssh !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: give either --manifest FILE (a saved manifest) or --ssh HOST (collect over SSH), not both');
       if (opts.manifest) {
         if (opts.repin) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --repin pins what a scan of a host or root finds; a saved manifest (--manifest) has no pins');
         const manifestPath = resolve(opts.manifest);
@@ -254,7 +267,7 @@ Examples:
         let pinRoot: string;
         if (opts.ssh !== undefined) {
           const stateDir = resolve(opts.stateDir ?? defaultStateDir());
-          ({ manifest, target } = await collectSsh(opts, rules, sections));
+          ({ manifest, target } = await (sshRun as Promise<{ manifest: Manifest; target: string }>));
           if (!opts.anyImage) checkImage(manifest.host, baseline, `${target}/${IMAGE_STAMP_PATH}`, baselinePath);
           pinRoot = target;
           ({ findings, dropped, firstBoot } = await compareAndPin(manifest, pinRoot, stateDir));
@@ -307,7 +320,7 @@ Examples:
 }
 
 /** `--ssh`: collect the host's manifest over SSH within the baseline's scope; the target is named `ssh://user@host:port`. */
-async function collectSsh(opts: ScanOptions, rules: RuleSet, sections: readonly SectionName[] | undefined): Promise<{ manifest: Manifest; target: string }> {
+async function collectSsh(opts: ScanOptions, rules: Promise<RuleSet>, sections: readonly SectionName[] | undefined): Promise<{ manifest: Manifest; target: string }> {
   if (opts.root !== undefined || opts.proc !== undefined) throw new DriftError('DRIFT_ERR_USAGE', 'scan: --ssh reads the remote host\'s own root and /proc; --root and --proc are for a local scan');
   // Loaded only here: a local scan never loads the SSH client.
   const { collectOverSsh, describeTarget, parseSshTarget } = await import('../../remote/ssh.js');
