@@ -175,9 +175,14 @@ export function escapeName(name: Buffer): string {
   return out;
 }
 
-/** Device and inode of a walk's lstat as Numbers, as the hash module compares them with the opened file's fstat. */
-const devOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt, true));
-const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt + 8, true));
+/**
+ * Device and inode of a walk's lstat as Numbers, as the hash module compares them
+ * with the opened file's fstat: the u64 read as two u32 halves, which rounds as
+ * Number(bigint) does and allocates no BigInt per path.
+ */
+const u64At = (view: DataView, at: number): number => view.getUint32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
+const devOf = (st: StatView): number => u64At(st.view, st.stampAt);
+const inoOf = (st: StatView): number => u64At(st.view, st.stampAt + 8);
 
 /** A pending path's inode flags are to be read (by lsattr, after the walk). */
 const WANT_FLAGS = 1;

@@ -196,6 +196,14 @@ export class LsattrLines {
   }
 }
 
+/**
+ * Bytes of arguments per lsattr process (xargs -s): ~8,000 paths of /usr a process
+ * instead of xargs' default 128 KiB (~1,000), so a full scan starts a few lsattr
+ * processes, not a hundred. Where the system allows less, xargs uses its own limit
+ * (and says so on stderr, which names no path, so no path takes it as its reason).
+ */
+const ARGS_BYTES = 1024 * 1024;
+
 /** Bytes of paths written to lsattr's input at a time. */
 const INPUT_CHUNK = 64 * 1024;
 
@@ -217,7 +225,7 @@ function runLsattr(
   for (let k = 0; k < count; k++) input += pathAt(k).length;
   const cap = count * OUTPUT_BYTES_PER_PATH + input * 3;
   return new Promise((resolve, reject) => {
-    const child = spawn('xargs', ['-0', '-r', 'lsattr', '-d', '--'], { stdio: ['pipe', 'pipe', 'pipe'], env: xargsEnv() });
+    const child = spawn('xargs', ['-0', '-r', '-s', String(ARGS_BYTES), 'lsattr', '-d', '--'], { stdio: ['pipe', 'pipe', 'pipe'], env: xargsEnv() });
     const err: Buffer[] = [];
     let bytes = 0;
     const within = (chunk: Buffer): boolean => {
