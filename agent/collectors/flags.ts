@@ -205,8 +205,10 @@ export class LsattrLines {
 /**
  * Bytes of arguments per lsattr process (xargs -s): ~8,000 paths of /usr a process
  * instead of xargs' default 128 KiB (~1,000), so a full scan starts a few lsattr
- * processes, not a hundred. Where the system allows less, xargs uses its own limit
- * (and says so on stderr, which names no path, so no path takes it as its reason).
+ * processes, not a hundred. xargs starts each once it holds that many bytes of
+ * paths (or its input ends), so a scan's last ~1 MiB of paths are read after its
+ * walk. Where the system allows less, xargs uses its own limit (and says so on
+ * stderr, which names no path, so no path takes it as its reason).
  */
 const ARGS_BYTES = 1024 * 1024;
 
