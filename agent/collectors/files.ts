@@ -713,6 +713,11 @@ class Walk {
     }
   }
 
+  /** Stop reading inode flags (the walk failed): lsattr, started with the walk's first paths, must not outlive it. */
+  abortFlags(): void {
+    this.flags.abort();
+  }
+
   /** lsattr's answer for pending path `i`: on its entry and its stat cache record. */
   private gotFlags(i: number, mask: number): void {
     const pending = this.pending;
@@ -768,6 +773,7 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
         walk.recordAll();
       } catch (err) {
         hasher.abort();
+        walk.abortFlags();
         throw err;
       } finally {
         pool.close();

@@ -282,6 +282,12 @@ class LsattrRun {
     this.chunk = '';
   }
 
+  /** Stop it at once (the collection failed and wants no answers). */
+  kill(): void {
+    this.gone = true;
+    this.child.kill('SIGKILL');
+  }
+
   /** No more paths: close its stdin and wait for it to exit. */
   end(): Promise<{ stderr: string; code: number | null }> {
     this.flush();
@@ -334,6 +340,11 @@ export class FlagsStream {
     this.lines.grow(this.plain.length);
     this.run ??= new LsattrRun((text) => this.lines.push(text));
     this.run.add(path);
+  }
+
+  /** Stop lsattr without waiting for it (the caller failed and wants no answers). */
+  abort(): void {
+    this.run?.kill();
   }
 
   /** Every path is added: wait for lsattr, then read the paths with a newline, one run each. */
