@@ -1,5 +1,5 @@
 import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, type Stats } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, hash as sha256Once } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, isMainThread, parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { errnoOf } from './protocol/errors.js';
@@ -194,6 +194,16 @@ export function hashOpened(file: OpenedFile, buffer: Buffer = Buffer.allocUnsafe
 }
 
 function hashOpen(fd: number, size: number, buffer: Buffer): string {
+  if (size <= buffer.length) {
+    // Most files fit in the buffer: read whole, then hashed in one call, with no hash object.
+    let length = 0;
+    while (length < size) {
+      const n = readSync(fd, buffer, length, size - length, null);
+      if (n === 0) throw new HashError(REASONS.shrank);
+      length += n;
+    }
+    return sha256Once('sha256', buffer.subarray(0, size), 'hex');
+  }
   const hash = createHash('sha256');
   let left = size;
   while (left > 0) {
@@ -255,7 +265,7 @@ export function readFileChecked(path: string, cap: number, options: Omit<OpenOpt
 
 /** sha256 (lowercase hex) of bytes already in memory. */
 export function sha256Hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return sha256Once('sha256', data, 'hex');
 }
 
 /**

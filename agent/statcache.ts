@@ -108,7 +108,12 @@ export class StatCache {
   private readonly forgotten = new Set<number>();
   /** dev:ino of hard-linked files staged this collection. */
   private readonly linked = new Set<string>();
-  private readonly racyAfterNs: bigint;
+  /**
+   * The start of the racy window (see stage), in ns since the epoch, as its high and
+   * low 32 bits: a stamp's times are compared with it without a BigInt per path.
+   */
+  private readonly racyHigh: number;
+  private readonly racyLow: number;
   private readonly dataView: DataView;
   /** Offset of the first record in `data`. */
   private readonly first: number;
@@ -121,7 +126,11 @@ export class StatCache {
     private readonly count: number,
     startedAt: Date,
   ) {
-    this.racyAfterNs = BigInt(startedAt.getTime()) * 1_000_000n - RACY_WINDOW_NS;
+    const racyAfterNs = BigInt(startedAt.getTime()) * 1_000_000n - RACY_WINDOW_NS;
+    // A start before the epoch's first second: every time is at or after it, as with 0.
+    const racy = racyAfterNs < 0n ? 0n : racyAfterNs;
+    this.racyHigh = Number(racy >> 32n);
+    this.racyLow = Number(racy & 0xffff_ffffn);
     this.dataView = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.kept = new Uint8Array(count);
     this.first = data.length - count * RECORD_BYTES;
@@ -236,7 +245,7 @@ export class StatCache {
 
   /** `stage` for stat fields in the record layout (see lookupStamp) and the file's link count. */
   stageStamp(stamp: DataView, at: number, nlink: number): number {
-    if (stamp.getBigUint64(at + 24, true) >= this.racyAfterNs || stamp.getBigUint64(at + 32, true) >= this.racyAfterNs) return -1;
+    if (this.racy(stamp, at + 24) || this.racy(stamp, at + 32)) return -1;
     if (nlink > 1) {
       // Hard links: one record per file is enough (the cache is keyed by dev+ino).
       const id = `${stamp.getBigUint64(at, true)}:${stamp.getBigUint64(at + 8, true)}`;
@@ -244,11 +253,17 @@ export class StatCache {
       this.linked.add(id);
     }
     const slot = this.stagedCount % CHUNK_RECORDS;
-    if (slot === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK_RECORDS * RECORD_BYTES));
+    // Zeroed once per chunk: each slot is staged once, so its sha and attributes start at zero.
+    if (slot === 0) this.chunks.push(Buffer.alloc(CHUNK_RECORDS * RECORD_BYTES));
     const b = this.chunks[this.chunks.length - 1] as Buffer;
     b.set(new Uint8Array(stamp.buffer, stamp.byteOffset + at, STAT_BYTES), slot * RECORD_BYTES);
-    b.fill(0, slot * RECORD_BYTES + STAT_BYTES, (slot + 1) * RECORD_BYTES);
     return this.stagedCount++;
+  }
+
+  /** Whether the u64 (little-endian) at `at` of `stamp`, a time in ns, is in the racy window. */
+  private racy(stamp: DataView, at: number): boolean {
+    const high = stamp.getUint32(at + 4, true);
+    return high > this.racyHigh || (high === this.racyHigh && stamp.getUint32(at, true) >= this.racyLow);
   }
 
   /** Set the inode flag mask and `bits` (ATTR_*) of the path staged as `stage` (before or after `record`). */

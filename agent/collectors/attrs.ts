@@ -189,22 +189,32 @@ export function decodeXattrs(names: readonly string[], get: (name: string) => Ui
   return { facts, problems };
 }
 
+/** The answer for a path without extended attributes (frozen: it is shared). */
+const NONE: XattrsRead = Object.freeze({ facts: Object.freeze({}), problems: Object.freeze([]) });
+
+/** What `readXattrs` found: the decoded attributes, and what could not be read. */
+export interface XattrsRead {
+  readonly facts: Readonly<XattrFacts>;
+  readonly problems: readonly XattrProblem[];
+}
+
 /**
  * Read the extended attributes of `path` (never through a symlink): listxattr
  * first, and getxattr only for the names it gives, so that a path without any
  * costs one call. Throws nothing: failures come back as problems.
  */
-export function readXattrs(path: string): { facts: XattrFacts; problems: XattrProblem[] } {
+export function readXattrs(path: string): XattrsRead {
   let names: string[];
   try {
     names = listAttributesSync(path);
   } catch (err) {
     const code = xattrErrno(err);
     // A file system without xattr support has none to hide.
-    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return { facts: {}, problems: [] };
+    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return NONE;
     return { facts: {}, problems: [{ reason: `xattrs: ${code}` }] };
   }
-  if (names.length === 0) return { facts: {}, problems: [] };
+  // Nearly every path has none: one shared answer, not three objects a path.
+  if (names.length === 0) return NONE;
   const failures: XattrProblem[] = [];
   const result = decodeXattrs(names, (name) => {
     try {

@@ -11,7 +11,7 @@ import { ByteBudget, HashError, HashStream, REASONS, readFileChecked, sha256Hex,
 import { ATTR_FLAGS_READ, ATTR_HAS_XATTRS, StatCache, attrType } from '../statcache.js';
 import { StatPool, type StatView } from '../walk.js';
 import { readXattrs } from './attrs.js';
-import { flagsText, readFlagsEach } from './flags.js';
+import { FlagsStream, flagsText } from './flags.js';
 import { CONTENT_CAP_BYTES, FlagErrors, assignXattrs, enters, hashBudget, ignored, modeText, newEntry, readFailed, rootScope, ruleAt, unreadName, wantsContent as wantsContentOf } from './file-entry.js';
 
 /**
@@ -129,11 +129,16 @@ function fileType(mode: number): FileType {
   }
 }
 
-/** Device and inode of a walk's lstat as Numbers, as the hash module compares them with the opened file's fstat. */
-const devOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt, true));
-const inoOf = (st: StatView): number => Number(st.view.getBigUint64(st.stampAt + 8, true));
+/**
+ * Device and inode of a walk's lstat as Numbers, as the hash module compares them
+ * with the opened file's fstat: the u64 read as two u32 halves, which rounds as
+ * Number(bigint) does and allocates no BigInt per path.
+ */
+const u64At = (view: DataView, at: number): number => view.getUint32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
+const devOf = (st: StatView): number => u64At(st.view, st.stampAt);
+const inoOf = (st: StatView): number => u64At(st.view, st.stampAt + 8);
 
-/** A pending path's inode flags are to be read (by lsattr, after the walk). */
+/** A pending path's inode flags are to be read (by lsattr, which gets the path as soon as it is recorded). */
 const WANT_FLAGS = 1;
 /** A pending path is a regular file to hash. */
 const WANT_HASH = 2;
@@ -143,11 +148,13 @@ const WANT_HASH = 2;
  * checked on its descriptor (a readlink of /proc/self/fd per file; see openChecked).
  */
 const TRUSTED_PATH = 4;
+/** Milliseconds of walking between two turns of the event loop (see Walk.breathe). */
+const YIELD_MS = 4;
 /** Paths per chunk of the pending list's numbers (160 KiB). */
 const PENDING_CHUNK = 8192;
 
 /**
- * The paths read after the walk, held compactly (one key reference, four small
+ * The paths read after they are recorded, held compactly (one key reference, four small
  * integers and two numbers a path; no object per path: a cold scan queues every
  * regular file and folder): regular files to hash and paths whose inode flags
  * lsattr reads, in walk order. Per path: the key (the entry is found again by
@@ -226,15 +233,6 @@ class Pending implements HashJobList {
   ino(i: number): number {
     return this.num(i, 1);
   }
-
-  /** The indexes of the paths that want `what`, in walk order. */
-  indexes(what: number): Int32Array {
-    let count = 0;
-    for (let i = 0; i < this.keys.length; i++) if (this.wants(i, what)) count += 1;
-    const out = new Int32Array(count);
-    for (let i = 0, k = 0; i < this.keys.length; i++) if (this.wants(i, what)) out[k++] = i;
-    return out;
-  }
 }
 
 /** The device numbers of a device node as `c MAJOR:MINOR` / `b MAJOR:MINOR` (glibc's major/minor split). */
@@ -263,6 +261,10 @@ class Walk {
   private readonly visitRefs: number[] = [];
   /** Per visit: 1 when its folders are trusted (see TRUSTED_PATH). */
   private readonly visitTrust: number[] = [];
+  /** The inode flags of the pending paths that want them (WANT_FLAGS), read while the walk goes on. */
+  private readonly flags: FlagsStream;
+  /** When the walk next lets the event loop run (see `breathe`). */
+  private yieldAt = performance.now() + YIELD_MS;
   /** Pending paths before this one were offered to the hash pool. */
   private offered = 0;
   /** The pending index of each job of the hash pool, in the order added. */
@@ -285,10 +287,11 @@ class Walk {
     private readonly onListed: ((key: string) => void) | undefined,
   ) {
     this.pending = new Pending(prefix);
+    this.flags = new FlagsStream((i) => this.pending.path(i), (i, mask) => this.gotFlags(i, mask));
   }
 
   /** Walk one walk root: checks that it is reachable without following a link, then visits it. */
-  walkRoot(root: string): void {
+  async walkRoot(root: string): Promise<void> {
     let trusted = this.rootTrusted;
     // '/' itself, then each folder on the way to the walk root.
     if (root !== '/') trusted &&= trustedFolder(lstatSync(this.prefix + '/', { bigint: true, throwIfNoEntry: false }));
@@ -305,7 +308,7 @@ class Walk {
       trusted &&= trustedFolder(st);
       return true;
     });
-    if (scope !== null) this.visit(root, scope.watch, scope.ignore, true, true, trusted);
+    if (scope !== null) await this.visit(root, scope.watch, scope.ignore, true, true, trusted);
   }
 
   /**
@@ -313,8 +316,8 @@ class Walk {
    * as one): it is stat'ed now, to decide whether to enter it; anything else is
    * stat'ed now or on the helper thread, and read after the walk.
    */
-  private visit(key: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], folder: boolean, isRoot: boolean, trusted: boolean): void {
-    if (ignored(ignore, key)) return;
+  private visit(key: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], folder: boolean, isRoot: boolean, trusted: boolean): Promise<void> | undefined {
+    if (ignored(ignore, key)) return undefined;
     const disk = this.prefix + key;
     const rule = ruleAt(watch, key);
     if (!folder) {
@@ -322,8 +325,23 @@ class Walk {
       this.visitRules.push(rule);
       this.visitRefs.push(this.pool.stat(disk));
       this.visitTrust.push(trusted ? 1 : 0);
-      return;
+      return undefined;
     }
+    return this.visitFolder(key, disk, watch, ignore, rule, isRoot, trusted);
+  }
+
+  /**
+   * Let the event loop run now and then (every YIELD_MS of walking): lsattr reads
+   * the paths queued for it and its answers are taken while the walk goes on.
+   */
+  private async breathe(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.yieldAt = performance.now() + YIELD_MS;
+  }
+
+  /** The folder part of `visit`: stat it now, and enter it when a watch glob may match below it. */
+  private async visitFolder(key: string, disk: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], rule: WatchRule | null, isRoot: boolean, trusted: boolean): Promise<void> {
+    if (performance.now() >= this.yieldAt) await this.breathe();
     const ref = this.pool.statNow(disk);
     const error = this.pool.error(ref);
     if (error !== undefined && isRoot) {
@@ -355,14 +373,15 @@ class Walk {
     // listing as Buffers made the whole incremental scan ~13% slower).
     for (let i = 0; i < dirents.length; i++) {
       if ((dirents[i] as Dirent).name.indexOf('\uFFFD') >= 0) {
-        this.visitByteNames(key, disk, base, watch, ignore, inner);
+        await this.visitByteNames(key, disk, base, watch, ignore, inner);
         this.recordReady();
         return;
       }
     }
     for (const d of dirents) {
       const child = base + d.name;
-      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, inner);
+      const folder = this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, inner);
+      if (folder !== undefined) await folder;
     }
     this.recordReady();
   }
@@ -372,7 +391,7 @@ class Walk {
    * is not representable in the manifest's UTF-8 keys, so it is reported unread
    * (EILSEQ) under its escaped name (see escapeName) and never stat'ed or hashed.
    */
-  private visitByteNames(key: string, disk: string, base: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], trusted: boolean): void {
+  private async visitByteNames(key: string, disk: string, base: string, watch: CompiledGlob<WatchRule>[], ignore: CompiledGlob<IgnoreRule>[], trusted: boolean): Promise<void> {
     let dirents: Dirent<Buffer>[];
     try {
       dirents = readdirSync(disk, { withFileTypes: true, encoding: 'buffer' });
@@ -388,7 +407,8 @@ class Walk {
         continue;
       }
       const child = base + name.toString('utf8');
-      this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, trusted);
+      const folder = this.visit(child, withBaseAt(watch, this.rules.watchAt, child), withBaseAt(ignore, this.rules.ignoreAt, child), d.isDirectory(), false, trusted);
+      if (folder !== undefined) await folder;
     }
   }
 
@@ -527,17 +547,17 @@ class Walk {
       return;
     }
     if (type !== 'file') {
-      if (want !== 0) this.pending.push(key, want, stage, bits, st);
+      if (want !== 0) this.pend(key, want, stage, bits, st);
       cache?.record(stage, null);
       return;
     }
     if (!wantsContent) {
       if (cached !== undefined) entry.sha256 = cached;
       else want |= WANT_HASH | (trusted ? TRUSTED_PATH : 0);
-      if (want !== 0) this.pending.push(key, want, stage, bits, st);
+      if (want !== 0) this.pend(key, want, stage, bits, st);
       return;
     }
-    if (want !== 0) this.pending.push(key, want, stage, bits, st);
+    if (want !== 0) this.pend(key, want, stage, bits, st);
     if (!this.budget.take(st.size)) {
       this.failed(key, REASONS.overScan(this.budget.maxScanBytes));
       return;
@@ -561,6 +581,12 @@ class Walk {
     if (content !== undefined) entry.content = content;
   }
 
+  /** Queue a path for reading after it is recorded; its inode flags are read by lsattr from now on, while the walk goes on. */
+  private pend(key: string, want: number, stage: number, bits: number, st: StatView): void {
+    this.pending.push(key, want, stage, bits, st);
+    if ((want & WANT_FLAGS) !== 0) this.flags.add(this.pending.length - 1);
+  }
+
   /** A device node, FIFO or socket: its device numbers and extended attributes (never cached: they are few). */
   private recordOther(key: string, disk: string, entry: FileEntry): void {
     let st: BigIntStats | undefined;
@@ -582,36 +608,39 @@ class Walk {
   }
 
   /**
-   * Read the inode flags of the paths queued during the walk (with lsattr) and put
-   * them on their entries and stat cache records. A file system that has none is
-   * reported once, at the first of its paths by name; lsattr missing, once for the scan.
+   * Wait for the inode flags of the paths queued during the walk (lsattr has been
+   * reading them since the first; each answer is put on its entry and stat cache
+   * record as it comes, see gotFlags) and report the paths it could not read. A file
+   * system that has none is reported once, at the first of its paths by name; lsattr
+   * missing, once for the scan.
    */
   async readFlags(): Promise<void> {
     const pending = this.pending;
-    const at = pending.indexes(WANT_FLAGS);
-    if (at.length === 0) return;
     const keys = pending.keys;
-    const result = await readFlagsEach(
-      at.length,
-      (k) => pending.path(at[k] as number),
-      (k, mask) => {
-        const i = at[k] as number;
-        // An entry gone meanwhile (the file vanished before it was hashed) takes no flags.
-        const entry = this.entries[keys[i] as string];
-        if (mask !== 0 && entry !== undefined) entry.flags = flagsText(mask);
-        this.cache?.setAttrs(pending.stage(i), mask, pending.bits(i) | ATTR_FLAGS_READ);
-      },
-    );
+    const result = await this.flags.finish();
     if (result.missing !== null) {
       this.unread.push({ path: '/', reason: `flags: ${result.missing}` });
       return;
     }
     const errors = new FlagErrors(this.unread);
-    for (const [k, reason] of result.errors) {
-      const i = at[k] as number;
+    for (const [i, reason] of result.errors) {
       errors.add(keys[i] as string, pending.dev(i), reason);
     }
     errors.finish();
+  }
+
+  /** Stop reading inode flags (the walk failed): lsattr, started with the walk's first paths, must not outlive it. */
+  abortFlags(): void {
+    this.flags.abort();
+  }
+
+  /** lsattr's answer for pending path `i`: on its entry and its stat cache record. */
+  private gotFlags(i: number, mask: number): void {
+    const pending = this.pending;
+    // An entry gone meanwhile (the file vanished before it was hashed) takes no flags.
+    const entry = this.entries[pending.keys[i] as string];
+    if (mask !== 0 && entry !== undefined) entry.flags = flagsText(mask);
+    this.cache?.setAttrs(pending.stage(i), mask, pending.bits(i) | ATTR_FLAGS_READ);
   }
 
   /**
@@ -654,11 +683,12 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
       const hasher = new HashStream(hashOptions);
       const walk = new Walk(prefix, rules, cache, pool, options.onHash, budget, hasher, ancestorsTrusted(prefix), options.onListed);
       try {
-        for (const root of rules.walkRoots) walk.walkRoot(root);
+        for (const root of rules.walkRoots) await walk.walkRoot(root);
         await pool.finish();
         walk.recordAll();
       } catch (err) {
         hasher.abort();
+        walk.abortFlags();
         throw err;
       } finally {
         pool.close();
@@ -667,7 +697,7 @@ export function createFilesCollector(options: FilesCollectorOptions = {}): Colle
 
       const pending = walk.pending;
       const jobs = walk.hashed;
-      // lsattr runs in its own process while this one hashes what the workers have not.
+      // lsattr, running since the walk's first paths, finishes in its own process while this one hashes what the workers have not.
       const [hashes] = await Promise.all([hasher.finish(), walk.readFlags()]);
       for (let k = 0; k < hashes.length; k++) {
         const hash = hashes[k] as string | HashError;

@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
-import type { Writable } from 'node:stream';
 
 /**
  * Inode flags (chattr/lsattr: immutable, append-only, ...). They are read with the
@@ -8,7 +7,9 @@ import type { Writable } from 'node:stream';
  * e2fsprogs (priority "required" on Debian, in every RHEL and Alpine base image)
  * over the regular files and folders, through `xargs -0` (paths on its stdin,
  * NUL-separated: no argument list limit, and one process started from Node, whose
- * own spawns cost ~20 ms each with a large heap), while the files are hashed.
+ * own spawns cost ~20 ms each with a large heap). The files collector starts it
+ * with the first path its walk records and feeds it paths as the walk goes on, so
+ * that lsattr works beside the walk and the hashing rather than after them.
  *
  * lsattr lstats each path and opens only regular files and folders (O_NONBLOCK),
  * so symlinks, devices, FIFOs and sockets are never opened; drift never passes
@@ -149,10 +150,15 @@ export class LsattrLines {
    * mask)` is called for each path answered, in order.
    */
   constructor(
-    private readonly count: number,
+    private count: number,
     private readonly pathAt: (k: number) => string,
     private readonly onFlags: (k: number, mask: number) => void,
   ) {}
+
+  /** `count` paths are now expected (more were given to lsattr since; never fewer). */
+  grow(count: number): void {
+    if (count > this.count) this.count = count;
+  }
 
   /** Take in the next piece of stdout (whole lines are matched now, a partial one is kept). */
   push(text: string): void {
@@ -196,79 +202,98 @@ export class LsattrLines {
   }
 }
 
+/**
+ * Bytes of arguments per lsattr process (xargs -s): ~8,000 paths of /usr a process
+ * instead of xargs' default 128 KiB (~1,000), so a full scan starts a few lsattr
+ * processes, not a hundred. xargs starts each once it holds that many bytes of
+ * paths (or its input ends), so a scan's last ~1 MiB of paths are read after its
+ * walk. Where the system allows less, xargs uses its own limit (and says so on
+ * stderr, which names no path, so no path takes it as its reason).
+ */
+const ARGS_BYTES = 1024 * 1024;
+
 /** Bytes of paths written to lsattr's input at a time. */
 const INPUT_CHUNK = 64 * 1024;
 
 const xargsEnv = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' });
 
 /**
- * Run lsattr over `count` paths through xargs, writing the paths to its stdin a
- * chunk at a time and handing its stdout to `onStdout` as it arrives; resolves
- * with its stderr (kept whole: one line per failed path) and exit code, or
- * rejects when xargs cannot be started. Output beyond what `count` paths can
- * explain stops it (it is killed).
+ * One run of lsattr through xargs, taking its paths while it runs: `add` queues a
+ * path for its stdin (written 64 KiB at a time: node buffers what the pipe does not
+ * take yet, so a caller that does not yield never waits on it), its stdout is
+ * handed to `onStdout` as it arrives, and `end` closes its stdin and resolves with
+ * its stderr (kept whole: one line per failed path) and exit code, or rejects when
+ * xargs cannot be started. Output beyond what the paths added can explain stops
+ * it (it is killed).
  */
-function runLsattr(
-  count: number,
-  pathAt: (k: number) => string,
-  onStdout: (text: string) => void,
-): Promise<{ stderr: string; code: number | null }> {
-  let input = 0;
-  for (let k = 0; k < count; k++) input += pathAt(k).length;
-  const cap = count * OUTPUT_BYTES_PER_PATH + input * 3;
-  return new Promise((resolve, reject) => {
-    const child = spawn('xargs', ['-0', '-r', 'lsattr', '-d', '--'], { stdio: ['pipe', 'pipe', 'pipe'], env: xargsEnv() });
-    const err: Buffer[] = [];
-    let bytes = 0;
-    const within = (chunk: Buffer): boolean => {
-      bytes += chunk.length;
-      // More than every path could explain: something else writes there; stop reading it.
-      if (bytes > cap) child.kill('SIGKILL');
-      return bytes <= cap;
-    };
-    const decoder = new StringDecoder('utf8');
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (within(chunk)) onStdout(decoder.write(chunk));
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (within(chunk)) err.push(chunk);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      onStdout(decoder.end());
-      resolve({ stderr: Buffer.concat(err).toString('utf8'), code });
-    });
-    void writePaths(child.stdin, count, pathAt);
-  });
-}
+class LsattrRun {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly done: Promise<{ stderr: string; code: number | null }>;
+  private chunk = '';
+  private count = 0;
+  private input = 0;
+  /** Its stdin is gone (killed, or xargs missing): its exit says why; writing stops. */
+  private gone = false;
 
-/** Write the paths NUL-terminated to `stdin` a chunk at a time, waiting while the pipe is full; then close it. */
-async function writePaths(stdin: Writable, count: number, pathAt: (k: number) => string): Promise<void> {
-  // Gone early (killed, or xargs missing): its exit says why; writing stops.
-  let gone = false;
-  let wake: (() => void) | null = null;
-  const stop = (): void => {
-    gone = true;
-    wake?.();
-  };
-  stdin.on('error', stop);
-  stdin.on('close', stop);
-  let chunk = '';
-  for (let k = 0; k < count && !gone; k++) {
-    chunk += `${pathAt(k)}\0`;
-    if (chunk.length < INPUT_CHUNK && k < count - 1) continue;
-    const more = stdin.write(chunk);
-    chunk = '';
-    if (!more && !gone) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        stdin.once('drain', resolve);
+  constructor(onStdout: (text: string) => void) {
+    const child = spawn('xargs', ['-0', '-r', '-s', String(ARGS_BYTES), 'lsattr', '-d', '--'], { stdio: ['pipe', 'pipe', 'pipe'], env: xargsEnv() });
+    this.child = child;
+    const stop = (): void => {
+      this.gone = true;
+    };
+    child.stdin.on('error', stop);
+    child.stdin.on('close', stop);
+    this.done = new Promise((resolve, reject) => {
+      const err: Buffer[] = [];
+      let bytes = 0;
+      const within = (chunk: Buffer): boolean => {
+        bytes += chunk.length;
+        // More than every path could explain: something else writes there; stop reading it.
+        if (bytes > this.count * OUTPUT_BYTES_PER_PATH + this.input * 3) child.kill('SIGKILL');
+        return !child.killed;
+      };
+      const decoder = new StringDecoder('utf8');
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (within(chunk)) onStdout(decoder.write(chunk));
       });
-      stdin.removeAllListeners('drain');
-      wake = null;
-    }
+      child.stderr.on('data', (chunk: Buffer) => {
+        if (within(chunk)) err.push(chunk);
+      });
+      child.on('error', reject);
+      child.on('close', (code) => {
+        onStdout(decoder.end());
+        resolve({ stderr: Buffer.concat(err).toString('utf8'), code });
+      });
+    });
+    // Read by `end`; until then a failure to start must not count as unhandled.
+    this.done.catch(() => undefined);
   }
-  if (!gone) stdin.end();
+
+  /** Queue one path (NUL-terminated on lsattr's stdin). */
+  add(path: string): void {
+    this.count += 1;
+    this.input += path.length;
+    this.chunk += `${path}\0`;
+    if (this.chunk.length >= INPUT_CHUNK) this.flush();
+  }
+
+  private flush(): void {
+    if (!this.gone && this.chunk.length > 0) this.child.stdin.write(this.chunk);
+    this.chunk = '';
+  }
+
+  /** Stop it at once (the collection failed and wants no answers). */
+  kill(): void {
+    this.gone = true;
+    this.child.kill('SIGKILL');
+  }
+
+  /** No more paths: close its stdin and wait for it to exit. */
+  end(): Promise<{ stderr: string; code: number | null }> {
+    this.flush();
+    if (!this.gone) this.child.stdin.end();
+    return this.done;
+  }
 }
 
 /** Flags by index into the paths given, and why the others were not read. */
@@ -280,57 +305,106 @@ export interface FlagsRun {
 }
 
 /**
+ * Read the inode flags of paths given one at a time (absolute paths on disk of
+ * regular files and folders), while the caller goes on finding more: the first
+ * `add` starts lsattr, which works through the paths as they come. `add(i)` gives
+ * the path `pathAt(i)`, under the caller's index `i`; `onFlags(i, mask)` is called
+ * for each path read, as lsattr's output arrives (only while the caller yields, and
+ * during `finish`). `finish` resolves with the reasons of the others, and `missing`
+ * set when lsattr could not be run at all (then no path has flags). A path with a
+ * newline in its name would make lsattr's output ambiguous: such paths get a run
+ * of their own each, in `finish`.
+ */
+export class FlagsStream {
+  /** The caller's index of the k-th path without a newline. */
+  private readonly plain: number[] = [];
+  private readonly odd: number[] = [];
+  private run: LsattrRun | null = null;
+  private readonly lines: LsattrLines;
+
+  constructor(
+    private readonly pathAt: (i: number) => string,
+    private readonly onFlags: (i: number, mask: number) => void,
+  ) {
+    this.lines = new LsattrLines(0, (k) => pathAt(this.plain[k] as number), (k, mask) => onFlags(this.plain[k] as number, mask));
+  }
+
+  /** Read the flags of path `i` (see the class comment). */
+  add(i: number): void {
+    const path = this.pathAt(i);
+    if (path.includes('\n')) {
+      this.odd.push(i);
+      return;
+    }
+    this.plain.push(i);
+    this.lines.grow(this.plain.length);
+    this.run ??= new LsattrRun((text) => this.lines.push(text));
+    this.run.add(path);
+  }
+
+  /** Stop lsattr without waiting for it (the caller failed and wants no answers). */
+  abort(): void {
+    this.run?.kill();
+  }
+
+  /** Every path is added: wait for lsattr, then read the paths with a newline, one run each. */
+  async finish(): Promise<FlagsRun> {
+    const result: FlagsRun = { errors: new Map(), missing: null };
+    if (this.run !== null) {
+      const output = await ended(this.run, result);
+      if (output === null) return result;
+      this.lines.end();
+      for (const k of this.lines.failed) {
+        const i = this.plain[k] as number;
+        result.errors.set(i, reasonFor(output.stderr, this.pathAt(i)));
+      }
+    }
+    for (const i of this.odd) {
+      let stdout = '';
+      const run = new LsattrRun((text) => (stdout += text));
+      const path = this.pathAt(i);
+      run.add(path);
+      const output = await ended(run, result);
+      if (output === null) return result;
+      const parsed = parseLsattr([path], stdout, output.stderr);
+      const mask = parsed.flags[0] as number;
+      if (mask >= 0) this.onFlags(i, mask);
+      else result.errors.set(i, parsed.errors.get(0) ?? 'not read by lsattr');
+    }
+    return result;
+  }
+}
+
+/** Wait for `run` to exit; null, with `result.missing` set, when lsattr could not be run at all. */
+async function ended(run: LsattrRun, result: FlagsRun): Promise<{ stderr: string; code: number | null } | null> {
+  let output: { stderr: string; code: number | null };
+  try {
+    output = await run.end();
+  } catch (err) {
+    const code = err && typeof err === 'object' && 'code' in err ? String((err as { code: unknown }).code) : 'EIO';
+    result.missing = code === 'ENOENT' ? 'xargs not found (install findutils to record inode flags)' : `xargs could not be run (${code})`;
+    result.errors.clear();
+    return null;
+  }
+  // xargs: 127 the command was not found, 126 it could not be run.
+  if (output.code === 127 || output.code === 126) {
+    result.missing = output.code === 127 ? 'lsattr not found (install e2fsprogs to record inode flags)' : 'lsattr could not be run';
+    result.errors.clear();
+    return null;
+  }
+  return output;
+}
+
+/**
  * Read the inode flags of `count` paths (absolute paths on disk of regular files
  * and folders; `pathAt(i)` is the i-th). `onFlags(i, mask)` is called for each path
  * read, as lsattr's output arrives; resolves with the reasons of the others, and
  * `missing` set when lsattr could not be run at all (then no path has flags).
  */
 export async function readFlagsEach(count: number, pathAt: (i: number) => string, onFlags: (i: number, mask: number) => void): Promise<FlagsRun> {
-  const result: FlagsRun = { errors: new Map(), missing: null };
-  // A path with a newline would make lsattr's output ambiguous: it gets a run of its own.
-  const odd: number[] = [];
-  for (let i = 0; i < count; i++) if (pathAt(i).includes('\n')) odd.push(i);
-  // The k-th plain path is the i-th path, skipping the odd ones (usually none).
-  const plainCount = count - odd.length;
-  let plainIndex: (k: number) => number = (k) => k;
-  if (odd.length > 0) {
-    const skip = new Set(odd);
-    const map = new Int32Array(plainCount);
-    for (let i = 0, k = 0; i < count; i++) if (!skip.has(i)) map[k++] = i;
-    plainIndex = (k) => map[k] as number;
-  }
-  const runs: { plain: boolean; count: number; index: (k: number) => number }[] = [{ plain: true, count: plainCount, index: plainIndex }];
-  for (const i of odd) runs.push({ plain: false, count: 1, index: () => i });
-  for (const run of runs) {
-    if (run.count === 0) continue;
-    const pathOf = (k: number): string => pathAt(run.index(k));
-    const lines = !run.plain ? null : new LsattrLines(run.count, pathOf, (k, mask) => onFlags(run.index(k), mask));
-    let stdout = '';
-    let output: { stderr: string; code: number | null };
-    try {
-      output = await runLsattr(run.count, pathOf, lines ? (text) => lines.push(text) : (text) => (stdout += text));
-    } catch (err) {
-      const code = err && typeof err === 'object' && 'code' in err ? String((err as { code: unknown }).code) : 'EIO';
-      result.missing = code === 'ENOENT' ? 'xargs not found (install findutils to record inode flags)' : `xargs could not be run (${code})`;
-      return result;
-    }
-    // xargs: 127 the command was not found, 126 it could not be run.
-    if (output.code === 127 || output.code === 126) {
-      result.missing = output.code === 127 ? 'lsattr not found (install e2fsprogs to record inode flags)' : 'lsattr could not be run';
-      result.errors.clear();
-      return result;
-    }
-    if (lines) {
-      lines.end();
-      for (const k of lines.failed) result.errors.set(run.index(k), reasonFor(output.stderr, pathOf(k)));
-      continue;
-    }
-    const parsed = parseLsattr([pathOf(0)], stdout, output.stderr);
-    const mask = parsed.flags[0] as number;
-    if (mask >= 0) onFlags(run.index(0), mask);
-    else result.errors.set(run.index(0), parsed.errors.get(0) ?? 'not read by lsattr');
-  }
-  return result;
+  const stream = new FlagsStream(pathAt, onFlags);
+  for (let i = 0; i < count; i++) stream.add(i);
+  return stream.finish();
 }
 
 /**

@@ -56,6 +56,34 @@ t.test('files changed within the racy window before the scan are not cached', as
   t.notOk(cache.dirty);
 });
 
+t.test('the racy window ends exactly where it starts, to the nanosecond, whatever the 32-bit halves of the times', async (t) => {
+  const { state } = setup(t);
+  // Scan start: the window is the second before it.
+  const startedAt = new Date(1_764_000_000_123);
+  const windowStart = BigInt(startedAt.getTime()) * 1_000_000n - 1_000_000_000n;
+  const stampAt = (mtimeNs: bigint, ctimeNs: bigint): DataView => {
+    const view = new DataView(new ArrayBuffer(40));
+    view.setBigUint64(0, 1n, true);
+    view.setBigUint64(8, 1000n + mtimeNs % 1000n, true);
+    view.setBigUint64(24, mtimeNs, true);
+    view.setBigUint64(32, ctimeNs, true);
+    return view;
+  };
+  const cache = StatCache.load(state, '/', startedAt);
+  const low32 = windowStart & 0xffff_ffffn;
+  // A time with a larger low half than the window start but an earlier high half is before it.
+  const earlierHighLargerLow = ((windowStart >> 32n) - 1n) * 0x1_0000_0000n + 0xffff_ffffn;
+  t.ok(earlierHighLargerLow < windowStart && (earlierHighLargerLow & 0xffff_ffffn) > low32);
+  t.not(cache.stageStamp(stampAt(earlierHighLargerLow, earlierHighLargerLow), 0, 1), -1, 'before the window: staged');
+  t.not(cache.stageStamp(stampAt(windowStart - 1n, windowStart - 1n), 0, 1), -1, 'one ns before the window: staged');
+  t.equal(cache.stageStamp(stampAt(windowStart, 0n), 0, 1), -1, 'mtime at the window start: not staged');
+  t.equal(cache.stageStamp(stampAt(0n, windowStart), 0, 1), -1, 'ctime at the window start: not staged');
+  t.equal(cache.stageStamp(stampAt(0n, 1n << 63n), 0, 1), -1, 'a time far ahead: not staged');
+  // A clock before the epoch's first second: every time is in the window.
+  const early = StatCache.load(state, '/', new Date(500));
+  t.equal(early.stageStamp(stampAt(0n, 0n), 0, 1), -1);
+});
+
 t.test('records not seen again leave the cache', async (t) => {
   const { dir, state, file } = setup(t);
   const other = join(dir, 'g');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getAttributeSync, listAttributesSync, setAttributeSync } from '@napi-rs/xattr';
 import { MAX_ACL_ENTRIES, MAX_XATTRS, decodeAcl, decodeCaps, decodeXattrs, readXattrs, selinuxLabel, xattrErrno } from '../../../agent/collectors/attrs.js';
-import { LsattrLines, flagsMask, flagsText, parseLsattr, readFlags } from '../../../agent/collectors/flags.js';
+import { FlagsStream, LsattrLines, flagsMask, flagsText, parseLsattr, readFlags } from '../../../agent/collectors/flags.js';
 import { StringDecoder } from 'node:string_decoder';
 import { createFilesCollector, deviceText } from '../../../agent/collectors/files.js';
 import { FileEntrySchema } from '../../../agent/protocol/manifest.js';
@@ -179,6 +179,45 @@ t.test('lsattr over more paths than a pipe holds: every path answered in order, 
   t.equal(result.flags[1500], flagsMask('d'), 'the flagged file in the middle');
   t.equal([...result.flags.subarray(0, 2999)].filter((m) => m === 0).length, 2998, 'every other file read, none set');
   t.same([...result.errors], [[2999, 'ENOENT'], [3000, 'ENOENT']], 'the missing paths, with their reason');
+});
+
+t.test('lsattr fed paths while its answers come in: each answer under the index it was added with, a newline name in its own run', async (t) => {
+  const dir = tempDir(t);
+  // ~1.4 MB of paths: more than one lsattr process takes (1 MiB of arguments), so the first answers before the last path is added.
+  const deep = join(dir, 'd'.repeat(200), 'e'.repeat(200));
+  mkdirSync(deep, { recursive: true });
+  const paths = Array.from({ length: 2500 }, (_, i) => join(deep, `${String(i).padStart(5, '0')}-${'y'.repeat(150)}`));
+  for (const p of paths) writeFileSync(p, '');
+  const odd = join(dir, 'odd\n----i---------e------- 00007');
+  writeFileSync(odd, '');
+  execFileSync('chattr', ['+a', odd]);
+  execFileSync('chattr', ['+d', paths[1234] as string]);
+  rmSync(paths[7] as string);
+  // Indexes are the caller's own: every other one, the odd name in the middle.
+  const byIndex = new Map<number, string>();
+  const got = new Map<number, number>();
+  let answeredBeforeFinish = 0;
+  const stream = new FlagsStream((i) => byIndex.get(i) as string, (i, mask) => got.set(i, mask));
+  for (let k = 0; k < paths.length; k++) {
+    byIndex.set(2 * k, paths[k] as string);
+    stream.add(2 * k);
+    if (k === 1000) {
+      byIndex.set(1, odd);
+      stream.add(1);
+    }
+    // Turns of the event loop between adds, as the files collector's walk gives them.
+    if (k % 250 === 249) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 20));
+      answeredBeforeFinish = got.size;
+    }
+  }
+  const result = await stream.finish();
+  t.equal(result.missing, null);
+  t.ok(answeredBeforeFinish > 0, 'answers arrive before finish');
+  t.equal(got.get(2 * 1234), flagsMask('d'), 'the flagged file, under its index');
+  t.equal(got.get(1), flagsMask('a'), 'the name with a newline, read on its own');
+  t.same([...result.errors], [[14, 'ENOENT']], 'the removed path, under its index');
+  t.equal(got.size, paths.length, 'every other path answered');
 });
 
 t.test('device numbers as c/b MAJOR:MINOR, large numbers included', async (t) => {
