@@ -21,7 +21,7 @@ import { DriftError } from '../protocol/errors.js';
 import { compareUnread } from '../protocol/unread.js';
 import { LIMITS, type FileEntry, type FileType, type Manifest, type PackageEntry, type SectionName, type Unread } from '../protocol/manifest.js';
 import type { RuleSet, WatchRule } from '../protocol/rules.js';
-import type { SshSession } from './ssh.js';
+import type { RemoteSession } from './session.js';
 
 /**
  * Agentless collection: the manifest of a host without drift, read through an SSH
@@ -417,7 +417,7 @@ export function parseGetfattr(text: string): Map<string, Map<string, Uint8Array>
 
 /** The remote side of a scan: the session, its SFTP reader, and where to say things. */
 export interface RemoteHost {
-  session: SshSession;
+  session: RemoteSession;
   files: RemoteFiles;
 }
 
@@ -1073,7 +1073,7 @@ export const AGENTLESS_NO_PROC = 'processes and ports not read: the host shows n
  * and `sections`: the same manifest as `drift collect` there would give for the
  * packages, files, processes and ports sections and the host fields.
  */
-export async function collectAgentless(session: SshSession, scan: { rules: RuleSet; sections?: readonly SectionName[] | undefined }): Promise<Manifest> {
+export async function collectAgentless(session: RemoteSession, scan: { rules: RuleSet; sections?: readonly SectionName[] | undefined }): Promise<Manifest> {
   const sftp = await session.sftp();
   const files = new RemoteFiles(sftp as unknown as SftpClient);
   const host: RemoteHost = { session, files };

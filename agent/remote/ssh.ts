@@ -12,6 +12,7 @@ import { ManifestSchema, type Manifest, type SectionName } from '../protocol/man
 import type { RuleSet } from '../protocol/rules.js';
 import { VERSION } from '../version.js';
 import { checkHostKey, fingerprintOf, hostField, KNOWN_HOSTS_MAX_BYTES, knownHostsLine, type HostKeyVerdict } from './known-hosts.js';
+import type { RemoteResult, RemoteSession } from './session.js';
 
 /**
  * `drift scan --ssh`: collect a host's manifest over SSH, reading only.
@@ -144,16 +145,8 @@ interface SshClient {
   end(): void;
 }
 
-/** The outcome of a remote command (execa's result shape), stdout as bytes. */
-export interface RemoteResult {
-  code: number | null;
-  signal: string | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
 /** An open SSH connection to one target, for fixed read-only commands. */
-export class SshSession {
+export class SshSession implements RemoteSession {
   constructor(private readonly client: SshClient, readonly where: string, private readonly ssh: NodeSSH) {}
 
   /**
