@@ -28,8 +28,6 @@ import { CONTENT_CAP_BYTES, FlagErrors, assignXattrs, enters, hashBudget, ignore
  * reported in `unread` with its errno; a watch base that does not exist is not.
  */
 
-export { CONTENT_CAP_BYTES, NO_FLAGS_HERE, NO_FLAGS_REASON, escapeName } from './file-entry.js';
-
 /** Options of a files collector; the defaults suit the agent. */
 export interface FilesCollectorOptions extends HashOptions {
   /** Called once per sha256 actually computed (not for stat-cache hits), with the path as seen from the root. */

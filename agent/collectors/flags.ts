@@ -396,27 +396,17 @@ async function ended(run: LsattrRun, result: FlagsRun): Promise<{ stderr: string
 }
 
 /**
- * Read the inode flags of `count` paths (absolute paths on disk of regular files
- * and folders; `pathAt(i)` is the i-th). `onFlags(i, mask)` is called for each path
- * read, as lsattr's output arrives; resolves with the reasons of the others, and
- * `missing` set when lsattr could not be run at all (then no path has flags).
- */
-export async function readFlagsEach(count: number, pathAt: (i: number) => string, onFlags: (i: number, mask: number) => void): Promise<FlagsRun> {
-  const stream = new FlagsStream(pathAt, onFlags);
-  for (let i = 0; i < count; i++) stream.add(i);
-  return stream.finish();
-}
-
-/**
  * Read the inode flags of `paths` (absolute paths on disk of regular files and
  * folders). Resolves with flags and errors by index into `paths`, and `missing`
  * set when lsattr could not be run at all (then no path has flags).
  */
 export async function readFlags(paths: readonly string[]): Promise<FlagsResult & { missing: FlagsFailure }> {
   const flags = new Int32Array(paths.length).fill(-1);
-  const run = await readFlagsEach(paths.length, (i) => paths[i] as string, (i, mask) => {
+  const stream = new FlagsStream((i) => paths[i] as string, (i, mask) => {
     flags[i] = mask;
   });
+  for (let i = 0; i < paths.length; i++) stream.add(i);
+  const run = await stream.finish();
   if (run.missing !== null) flags.fill(-1);
   return { flags, errors: run.errors, missing: run.missing };
 }

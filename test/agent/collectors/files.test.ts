@@ -15,7 +15,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFilesCollector, escapeName, filesCollector, namesOnly, secretKind } from '../../../agent/collectors/files.js';
+import { createFilesCollector, filesCollector, namesOnly, secretKind } from '../../../agent/collectors/files.js';
+import { escapeName } from '../../../agent/collectors/file-entry.js';
 import { FileEntrySchema } from '../../../agent/protocol/manifest.js';
 import { emptyRuleSet, type RuleSet, type WatchRule } from '../../../agent/protocol/rules.js';
 import type { CollectContext } from '../../../agent/collectors/contract.js';
